@@ -1,0 +1,189 @@
+"""The server configuration: one YAML file, validated by :class:`Config`.
+
+Example::
+
+    server: {host: 127.0.0.1, port: 8000, workers: 1}
+    store: {name: sqlite, options: {path: ./lomas.db}}
+    engines: {smartnoise_sql: {}, opendp: {honest_but_curious: false}}
+    adapters: {local: {allowed_dirs: [./data]}}
+    limits: {max_body_bytes: 1048576, query_timeout_seconds: 60, max_inflight_per_user: 4}
+    cache: {max_bytes: 2147483648, revalidate_seconds: 30}
+    secrets:
+      s3_readonly: {env: S3_CREDENTIALS}
+      admin_token: {file: /run/secrets/admin-token}
+    bootstrap_admin: {user: admin, token: admin_token}
+
+Plugin sections map a plugin's short name to its options; enabling a third-party plugin is one line.
+Secrets are never inline: they name an environment variable or a file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lomas_core.errors import ConfigError
+
+__all__ = [
+    "BootstrapAdmin",
+    "CacheConfig",
+    "Config",
+    "LimitsConfig",
+    "PluginConfig",
+    "SecretRef",
+    "ServerConfig",
+    "config_path_from_env",
+    "load_config",
+    "resolve_secret",
+]
+
+
+class SecretRef(BaseModel):
+    """Where a secret lives: an environment variable or a file (exactly one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a secret names exactly one of 'env' or 'file'")
+        return self
+
+
+class ServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: str = "info"
+
+
+class PluginConfig(BaseModel):
+    """A plugin chosen by short name with its options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class LimitsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    query_timeout_seconds: float = Field(default=120.0, gt=0)
+    max_inflight_per_user: int | None = Field(default=None, ge=1)
+    max_dummy_rows: int = Field(default=100_000, ge=1)
+
+
+class CacheConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_bytes: int = Field(default=4 * 1024**3, ge=0)
+    revalidate_seconds: float = Field(default=30.0, ge=0)
+
+
+class BootstrapAdmin(BaseModel):
+    """Create ``user`` as admin at start-up with the token held in the named secret, if absent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = "admin"
+    token: str
+
+
+class Config(BaseModel):
+    """The whole server configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    store: PluginConfig = Field(
+        default_factory=lambda: PluginConfig(name="sqlite", options={"path": "lomas.db"}))
+    engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    adapters: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"local": {}})
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    secrets: dict[str, SecretRef] = Field(default_factory=dict)
+    bootstrap_admin: BootstrapAdmin | None = None
+    #: Directory that relative paths in options are resolved against (the config file's folder).
+    base_dir: str = "."
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none_sections(cls, data: Any) -> Any:
+        # `engines:` with nothing under it parses as None in YAML; treat it as empty.
+        if isinstance(data, dict):
+            for key in ("engines", "adapters", "secrets"):
+                if key in data and data[key] is None:
+                    data[key] = {}
+            for section in ("engines", "adapters"):
+                value = data.get(section)
+                if isinstance(value, dict):
+                    data[section] = {k: (v or {}) for k, v in value.items()}
+        return data
+
+    def resolve_path(self, path: str | os.PathLike[str]) -> Path:
+        """A path from the config, relative to the config file's directory."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+    def secret(self, name: str) -> str:
+        """The value of the named secret. ConfigError names the secret, never its value."""
+        ref = self.secrets.get(name)
+        if ref is None:
+            known = ", ".join(sorted(self.secrets)) or "none"
+            raise ConfigError(f"secret '{name}' is not defined in the config; defined: {known}")
+        return resolve_secret(ref, name=name, base=self)
+
+
+def resolve_secret(ref: SecretRef, *, name: str = "?", base: Config | None = None) -> str:
+    """Read a secret's value from its environment variable or file."""
+    if ref.env is not None:
+        value = os.environ.get(ref.env)
+        if value is None:
+            raise ConfigError(f"secret '{name}': environment variable {ref.env} is not set")
+        return value
+    assert ref.file is not None
+    path = base.resolve_path(ref.file) if base else Path(ref.file)
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"secret '{name}': cannot read file {path}: {exc.strerror}") from None
+
+
+def config_path_from_env() -> str | None:
+    return os.environ.get("LOMAS_CONFIG")
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Read and validate a YAML config. ``None`` gives the embedded defaults.
+
+    Raises:
+        ConfigError: unreadable file, bad YAML, or values the model refuses (with the field path).
+    """
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {p} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {p} must be a mapping")
+    raw.setdefault("base_dir", str(p.resolve().parent))
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"config {p} is invalid:\n" + "\n".join(lines)) from None

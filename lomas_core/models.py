@@ -1,0 +1,123 @@
+"""Domain objects of the admin state: users, datasets, grants and the query archive.
+
+Stores persist these; the server and the CLI exchange them. Budgets are exact decimals
+(:class:`lomas_core.budget.Budget`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lomas_core.budget import Budget
+from lomas_core.metadata import Metadata
+
+__all__ = [
+    "ArchiveRecord",
+    "DatasetDescription",
+    "Grant",
+    "NAME_PATTERN",
+    "QueryStatus",
+    "User",
+    "new_query_id",
+    "utcnow",
+]
+
+#: User and dataset names: short, URL- and SQL-identifier-safe.
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"
+
+QueryStatus = Literal["pending", "success", "failed", "released"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_query_id() -> str:
+    return uuid.uuid4().hex
+
+
+class User(BaseModel):
+    """A researcher or an admin. Identity comes from a token only."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    is_admin: bool = False
+
+
+class DatasetDescription(BaseModel):
+    """Where a dataset lives and what is public about it.
+
+    ``options`` belong to the adapter (path, url, bucket/key, format, ``credentials`` naming a
+    secret, ...). ``metadata`` may be omitted when ``options`` tell the adapter where to read it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    adapter: str = "local"
+    options: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata | None = None
+    description: str = ""
+
+
+class Grant(BaseModel):
+    """A user's access to a dataset with its initial and spent budget."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    user: str
+    dataset: str
+    initial: Budget
+    spent: Budget
+
+    @property
+    def remaining(self) -> Budget:
+        return self.initial - self.spent
+
+
+class ArchiveRecord(BaseModel):
+    """One real (non-dummy) query: written ``pending`` in the same transaction as its charge, then
+    completed with the result (``success``), the error (``failed``) or refunded (``released``)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    id: str = Field(default_factory=new_query_id)
+    user: str
+    dataset: str
+    engine: str
+    request: dict[str, Any]
+    cost: Budget
+    status: QueryStatus = "pending"
+    created_at: datetime = Field(default_factory=utcnow)
+    completed_at: datetime | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    #: Remaining budget right after the charge (set by the store's ``charge``).
+    remaining: Budget | None = None
+
+    def public_view(self) -> dict[str, Any]:
+        """JSON form returned to researchers and admins."""
+        return {
+            "id": self.id,
+            "user": self.user,
+            "dataset": self.dataset,
+            "engine": self.engine,
+            "request": self.request,
+            "epsilon": float(self.cost.epsilon),
+            "delta": float(self.cost.delta),
+            "status": self.status,
+            "created_at": self.created_at.isoformat(),
+            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+            "result": self.result,
+            "error": self.error,
+        }
+
+
+def decimal_str(value: Decimal) -> str:
+    """Canonical text for a stored decimal."""
+    return str(value)

@@ -1,0 +1,162 @@
+"""The budget-store interface: the admin state and the atomic charge.
+
+A store plugin returns a :class:`BudgetStore` from ``lomas_make_store``. Every method is blocking
+(the server calls them from worker threads) and must be safe to call from many threads and from
+several processes sharing the same backing database. Raise :class:`lomas_core.errors.StoreUnavailable`
+when the backend cannot be reached, :class:`~lomas_core.errors.NotFound` /
+:class:`~lomas_core.errors.Conflict` for admin mistakes.
+
+Every implementation must pass the contract suite in :mod:`lomas_core.testing.store_contract`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from lomas_core.budget import Budget
+from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, QueryStatus, User
+
+__all__ = ["BudgetStore"]
+
+
+class BudgetStore(ABC):
+    """Users, tokens, datasets, grants with budgets, and the query archive."""
+
+    #: Short name admins use in the config (``sqlite``, ``mongodb``).
+    name: str = ""
+
+    # -- users and tokens -------------------------------------------------------------------------
+    @abstractmethod
+    def add_user(self, user: User) -> None:
+        """Create a user. Conflict if the name is taken."""
+
+    @abstractmethod
+    def get_user(self, name: str) -> User:
+        """The user; NotFound if absent."""
+
+    @abstractmethod
+    def list_users(self) -> list[User]:
+        """All users, sorted by name."""
+
+    @abstractmethod
+    def remove_user(self, name: str) -> None:
+        """Delete a user with its tokens and grants (the archive stays). NotFound if absent."""
+
+    @abstractmethod
+    def add_token(self, user: str, token_hash: str) -> None:
+        """Store a token's hash for ``user`` (never the token). NotFound if the user is absent."""
+
+    @abstractmethod
+    def revoke_tokens(self, user: str) -> int:
+        """Delete every token of ``user``; returns how many were deleted."""
+
+    @abstractmethod
+    def user_for_token(self, token_hash: str) -> User | None:
+        """The user owning this token hash, or None."""
+
+    # -- datasets -----------------------------------------------------------------------------------
+    @abstractmethod
+    def put_dataset(self, dataset: DatasetDescription, *, replace: bool = False) -> None:
+        """Create (or with ``replace`` update) a dataset description. Conflict if it exists."""
+
+    @abstractmethod
+    def get_dataset(self, name: str) -> DatasetDescription:
+        """The description; NotFound if absent."""
+
+    @abstractmethod
+    def list_datasets(self) -> list[DatasetDescription]:
+        """All datasets, sorted by name."""
+
+    @abstractmethod
+    def remove_dataset(self, name: str) -> None:
+        """Delete a dataset and its grants (the archive stays). NotFound if absent."""
+
+    # -- grants and budgets ------------------------------------------------------------------------
+    @abstractmethod
+    def grant(self, user: str, dataset: str, initial: Budget) -> None:
+        """Give ``user`` access to ``dataset`` with an initial budget and nothing spent.
+
+        NotFound if the user or dataset is absent; Conflict if the grant exists.
+        """
+
+    @abstractmethod
+    def revoke(self, user: str, dataset: str) -> None:
+        """Remove the grant. NotFound if there is none."""
+
+    @abstractmethod
+    def set_initial_budget(self, user: str, dataset: str, initial: Budget) -> None:
+        """Change the initial budget of an existing grant (spent is kept). NotFound if no grant."""
+
+    @abstractmethod
+    def get_grant(self, user: str, dataset: str) -> Grant | None:
+        """The grant with initial and spent budgets, or None when the user has no access."""
+
+    @abstractmethod
+    def list_grants(self, user: str | None = None) -> list[Grant]:
+        """Grants, optionally of one user, sorted by (user, dataset)."""
+
+    # -- the charge and the archive ----------------------------------------------------------------
+    @abstractmethod
+    def charge(self, record: ArchiveRecord) -> Budget:
+        """Atomically charge ``record.cost`` to (record.user, record.dataset) and archive ``record``
+        as pending, in one transaction / one document operation.
+
+        The check that the cost fits what remains and the update are one atomic step: two
+        concurrent charges can never both pass one check. Never read-then-write outside that step.
+
+        Returns:
+            The remaining budget right after the charge (also stored as ``record.remaining``).
+        Raises:
+            AccessDenied: no grant for (user, dataset).
+            BudgetExceeded: the cost does not fit; nothing changed.
+            IdempotencyConflict: ``record.idempotency_key`` is already used by this user.
+        """
+
+    @abstractmethod
+    def complete(self, query_id: str, status: QueryStatus, *, result: Any = None,
+                 error: dict[str, Any] | None = None) -> None:
+        """Mark a pending record ``success`` or ``failed`` with its result or error."""
+
+    @abstractmethod
+    def release(self, query_id: str) -> None:
+        """Refund a pending record's charge and mark it ``released``, atomically.
+
+        Only for failures before any private data was read. A record that is not pending is left
+        unchanged (releasing twice never refunds twice).
+        """
+
+    @abstractmethod
+    def get_record(self, query_id: str) -> ArchiveRecord:
+        """One archive record; NotFound if absent."""
+
+    @abstractmethod
+    def find_by_idempotency_key(self, user: str, key: str) -> ArchiveRecord | None:
+        """The record ``user`` created with this ``Idempotency-Key``, or None."""
+
+    @abstractmethod
+    def list_archive(self, user: str | None = None, dataset: str | None = None) -> list[ArchiveRecord]:
+        """Archive records, oldest first, optionally filtered."""
+
+    @abstractmethod
+    def pending_records(self) -> list[ArchiveRecord]:
+        """Records still pending (left by a crash); for recovery and audit."""
+
+    # -- whole-state copy and lifecycle ------------------------------------------------------------
+    @abstractmethod
+    def export_state(self) -> dict[str, Any]:
+        """Everything as JSON-safe data (users, token hashes, datasets, grants, archive).
+
+        The format is shared by every store so that ``lomas admin copy`` can move state between
+        stores. Decimals are strings.
+        """
+
+    @abstractmethod
+    def import_state(self, state: dict[str, Any]) -> None:
+        """Load what :meth:`export_state` produced into an empty store. Conflict if not empty."""
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable when the backend is unreachable. Used by ``/health``."""
+
+    def close(self) -> None:
+        """Release connections. Called once at shutdown."""
