@@ -1,0 +1,104 @@
+"""Read CSV and Parquet files from directories the admin allowed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lomas_core.adapter import Adapter, Loaded
+from lomas_core.context import PluginContext
+from lomas_core.engine import validation_message
+from lomas_core.errors import ConfigError, DatasetUnavailable, InvalidRequest
+from lomas_core.io import detect_format, read_metadata, read_table_from_fs
+
+__all__ = ["LocalAdapter", "LocalAdapterOptions", "LocalDatasetOptions"]
+
+
+class LocalAdapterOptions(BaseModel):
+    """Server-side options (config ``adapters.local``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allowed_dirs: list[str] = Field(default_factory=list)
+
+
+class LocalDatasetOptions(BaseModel):
+    """Per-dataset options (the description's ``options``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    format: str | None = None
+    metadata_path: str | None = None
+
+
+class LocalAdapter(Adapter):
+    """Files on the server's disk, only under ``allowed_dirs`` (symlinks resolved first)."""
+
+    name = "local"
+
+    def __init__(self, options: Mapping[str, Any], context: PluginContext) -> None:
+        try:
+            opts = LocalAdapterOptions.model_validate(dict(options))
+        except ValidationError as exc:
+            raise ConfigError(f"adapters.local: {validation_message(exc)}") from None
+        self._config = context.config
+        self.allowed = [context.config.resolve_path(d).resolve() for d in opts.allowed_dirs]
+        import fsspec
+
+        self._fs = fsspec.filesystem("file")
+
+    def _options(self, options: Mapping[str, Any]) -> LocalDatasetOptions:
+        try:
+            return LocalDatasetOptions.model_validate(dict(options))
+        except ValidationError as exc:
+            raise InvalidRequest(f"local adapter options: {validation_message(exc)}") from None
+
+    def _allowed_path(self, raw: str) -> Path:
+        path = self._config.resolve_path(raw).resolve()
+        if not any(path == d or d in path.parents for d in self.allowed):
+            raise InvalidRequest(
+                f"path '{raw}' is outside the directories the local adapter may read "
+                "(adapters.local.allowed_dirs)")
+        return path
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        opts = self._options(options)
+        self._allowed_path(opts.path)
+        detect_format(opts.path, opts.format)
+        if opts.metadata_path:
+            self._allowed_path(opts.metadata_path)
+
+    def version(self, options: Mapping[str, Any]) -> str | None:
+        path = self._allowed_path(self._options(options).path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            raise DatasetUnavailable("source file not found") from None
+        return f"{st.st_mtime_ns}-{st.st_size}"
+
+    def load(self, dataset: str, options: Mapping[str, Any]) -> Loaded:
+        opts = self._options(options)
+        path = self._allowed_path(opts.path)
+        # Take the version before reading: a file replaced mid-read is then re-read next time.
+        try:
+            st = os.stat(path)
+        except OSError:
+            raise DatasetUnavailable(f"dataset '{dataset}': source file not found") from None
+        table = read_table_from_fs(dataset, self._fs, str(path), opts.format)
+        return Loaded(table, f"{st.st_mtime_ns}-{st.st_size}")
+
+    def load_metadata(self, dataset: str, options: Mapping[str, Any]) -> dict[str, Any] | None:
+        opts = self._options(options)
+        if not opts.metadata_path:
+            return None
+        path = self._allowed_path(opts.metadata_path)
+        try:
+            with open(path, "rb") as handle:
+                return read_metadata(dataset, handle)
+        except FileNotFoundError:
+            raise DatasetUnavailable(f"dataset '{dataset}': metadata file not found") from None
