@@ -1,0 +1,316 @@
+"""The embedded ``sqlite`` budget store: one SQLite file, safe for many threads and processes.
+
+Config::
+
+    store: {name: sqlite, options: {path: ./lomas.db, busy_timeout_seconds: 30}}
+
+``path`` is relative to the config file's folder. Budgets are exact decimal text; the charge is one
+conditional ``UPDATE`` plus the pending archive insert inside one ``BEGIN IMMEDIATE`` transaction
+(see :mod:`lomas_core.stores.sqlite_db`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+from lomas_core.budget import Budget
+from lomas_core.errors import (
+    AccessDenied,
+    BudgetExceeded,
+    ConfigError,
+    Conflict,
+    IdempotencyConflict,
+    InvalidRequest,
+    NotFound,
+)
+from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, QueryStatus, User, utcnow
+from lomas_core.store import BudgetStore
+from lomas_core.stores.sqlite_db import SQLiteDatabase
+from lomas_core.stores.sqlite_rows import (
+    GRANT_COLUMNS,
+    INSERT_RECORD,
+    RECORD_COLUMNS,
+    budget,
+    dump_json,
+    grant_from_row,
+    record_from_row,
+    record_params,
+)
+from lomas_core.stores.state import Token, build_state, format_time, parse_state
+
+__all__ = ["SQLiteStore", "parse_options"]
+
+_OPTIONS = {"path", "busy_timeout_seconds"}
+
+
+def parse_options(options: Mapping[str, Any], resolve: Any = Path) -> tuple[Path, float]:
+    """Validate ``{"path": str, "busy_timeout_seconds": float}``; ConfigError on mistakes."""
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise ConfigError(f"sqlite store: unknown options {sorted(unknown)}; known: {sorted(_OPTIONS)}")
+    raw = options.get("path")
+    if not isinstance(raw, str) or not raw or raw == ":memory:" or raw.startswith("file:"):
+        raise ConfigError("sqlite store: option 'path' must be a file path")
+    timeout = options.get("busy_timeout_seconds", 30.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ConfigError("sqlite store: 'busy_timeout_seconds' must be a positive number")
+    path = Path(resolve(raw))
+    if not path.parent.is_dir():
+        raise ConfigError(f"sqlite store: directory {path.parent} does not exist")
+    return path, float(timeout)
+
+
+class SQLiteStore(BudgetStore):
+    """:class:`~lomas_core.store.BudgetStore` on one SQLite file."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.db = SQLiteDatabase(self.path, busy_timeout=busy_timeout)
+
+    # -- users and tokens -------------------------------------------------------------------------
+    def add_user(self, user: User) -> None:
+        try:
+            with self.db.write() as c:
+                c.execute("INSERT INTO users (name, is_admin) VALUES (?, ?)", (user.name, int(user.is_admin)))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"user '{user.name}' already exists") from None
+
+    def get_user(self, name: str) -> User:
+        rows = self.db.execute("SELECT name, is_admin FROM users WHERE name = ?", (name,))
+        if not rows:
+            raise NotFound(f"user '{name}' does not exist")
+        return User(name=rows[0]["name"], is_admin=bool(rows[0]["is_admin"]))
+
+    def list_users(self) -> list[User]:
+        rows = self.db.execute("SELECT name, is_admin FROM users ORDER BY name")
+        return [User(name=r["name"], is_admin=bool(r["is_admin"])) for r in rows]
+
+    def remove_user(self, name: str) -> None:
+        with self.db.write() as c:
+            if c.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFound(f"user '{name}' does not exist")
+            c.execute("DELETE FROM tokens WHERE user = ?", (name,))
+            c.execute("DELETE FROM grants WHERE user = ?", (name,))
+
+    def add_token(self, user: str, token_hash: str) -> None:
+        with self.db.write() as c:
+            if c.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is None:
+                raise NotFound(f"user '{user}' does not exist")
+            try:
+                c.execute("INSERT INTO tokens (hash, user) VALUES (?, ?)", (token_hash, user))
+            except sqlite3.IntegrityError:
+                raise Conflict("this token is already registered") from None
+
+    def revoke_tokens(self, user: str) -> int:
+        with self.db.write() as c:
+            return int(c.execute("DELETE FROM tokens WHERE user = ?", (user,)).rowcount)
+
+    def user_for_token(self, token_hash: str) -> User | None:
+        rows = self.db.execute("SELECT u.name, u.is_admin FROM tokens t JOIN users u ON u.name = t.user "
+                               "WHERE t.hash = ?", (token_hash,))
+        return User(name=rows[0]["name"], is_admin=bool(rows[0]["is_admin"])) if rows else None
+
+    # -- datasets -----------------------------------------------------------------------------------
+    def put_dataset(self, dataset: DatasetDescription, *, replace: bool = False) -> None:
+        text = dataset.model_dump_json()
+        with self.db.write() as c:
+            if replace:
+                c.execute("INSERT INTO datasets (name, description) VALUES (?, ?) ON CONFLICT (name) "
+                          "DO UPDATE SET description = excluded.description", (dataset.name, text))
+                return
+            try:
+                c.execute("INSERT INTO datasets (name, description) VALUES (?, ?)", (dataset.name, text))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"dataset '{dataset.name}' already exists") from None
+
+    def get_dataset(self, name: str) -> DatasetDescription:
+        rows = self.db.execute("SELECT description FROM datasets WHERE name = ?", (name,))
+        if not rows:
+            raise NotFound(f"dataset '{name}' does not exist")
+        return DatasetDescription.model_validate_json(rows[0]["description"])
+
+    def list_datasets(self) -> list[DatasetDescription]:
+        rows = self.db.execute("SELECT description FROM datasets ORDER BY name")
+        return [DatasetDescription.model_validate_json(r["description"]) for r in rows]
+
+    def remove_dataset(self, name: str) -> None:
+        with self.db.write() as c:
+            if c.execute("DELETE FROM datasets WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFound(f"dataset '{name}' does not exist")
+            c.execute("DELETE FROM grants WHERE dataset = ?", (name,))
+
+    # -- grants and budgets ------------------------------------------------------------------------
+    def grant(self, user: str, dataset: str, initial: Budget) -> None:
+        with self.db.write() as c:
+            if c.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is None:
+                raise NotFound(f"user '{user}' does not exist")
+            if c.execute("SELECT 1 FROM datasets WHERE name = ?", (dataset,)).fetchone() is None:
+                raise NotFound(f"dataset '{dataset}' does not exist")
+            try:
+                c.execute(f"INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, '0', '0')",
+                          (user, dataset, str(initial.epsilon), str(initial.delta)))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"user '{user}' already has a grant on dataset '{dataset}'") from None
+
+    def revoke(self, user: str, dataset: str) -> None:
+        with self.db.write() as c:
+            if c.execute("DELETE FROM grants WHERE user = ? AND dataset = ?", (user, dataset)).rowcount == 0:
+                raise NotFound(f"user '{user}' has no grant on dataset '{dataset}'")
+
+    def set_initial_budget(self, user: str, dataset: str, initial: Budget) -> None:
+        with self.db.write() as c:
+            cur = c.execute("UPDATE grants SET initial_eps = ?, initial_delta = ? "
+                            "WHERE user = ? AND dataset = ?",
+                            (str(initial.epsilon), str(initial.delta), user, dataset))
+            if cur.rowcount == 0:
+                raise NotFound(f"user '{user}' has no grant on dataset '{dataset}'")
+
+    def get_grant(self, user: str, dataset: str) -> Grant | None:
+        rows = self.db.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE user = ? AND dataset = ?",
+                               (user, dataset))
+        return grant_from_row(rows[0]) if rows else None
+
+    def list_grants(self, user: str | None = None) -> list[Grant]:
+        if user is None:
+            rows = self.db.execute(f"SELECT {GRANT_COLUMNS} FROM grants ORDER BY user, dataset")
+        else:
+            rows = self.db.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE user = ? "
+                                   "ORDER BY user, dataset", (user,))
+        return [grant_from_row(r) for r in rows]
+
+    # -- the charge and the archive ----------------------------------------------------------------
+    def charge(self, record: ArchiveRecord) -> Budget:
+        if not all(v.is_finite() and v >= 0 for v in (record.cost.epsilon, record.cost.delta)):
+            raise InvalidRequest("a query's cost must be finite and non-negative")
+        e, d = str(record.cost.epsilon), str(record.cost.delta)
+        with self.db.write() as c:
+            # The check and the update are this one statement, under the write lock of BEGIN IMMEDIATE.
+            row = c.execute(
+                "UPDATE grants SET spent_eps = dec_add(spent_eps, :e), "
+                "spent_delta = dec_add(spent_delta, :d) "
+                "WHERE user = :u AND dataset = :ds AND dec_le(dec_add(spent_eps, :e), initial_eps) "
+                "AND dec_le(dec_add(spent_delta, :d), initial_delta) "
+                "RETURNING initial_eps, initial_delta, spent_eps, spent_delta",
+                {"e": e, "d": d, "u": record.user, "ds": record.dataset}).fetchone()
+            if row is None:
+                self._refuse(c, record)
+            remaining = (budget(row["initial_eps"], row["initial_delta"])
+                         - budget(row["spent_eps"], row["spent_delta"]))
+            stored = record.model_copy(update={"status": "pending", "remaining": remaining,
+                                               "completed_at": None, "result": None, "error": None})
+            try:
+                c.execute(INSERT_RECORD, record_params(stored))
+            except sqlite3.IntegrityError as exc:
+                if "idempotency" in str(exc) or "idempotency_key" in str(exc):
+                    raise IdempotencyConflict(
+                        "this Idempotency-Key was already used for another request") from None
+                raise Conflict(f"query id '{record.id}' already exists") from None
+        record.status = "pending"
+        record.remaining = remaining
+        return remaining
+
+    @staticmethod
+    def _refuse(c: sqlite3.Connection, record: ArchiveRecord) -> NoReturn:
+        row = c.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE user = ? AND dataset = ?",
+                        (record.user, record.dataset)).fetchone()
+        if row is None:
+            raise AccessDenied(f"you do not have access to dataset '{record.dataset}'")
+        rem = grant_from_row(row).remaining
+        raise BudgetExceeded(
+            f"the query needs epsilon={record.cost.epsilon}, delta={record.cost.delta} but only "
+            f"epsilon={rem.epsilon}, delta={rem.delta} remain; nothing was charged",
+            needed=record.cost.as_strings(), remaining=rem.as_strings())
+
+    def complete(self, query_id: str, status: QueryStatus, *, result: Any = None,
+                 error: dict[str, Any] | None = None) -> None:
+        if status not in ("success", "failed"):
+            raise ValueError(f"complete() takes 'success' or 'failed', not {status!r}")
+        with self.db.write() as c:
+            cur = c.execute("UPDATE archive SET status = ?, result = ?, error = ?, completed_at = ? "
+                            "WHERE id = ? AND status = 'pending'",
+                            (status, dump_json(result), dump_json(error), format_time(utcnow()), query_id))
+            if cur.rowcount == 0 and c.execute("SELECT 1 FROM archive WHERE id = ?",
+                                               (query_id,)).fetchone() is None:
+                raise NotFound(f"query '{query_id}' does not exist")
+
+    def release(self, query_id: str) -> None:
+        with self.db.write() as c:
+            row = c.execute("SELECT user, dataset, cost_eps, cost_delta, status FROM archive WHERE id = ?",
+                            (query_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"query '{query_id}' does not exist")
+            if row["status"] != "pending":
+                return
+            c.execute("UPDATE archive SET status = 'released', completed_at = ? WHERE id = ?",
+                      (format_time(utcnow()), query_id))
+            c.execute("UPDATE grants SET spent_eps = dec_sub_floor(spent_eps, ?), "
+                      "spent_delta = dec_sub_floor(spent_delta, ?) WHERE user = ? AND dataset = ?",
+                      (row["cost_eps"], row["cost_delta"], row["user"], row["dataset"]))
+
+    def get_record(self, query_id: str) -> ArchiveRecord:
+        rows = self.db.execute(f"SELECT {RECORD_COLUMNS} FROM archive WHERE id = ?", (query_id,))
+        if not rows:
+            raise NotFound(f"query '{query_id}' does not exist")
+        return record_from_row(rows[0])
+
+    def find_by_idempotency_key(self, user: str, key: str) -> ArchiveRecord | None:
+        rows = self.db.execute(f"SELECT {RECORD_COLUMNS} FROM archive "
+                               "WHERE user = ? AND idempotency_key = ?", (user, key))
+        return record_from_row(rows[0]) if rows else None
+
+    def list_archive(self, user: str | None = None, dataset: str | None = None) -> list[ArchiveRecord]:
+        rows = self.db.execute(
+            f"SELECT {RECORD_COLUMNS} FROM archive WHERE (:u IS NULL OR user = :u) "
+            "AND (:ds IS NULL OR dataset = :ds) ORDER BY created_at, seq", {"u": user, "ds": dataset})
+        return [record_from_row(r) for r in rows]
+
+    def pending_records(self) -> list[ArchiveRecord]:
+        rows = self.db.execute(f"SELECT {RECORD_COLUMNS} FROM archive WHERE status = 'pending' "
+                               "ORDER BY created_at, seq")
+        return [record_from_row(r) for r in rows]
+
+    # -- whole-state copy and lifecycle ------------------------------------------------------------
+    def export_state(self) -> dict[str, Any]:
+        with self.db.read() as c:
+            users = [User(name=r["name"], is_admin=bool(r["is_admin"]))
+                     for r in c.execute("SELECT name, is_admin FROM users ORDER BY name")]
+            tokens = [Token(user=r["user"], hash=r["hash"])
+                      for r in c.execute("SELECT user, hash FROM tokens ORDER BY user, hash")]
+            datasets = [DatasetDescription.model_validate_json(r["description"])
+                        for r in c.execute("SELECT description FROM datasets ORDER BY name")]
+            grants = [grant_from_row(r) for r in
+                      c.execute(f"SELECT {GRANT_COLUMNS} FROM grants ORDER BY user, dataset")]
+            archive = [record_from_row(r) for r in
+                       c.execute(f"SELECT {RECORD_COLUMNS} FROM archive ORDER BY created_at, seq")]
+        return build_state(users, tokens, datasets, grants, archive)
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        parsed = parse_state(state)
+        with self.db.write() as c:
+            for table in ("users", "tokens", "datasets", "grants", "archive"):
+                if c.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
+                    raise Conflict("the store is not empty; import only into a fresh store")
+            try:
+                c.executemany("INSERT INTO users (name, is_admin) VALUES (?, ?)",
+                              [(u.name, int(u.is_admin)) for u in parsed.users])
+                c.executemany("INSERT INTO tokens (hash, user) VALUES (?, ?)",
+                              [(t.hash, t.user) for t in parsed.tokens])
+                c.executemany("INSERT INTO datasets (name, description) VALUES (?, ?)",
+                              [(d.name, d.model_dump_json()) for d in parsed.datasets])
+                c.executemany(f"INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                              [(g.user, g.dataset, str(g.initial.epsilon), str(g.initial.delta),
+                                str(g.spent.epsilon), str(g.spent.delta)) for g in parsed.grants])
+                c.executemany(INSERT_RECORD, [record_params(r) for r in parsed.archive])
+            except sqlite3.IntegrityError as exc:
+                raise InvalidRequest(f"the state is inconsistent: {exc}") from None
+
+    def ping(self) -> None:
+        self.db.execute("SELECT 1 FROM meta LIMIT 1")
+
+    def close(self) -> None:
+        self.db.close()

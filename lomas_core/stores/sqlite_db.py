@@ -1,0 +1,218 @@
+"""SQLite plumbing for the ``sqlite`` store: schema, per-thread connections, transactions.
+
+Budgets are stored as decimal TEXT and compared by deterministic SQL functions that do
+:class:`~decimal.Decimal` arithmetic, so the check-and-update of a charge is one SQL statement
+inside one ``BEGIN IMMEDIATE`` transaction. Connections use WAL, ``synchronous=FULL`` and a busy
+timeout; each thread gets its own connection, and writers of one process also queue on a lock so
+that only writers of *other* processes meet SQLite's busy handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal, localcontext
+from pathlib import Path
+
+from lomas_core.budget import DECIMAL_CONTEXT
+from lomas_core.errors import ConfigError, StoreUnavailable
+
+__all__ = ["SCHEMA_VERSION", "SQLiteDatabase", "dec_add", "dec_le", "dec_sub_floor"]
+
+log = logging.getLogger("lomas.stores.sqlite")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, is_admin INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, user TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user);
+CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, description TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS grants (
+    user TEXT NOT NULL, dataset TEXT NOT NULL,
+    initial_eps TEXT NOT NULL, initial_delta TEXT NOT NULL,
+    spent_eps TEXT NOT NULL, spent_delta TEXT NOT NULL,
+    PRIMARY KEY (user, dataset));
+CREATE TABLE IF NOT EXISTS archive (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    user TEXT NOT NULL, dataset TEXT NOT NULL, engine TEXT NOT NULL,
+    request TEXT NOT NULL,
+    cost_eps TEXT NOT NULL, cost_delta TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL, completed_at TEXT,
+    result TEXT, error TEXT,
+    idempotency_key TEXT,
+    remaining_eps TEXT, remaining_delta TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS archive_idempotency ON archive (user, idempotency_key);
+CREATE INDEX IF NOT EXISTS archive_order ON archive (created_at, seq);
+CREATE INDEX IF NOT EXISTS archive_status ON archive (status);
+"""
+
+
+def dec_add(a: str, b: str) -> str:
+    """SQL ``dec_add(a, b)``: exact decimal sum as text."""
+    with localcontext(DECIMAL_CONTEXT):
+        return str(Decimal(a) + Decimal(b))
+
+
+def dec_sub_floor(a: str, b: str) -> str:
+    """SQL ``dec_sub_floor(a, b)``: exact ``a - b``, never below zero.
+
+    A refund can meet a grant that was revoked and granted again (spent restarted at zero); the
+    floor keeps ``spent`` meaningful in that case.
+    """
+    with localcontext(DECIMAL_CONTEXT):
+        result = Decimal(a) - Decimal(b)
+    return str(result) if result > 0 else "0"
+
+
+def dec_le(a: str, b: str) -> int:
+    """SQL ``dec_le(a, b)``: 1 when ``a <= b`` as decimals."""
+    return int(Decimal(a) <= Decimal(b))
+
+
+class SQLiteDatabase:
+    """One SQLite file shared by threads and processes."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._closed = False
+        self._create_schema()
+
+    # -- connections ---------------------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None,
+                               check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        conn.create_function("dec_add", 2, dec_add, deterministic=True)
+        conn.create_function("dec_sub_floor", 2, dec_sub_floor, deterministic=True)
+        conn.create_function("dec_le", 2, dec_le, deterministic=True)
+        return conn
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use)."""
+        if self._closed:
+            raise StoreUnavailable("The budget store is closed.")
+        if os.getpid() != self._pid:  # forked: never share a parent's connections
+            self._local = threading.local()
+            self._conns = []
+            self._pid = os.getpid()
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._guard_open()
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def _guard_open(self) -> sqlite3.Connection:
+        try:
+            return self._open()
+        except sqlite3.Error as exc:
+            log.error("sqlite store %s cannot be opened: %s", self.path, exc)
+            raise StoreUnavailable("The budget store cannot be reached; nothing was charged.") from None
+
+    def _create_schema(self) -> None:
+        try:
+            conn = self._open()
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise ConfigError(f"sqlite store {self.path}: cannot switch to WAL mode ({mode})")
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+                version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"sqlite store {self.path} cannot be opened: {exc}") from None
+        if int(version) > SCHEMA_VERSION:
+            raise ConfigError(f"sqlite store {self.path} has schema version {version}; this lomas "
+                              f"understands up to {SCHEMA_VERSION}")
+
+    # -- transactions --------------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error.
+
+        sqlite errors other than constraint violations become StoreUnavailable.
+        """
+        if not self._write_lock.acquire(timeout=self.busy_timeout):
+            raise StoreUnavailable("The budget store is busy; nothing was charged. Retry later.")
+        try:
+            conn = self.connection()
+            with self._translate(conn):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        finally:
+            self._write_lock.release()
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every statement inside sees the same snapshot."""
+        conn = self.connection()
+        with self._translate(conn):
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    @contextmanager
+    def _translate(self, conn: sqlite3.Connection) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            log.error("sqlite store %s failed: %s: %s", self.path, type(exc).__name__, exc)
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise StoreUnavailable("The budget store is busy or unreachable; nothing was charged.") \
+                from None
+
+    def execute(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()) -> list[sqlite3.Row]:
+        """One autocommit read statement; all rows."""
+        conn = self.connection()
+        with self._translate(conn):
+            return list(conn.execute(sql, params).fetchall())
+
+    def close(self) -> None:
+        """Close every connection this object opened."""
+        self._closed = True
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:  # closing is best effort
+                pass

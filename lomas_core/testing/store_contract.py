@@ -1,0 +1,493 @@
+"""Contract tests every budget-store plugin must pass.
+
+A store plugin's test module subclasses :class:`StoreContract` and provides a ``store_spec``
+fixture: ``(plugin name, options)`` or ``(plugin name, options, extra Config kwargs)``. The spec must
+be picklable, because the concurrency test rebuilds the store from it in child processes (the
+"spawn" start method), and it must name a fresh, empty store for every test::
+
+    import pytest
+    from lomas_core.testing.store_contract import StoreContract
+
+    class TestMyStore(StoreContract):
+        @pytest.fixture
+        def store_spec(self, tmp_path):
+            return ("mystore", {"uri": "...", "database": f"t_{tmp_path.name}"})
+
+        @pytest.fixture   # optional: an independent empty store for the export/import test
+        def second_store_spec(self, tmp_path):
+            return ("mystore", {"uri": "...", "database": f"t2_{tmp_path.name}"})
+
+Without ``second_store_spec`` the suite derives one by renaming a ``path`` option (files) or a
+``database`` option; otherwise that test is skipped. The store is built through
+:func:`lomas_core.plugins.make_store`, so the plugin's entry point must be installed. Stores are
+closed after each test; cleaning up the backend (dropping databases) is the subclass's job.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from lomas_core.budget import Budget
+from lomas_core.config import Config, PluginConfig
+from lomas_core.errors import (
+    AccessDenied,
+    BudgetExceeded,
+    Conflict,
+    IdempotencyConflict,
+    InvalidRequest,
+    LomasError,
+    NotFound,
+)
+from lomas_core.metadata import Metadata
+from lomas_core.models import ArchiveRecord, DatasetDescription, User
+from lomas_core.plugins import make_store
+from lomas_core.store import BudgetStore
+
+__all__ = ["StoreContract", "StoreSpec", "build_store", "derive_spec", "make_record", "seed"]
+
+#: ``(name, options)`` or ``(name, options, extra Config kwargs)``.
+StoreSpec = tuple[Any, ...]
+
+SPENDERS = 64
+PROCESSES = 2
+
+
+def build_store(spec: StoreSpec) -> BudgetStore:
+    """Build a store from a spec through the plugin machinery (as the server does)."""
+    name, options, *rest = spec
+    extra: dict[str, Any] = dict(rest[0]) if rest else {}
+    config = Config(store=PluginConfig(name=name, options=dict(options)), **extra)
+    return make_store(config)
+
+
+def derive_spec(spec: StoreSpec, suffix: str = "second") -> StoreSpec | None:
+    """A spec for another empty store next to ``spec``, or None when it cannot be guessed."""
+    name, options, *rest = spec
+    options = dict(options)
+    if isinstance(options.get("path"), str):
+        options["path"] = f"{options['path']}.{suffix}"
+    elif isinstance(options.get("database"), str):
+        options["database"] = f"{options['database']}_{suffix}"
+    else:
+        return None
+    return (name, options, *rest)
+
+
+def seed(store: BudgetStore, user: str = "alice", dataset: str = "ds",
+         initial: Budget | None = None) -> None:
+    """Create ``user`` and ``dataset`` (when absent) and grant ``initial`` (default 1.0, 1e-5)."""
+    try:
+        store.add_user(User(name=user))
+    except Conflict:
+        pass
+    try:
+        store.put_dataset(_dataset(dataset))
+    except Conflict:
+        pass
+    store.grant(user, dataset, initial or Budget.of("1.0", "0.00001"))
+
+
+def make_record(user: str = "alice", dataset: str = "ds", epsilon: Any = "0.1", delta: Any = 0,
+                **kwargs: Any) -> ArchiveRecord:
+    """A pending archive record costing (epsilon, delta)."""
+    return ArchiveRecord(user=user, dataset=dataset, engine="smartnoise_sql",
+                         request={"sql": "SELECT COUNT(*) FROM t", "epsilon": 0.1},
+                         cost=Budget.of(epsilon, delta), **kwargs)
+
+
+def _dataset(name: str) -> DatasetDescription:
+    metadata = Metadata.model_validate({"max_ids": 1, "rows": 10, "columns": {
+        "age": {"type": "int", "lower": 0, "upper": 120},
+        "city": {"type": "string", "categories": ["Bern", "Zürich"]}}})
+    return DatasetDescription(name=name, adapter="local", options={"path": f"/data/{name}.parquet"},
+                              metadata=metadata, description=f"the {name} dataset")
+
+
+def _spend_worker(spec: StoreSpec, threads: int, barrier: Any, queue: Any) -> None:
+    """Child process body of the concurrency test: ``threads`` concurrent charges of 0.1."""
+    outcomes: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    try:
+        store = build_store(spec)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        barrier.abort()
+        queue.put([("error", f"build: {type(exc).__name__}: {exc}")])
+        return
+    start = threading.Barrier(threads)
+
+    def spend() -> None:
+        start.wait()
+        try:
+            remaining = store.charge(make_record(epsilon="0.1", delta="0.000001"))
+            outcome = ("ok", f"{remaining.epsilon}|{remaining.delta}")
+        except BudgetExceeded:
+            outcome = ("exceeded", "")
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            outcome = ("error", f"{type(exc).__name__}: {exc}")
+        with lock:
+            outcomes.append(outcome)
+
+    try:
+        barrier.wait(timeout=60)
+        workers = [threading.Thread(target=spend) for _ in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        store.close()
+        queue.put(outcomes)
+
+
+class StoreContract:
+    """Shared tests; see the module docstring for what a subclass provides."""
+
+    @pytest.fixture
+    def store_spec(self) -> StoreSpec:
+        raise NotImplementedError("a StoreContract subclass must define the store_spec fixture")
+
+    @pytest.fixture
+    def second_store_spec(self, store_spec: StoreSpec) -> StoreSpec | None:
+        return derive_spec(store_spec)
+
+    @pytest.fixture
+    def store(self, store_spec: StoreSpec) -> Iterator[BudgetStore]:
+        store = build_store(store_spec)
+        yield store
+        store.close()
+
+    # -- basics --------------------------------------------------------------------------------
+    def test_is_budget_store(self, store: BudgetStore, store_spec: StoreSpec) -> None:
+        assert isinstance(store, BudgetStore)
+        assert store.name == store_spec[0]
+        store.ping()
+
+    def test_users(self, store: BudgetStore) -> None:
+        store.add_user(User(name="bob"))
+        store.add_user(User(name="alice", is_admin=True))
+        assert store.get_user("alice") == User(name="alice", is_admin=True)
+        assert [u.name for u in store.list_users()] == ["alice", "bob"]
+        with pytest.raises(Conflict):
+            store.add_user(User(name="bob", is_admin=True))
+        with pytest.raises(NotFound):
+            store.get_user("carol")
+        with pytest.raises(NotFound):
+            store.remove_user("carol")
+        store.remove_user("bob")
+        assert [u.name for u in store.list_users()] == ["alice"]
+
+    def test_tokens(self, store: BudgetStore) -> None:
+        store.add_user(User(name="alice"))
+        with pytest.raises(NotFound):
+            store.add_token("nobody", "h0")
+        store.add_token("alice", "h1")
+        store.add_token("alice", "h2")
+        assert store.user_for_token("h1") == User(name="alice")
+        assert store.user_for_token("unknown") is None
+        assert store.revoke_tokens("alice") == 2
+        assert store.revoke_tokens("alice") == 0
+        assert store.user_for_token("h2") is None
+
+    def test_remove_user_drops_tokens_and_grants_keeps_archive(self, store: BudgetStore) -> None:
+        seed(store)
+        store.add_token("alice", "h1")
+        record = make_record()
+        store.charge(record)
+        store.remove_user("alice")
+        assert store.user_for_token("h1") is None
+        assert store.get_grant("alice", "ds") is None
+        assert store.get_record(record.id).user == "alice"
+        store.add_user(User(name="alice"))  # a new user of the same name starts without grants
+        assert store.list_grants("alice") == []
+
+    def test_datasets(self, store: BudgetStore) -> None:
+        store.put_dataset(_dataset("zeta"))
+        store.put_dataset(_dataset("alpha"))
+        assert store.get_dataset("zeta") == _dataset("zeta")
+        assert [d.name for d in store.list_datasets()] == ["alpha", "zeta"]
+        with pytest.raises(Conflict):
+            store.put_dataset(_dataset("zeta"))
+        changed = _dataset("zeta").model_copy(update={"description": "new"})
+        store.put_dataset(changed, replace=True)
+        assert store.get_dataset("zeta").description == "new"
+        with pytest.raises(NotFound):
+            store.get_dataset("nope")
+        with pytest.raises(NotFound):
+            store.remove_dataset("nope")
+        store.add_user(User(name="alice"))
+        store.grant("alice", "zeta", Budget.of(1))
+        store.remove_dataset("zeta")
+        assert store.get_grant("alice", "zeta") is None
+        assert [d.name for d in store.list_datasets()] == ["alpha"]
+
+    def test_grants(self, store: BudgetStore) -> None:
+        store.add_user(User(name="bob"))
+        store.add_user(User(name="alice"))
+        store.put_dataset(_dataset("ds"))
+        store.put_dataset(_dataset("other"))
+        with pytest.raises(NotFound):
+            store.grant("nobody", "ds", Budget.of(1))
+        with pytest.raises(NotFound):
+            store.grant("alice", "nothing", Budget.of(1))
+        store.grant("bob", "ds", Budget.of(2, "0.001"))
+        store.grant("alice", "other", Budget.of(1))
+        store.grant("alice", "ds", Budget.of("1.5", "0.00001"))
+        with pytest.raises(Conflict):
+            store.grant("alice", "ds", Budget.of(1))
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None
+        assert grant.initial == Budget.of("1.5", "0.00001")
+        assert grant.spent.is_zero()
+        assert store.get_grant("bob", "other") is None
+        assert [(g.user, g.dataset) for g in store.list_grants()] == [
+            ("alice", "ds"), ("alice", "other"), ("bob", "ds")]
+        assert [g.dataset for g in store.list_grants("alice")] == ["ds", "other"]
+        store.charge(make_record(epsilon="0.5"))
+        store.set_initial_budget("alice", "ds", Budget.of(3, 0))
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None and grant.initial == Budget.of(3, 0)
+        assert grant.spent.epsilon == Decimal("0.5")
+        with pytest.raises(NotFound):
+            store.set_initial_budget("bob", "other", Budget.of(1))
+        store.revoke("alice", "other")
+        with pytest.raises(NotFound):
+            store.revoke("alice", "other")
+
+    # -- the charge ----------------------------------------------------------------------------
+    def test_ten_tenths_spend_exactly_one(self, store: BudgetStore) -> None:
+        seed(store, initial=Budget.of("1.0", 0))
+        for i in range(10):
+            remaining = store.charge(make_record(epsilon=0.1))
+            assert remaining.epsilon == Decimal("1.0") - Decimal("0.1") * (i + 1)
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None
+        assert grant.remaining.epsilon == Decimal(0)
+        assert grant.spent.epsilon == Decimal(1)
+        with pytest.raises(BudgetExceeded) as info:
+            store.charge(make_record(epsilon=0.1))
+        assert "0.1" in info.value.message
+        assert len(store.list_archive()) == 10
+        assert store.get_grant("alice", "ds") == grant
+
+    def test_delta_is_exact_too(self, store: BudgetStore) -> None:
+        seed(store, initial=Budget.of(100, 1e-5))
+        for _ in range(10):
+            store.charge(make_record(epsilon=0, delta=1e-6))
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None and grant.remaining.delta == Decimal(0)
+        with pytest.raises(BudgetExceeded):
+            store.charge(make_record(epsilon=0, delta=1e-7))
+        store.charge(make_record(epsilon="0.1234567890123456789", delta=0))
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None and grant.spent.epsilon == Decimal("0.1234567890123456789")
+
+    def test_charge_returns_and_stores_remaining(self, store: BudgetStore) -> None:
+        seed(store)
+        record = make_record(epsilon="0.25", delta="0.000001")
+        remaining = store.charge(record)
+        assert remaining == Budget.of("0.75", "0.000009")
+        assert record.remaining == remaining
+        stored = store.get_record(record.id)
+        assert stored.status == "pending" and stored.remaining == remaining
+        assert stored.cost == Budget.of("0.25", "0.000001")
+        assert stored.request == record.request
+        assert stored.created_at == record.created_at
+
+    def test_charge_without_grant_denied_alike(self, store: BudgetStore) -> None:
+        seed(store)
+        store.put_dataset(_dataset("secret"))
+        messages = []
+        for name in ("secret", "ghost"):
+            with pytest.raises(AccessDenied) as info:
+                store.charge(make_record(dataset=name))
+            messages.append(info.value.message.replace(name, "X"))
+        assert messages[0] == messages[1]
+        assert store.list_archive() == []
+
+    def test_idempotency_key_unique_per_user(self, store: BudgetStore) -> None:
+        seed(store)
+        seed(store, user="bob")
+        first = make_record(idempotency_key="k1")
+        store.charge(first)
+        with pytest.raises(IdempotencyConflict):
+            store.charge(make_record(idempotency_key="k1"))
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None and grant.spent.epsilon == Decimal("0.1")  # rolled back
+        store.charge(make_record(user="bob", idempotency_key="k1"))
+        found = store.find_by_idempotency_key("alice", "k1")
+        assert found is not None and found.id == first.id
+        assert store.find_by_idempotency_key("alice", "k2") is None
+        store.charge(make_record())  # records without a key never collide
+        store.charge(make_record())
+        assert len(store.list_archive(user="alice")) == 3
+
+    def test_complete(self, store: BudgetStore) -> None:
+        seed(store)
+        ok, bad = make_record(), make_record()
+        store.charge(ok)
+        store.charge(bad)
+        result = {"type": "table", "columns": ["n"], "dtypes": ["int"], "rows": [[42]], "note": "ü"}
+        store.complete(ok.id, "success", result=result)
+        store.complete(bad.id, "failed", error={"code": "query_failed", "message": "failed"})
+        got = store.get_record(ok.id)
+        assert got.status == "success" and got.result == result and got.completed_at is not None
+        got = store.get_record(bad.id)
+        assert got.status == "failed" and got.error == {"code": "query_failed", "message": "failed"}
+        store.complete(ok.id, "failed", error={"code": "x", "message": "late"})  # not pending: no-op
+        assert store.get_record(ok.id).status == "success"
+        with pytest.raises(NotFound):
+            store.complete("0" * 32, "success", result=None)
+        with pytest.raises(NotFound):
+            store.get_record("0" * 32)
+
+    def test_release_refunds_once(self, store: BudgetStore) -> None:
+        seed(store)
+        record = make_record(epsilon="0.3", delta="0.000002")
+        store.charge(record)
+        store.release(record.id)
+        store.release(record.id)
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None and grant.spent.is_zero()
+        assert store.get_record(record.id).status == "released"
+        done = make_record(epsilon="0.3")
+        store.charge(done)
+        store.complete(done.id, "success", result={"type": "value", "value": 1})
+        store.release(done.id)  # not pending: nothing refunded
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None and grant.spent.epsilon == Decimal("0.3")
+        assert store.get_record(done.id).status == "success"
+
+    def test_user_json_is_kept_verbatim(self, store: BudgetStore) -> None:
+        seed(store)
+        request = {"$where": "x", "a.b": [1, 2.5, None, True], "nested": {"$gt": {"k.k": "é"}}}
+        record = make_record()
+        record.request = request
+        store.charge(record)
+        store.complete(record.id, "success", result={"$set": {"a.b": 1}})
+        got = store.get_record(record.id)
+        assert got.request == request and got.result == {"$set": {"a.b": 1}}
+
+    # -- the archive ---------------------------------------------------------------------------
+    def test_archive_filters_and_order(self, store: BudgetStore) -> None:
+        seed(store)
+        seed(store, user="bob")
+        seed(store, user="alice", dataset="other")
+        base = datetime(2025, 1, 1, tzinfo=UTC)
+        plan = [("alice", "ds", 3), ("bob", "ds", 1), ("alice", "other", 2), ("alice", "ds", 0)]
+        ids = {}
+        for user, dataset, minute in plan:
+            record = make_record(user=user, dataset=dataset, created_at=base + timedelta(minutes=minute))
+            store.charge(record)
+            ids[minute] = record.id
+        assert [r.id for r in store.list_archive()] == [ids[0], ids[1], ids[2], ids[3]]
+        assert [r.id for r in store.list_archive(user="alice")] == [ids[0], ids[2], ids[3]]
+        assert [r.id for r in store.list_archive(dataset="ds")] == [ids[0], ids[1], ids[3]]
+        assert [r.id for r in store.list_archive(user="alice", dataset="other")] == [ids[2]]
+        assert store.list_archive(user="carol") == []
+
+    def test_pending_records(self, store: BudgetStore) -> None:
+        seed(store)
+        records = [make_record() for _ in range(3)]
+        for r in records:
+            store.charge(r)
+        store.complete(records[0].id, "success", result=None)
+        store.release(records[1].id)
+        assert [r.id for r in store.pending_records()] == [records[2].id]
+
+    # -- whole state ---------------------------------------------------------------------------
+    def _populate(self, store: BudgetStore) -> None:
+        seed(store)
+        seed(store, user="bob", dataset="other")
+        store.add_user(User(name="root", is_admin=True))
+        store.add_token("alice", "hash-a")
+        store.add_token("root", "hash-r")
+        a = make_record(idempotency_key="key")
+        store.charge(a)
+        store.complete(a.id, "success", result={"type": "value", "value": 3.25})
+        b = make_record(user="bob", dataset="other", epsilon="0.2")
+        store.charge(b)
+        store.charge(make_record(epsilon="0.05"))
+
+    def test_export_import_round_trip(self, store: BudgetStore,
+                                      second_store_spec: StoreSpec | None) -> None:
+        if second_store_spec is None:
+            pytest.skip("no second_store_spec fixture and none could be derived")
+        self._populate(store)
+        state = store.export_state()
+        text = json.dumps(state)  # JSON-safe
+        spent = state["grants"][0]["spent"]
+        assert (Decimal(spent["epsilon"]), Decimal(spent["delta"])) == (Decimal("0.15"), 0)
+        other = build_store(second_store_spec)
+        try:
+            with pytest.raises(InvalidRequest):
+                other.import_state({"users": [{"nope": 1}]})
+            other.import_state(json.loads(text))
+            assert other.export_state() == state
+            assert other.user_for_token("hash-r") == User(name="root", is_admin=True)
+            assert other.pending_records() == store.pending_records()
+            with pytest.raises(IdempotencyConflict):
+                other.charge(make_record(idempotency_key="key"))
+            with pytest.raises(Conflict):
+                other.import_state(state)
+        finally:
+            other.close()
+
+    def test_state_survives_reopen(self, store: BudgetStore, store_spec: StoreSpec) -> None:
+        self._populate(store)
+        before = store.export_state()
+        store.close()
+        reopened = build_store(store_spec)
+        try:
+            assert reopened.export_state() == before
+            reopened.charge(make_record(epsilon="0.85"))
+            with pytest.raises(BudgetExceeded):
+                reopened.charge(make_record(epsilon="0.01"))
+        finally:
+            reopened.close()
+
+    # -- concurrency ---------------------------------------------------------------------------
+    def test_concurrent_spenders_across_processes(self, store: BudgetStore,
+                                                  store_spec: StoreSpec) -> None:
+        import multiprocessing
+
+        seed(store, initial=Budget.of("1.0", "0.00001"))
+        ctx = multiprocessing.get_context("spawn")
+        barrier = ctx.Barrier(PROCESSES)
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=_spend_worker, args=(store_spec, SPENDERS // PROCESSES, barrier, queue))
+                 for _ in range(PROCESSES)]
+        for p in procs:
+            p.start()
+        outcomes: list[tuple[str, str]] = []
+        try:
+            for _ in procs:
+                outcomes.extend(queue.get(timeout=120))
+        finally:
+            for p in procs:
+                p.join(timeout=30)
+                if p.is_alive():
+                    p.kill()
+        errors = [o for o in outcomes if o[0] == "error"]
+        assert not errors, errors[:3]
+        assert len(outcomes) == SPENDERS
+        ok = [o[1] for o in outcomes if o[0] == "ok"]
+        assert len(ok) == 10
+        remaining = sorted(Decimal(v.split("|")[0]) for v in ok)
+        assert remaining == [Decimal("0.1") * i for i in range(10)]  # each step seen exactly once
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None
+        archived = store.list_archive(user="alice", dataset="ds")
+        assert len(archived) == 10
+        assert grant.spent == sum((r.cost for r in archived), Budget.of(0, 0))
+        assert grant.remaining.epsilon == 0 and grant.remaining.delta >= 0
+
+    def test_errors_are_lomas_errors(self, store: BudgetStore) -> None:
+        with pytest.raises(LomasError):
+            store.charge(make_record(user="ghost"))

@@ -1,0 +1,116 @@
+"""The built-in sqlite store: the shared store contract plus sqlite-specific behaviour."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from lomas_core.budget import Budget
+from lomas_core.config import Config, PluginConfig
+from lomas_core.errors import ConfigError, InvalidRequest, StoreUnavailable
+from lomas_core.models import User
+from lomas_core.plugins import make_store
+from lomas_core.stores.sqlite import SQLiteStore
+from lomas_core.testing.store_contract import StoreContract, StoreSpec, make_record, seed
+
+
+class TestSQLiteStore(StoreContract):
+    @pytest.fixture
+    def store_spec(self, tmp_path: Path) -> StoreSpec:
+        return ("sqlite", {"path": str(tmp_path / "s.db")})
+
+
+def _store(tmp_path: Path, **options: object) -> SQLiteStore:
+    store = make_store(Config(store=PluginConfig(name="sqlite", options={"path": "s.db", **options}),
+                              base_dir=str(tmp_path)))
+    assert isinstance(store, SQLiteStore)
+    return store
+
+
+def test_relative_path_resolved_against_config_dir(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.close()
+    assert (tmp_path / "s.db").exists()
+    raw = sqlite3.connect(tmp_path / "s.db")
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    raw.close()
+
+
+def test_budgets_stored_as_decimal_text(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    seed(store, initial=Budget.of("1.0", "0.00001"))
+    store.charge(make_record(epsilon=0.1, delta=1e-6))
+    store.close()
+    raw = sqlite3.connect(tmp_path / "s.db")
+    row = raw.execute("SELECT typeof(spent_eps), spent_eps, spent_delta, initial_delta "
+                      "FROM grants").fetchone()
+    raw.close()
+    assert row == ("text", "0.1", "0.000001", "0.00001")
+
+
+@pytest.mark.parametrize("options", [{"path": ""}, {"path": ":memory:"}, {"path": 3},
+                                     {"path": "s.db", "colour": "red"},
+                                     {"path": "s.db", "busy_timeout_seconds": 0},
+                                     {"path": "missing-dir/s.db"}])
+def test_bad_options_refused(tmp_path: Path, options: dict[str, object]) -> None:
+    config = Config(store=PluginConfig(name="sqlite", options=options), base_dir=str(tmp_path))
+    with pytest.raises(ConfigError):
+        make_store(config)
+
+
+def test_not_a_database_refused_at_start(tmp_path: Path) -> None:
+    (tmp_path / "s.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ConfigError) as info:
+        _store(tmp_path)
+    assert "s.db" in info.value.message
+
+
+def test_locked_database_is_store_unavailable(tmp_path: Path) -> None:
+    store = _store(tmp_path, busy_timeout_seconds=0.2)
+    seed(store)
+    blocker = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreUnavailable) as info:
+            store.charge(make_record())
+        assert "locked" not in info.value.message  # no library text for researchers
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    grant = store.get_grant("alice", "ds")
+    assert grant is not None and grant.spent.is_zero()
+    store.charge(make_record())
+    store.close()
+
+
+def test_negative_cost_refused(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    seed(store)
+    record = make_record()
+    record.cost = Budget(Decimal("-0.5"), Decimal(0))  # bypasses Budget.of's validation
+    with pytest.raises(InvalidRequest):
+        store.charge(record)
+    grant = store.get_grant("alice", "ds")
+    assert grant is not None and grant.spent.is_zero()
+    store.close()
+
+
+def test_closed_store_is_unavailable(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.close()
+    with pytest.raises(StoreUnavailable):
+        store.add_user(User(name="alice"))
+    with pytest.raises(StoreUnavailable):
+        store.ping()
+
+
+def test_plugin_module_is_cheap_to_import() -> None:
+    code = ("import sys, lomas_core.stores.sqlite_plugin; "
+            "print('lomas_core.stores.sqlite' in sys.modules, 'sqlite3' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
