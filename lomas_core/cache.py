@@ -4,7 +4,12 @@
   the whole cap is served but not kept.
 - Revalidated against the source's version (ETag, mtime, version id) at most every
   ``cache.revalidate_seconds``; a changed source is reloaded.
-- Concurrent first requests for one dataset load it once (one lock per dataset).
+- Concurrent first requests for one dataset load it once (one lock per dataset); different
+  datasets load in parallel.
+- Evicted or replaced handles are only dropped, never closed: a query that already holds one keeps
+  working on it, and its memory goes when the last query lets go of it.
+- When a revalidation finds the source unreachable the error is raised rather than serving the old
+  copy: a data owner who withdraws a file withdraws the dataset.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 
 from lomas_core.adapter import Adapter
 from lomas_core.data import DataHandle
+from lomas_core.errors import DatasetUnavailable
 from lomas_core.io import check_schema
 from lomas_core.metadata import Metadata
 from lomas_core.models import DatasetDescription
@@ -36,9 +42,11 @@ class _Entry:
     nbytes: int
 
 
-def _key(description: DatasetDescription) -> str:
-    # A changed description (new path, new adapter) must never serve the old data.
-    blob = json.dumps([description.adapter, description.options], sort_keys=True, default=str)
+def _key(description: DatasetDescription, metadata: Metadata) -> str:
+    # A changed description (new path, new adapter) or metadata (columns kept, their types) must
+    # never serve a table prepared for the old one.
+    blob = json.dumps([description.adapter, description.options, metadata.model_dump(mode="json")],
+                      sort_keys=True, default=str)
     return f"{description.name}:{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
@@ -53,16 +61,24 @@ class DatasetCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
-        #: Counters for tests and metrics.
+        #: Counters for tests and metrics (updated under the cache lock).
         self.loads = 0
         self.hits = 0
+        self.evictions = 0
+
+    def _hit(self, handle: DataHandle) -> DataHandle:
+        with self._lock:
+            self.hits += 1
+        return handle
 
     @property
     def total_bytes(self) -> int:
+        """Bytes held by the cached handles (as last measured)."""
         with self._lock:
             return sum(e.nbytes for e in self._entries.values())
 
     def cached_names(self) -> list[str]:
+        """Names of the cached datasets, least recently used first."""
         with self._lock:
             return [e.handle.dataset for e in self._entries.values()]
 
@@ -79,51 +95,65 @@ class DatasetCache:
         Raises:
             DatasetUnavailable: from the adapter or the schema check.
         """
-        key = _key(description)
+        key = _key(description, metadata)
         entry = self._fresh(key)
         if entry is not None and self._clock() - entry.checked_at < self.revalidate_seconds:
-            self.hits += 1
-            return entry.handle
+            return self._hit(entry.handle)
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
             entry = self._fresh(key)
             now = self._clock()
             if entry is not None and now - entry.checked_at < self.revalidate_seconds:
-                self.hits += 1
-                return entry.handle  # another thread just loaded or revalidated it
+                return self._hit(entry.handle)  # another thread just loaded or revalidated it
             if entry is not None:
-                version = adapter.version(description.options)
+                version = self._version(description, adapter)
                 if version is not None and version == entry.handle.version:
-                    entry.checked_at = now
-                    self.hits += 1
-                    return entry.handle
+                    entry.checked_at = self._clock()
+                    return self._hit(entry.handle)
             return self._load(key, description, adapter, metadata)
+
+    @staticmethod
+    def _version(description: DatasetDescription, adapter: Adapter) -> str | None:
+        try:
+            return adapter.version(description.options)
+        except DatasetUnavailable as exc:
+            # version() does not know the dataset's name; researchers need it in the message.
+            if f"'{description.name}'" in exc.message:
+                raise
+            reason = exc.message.removeprefix("dataset '?': ")
+            raise DatasetUnavailable(f"dataset '{description.name}': {reason}",
+                                     touched=False, **exc.details) from None
 
     def _load(self, key: str, description: DatasetDescription, adapter: Adapter,
               metadata: Metadata) -> DataHandle:
         loaded = adapter.load(description.name, description.options)
         table = check_schema(description.name, loaded.table, metadata)
         handle = DataHandle(description.name, loaded.version, table)
-        self.loads += 1
         nbytes = handle.nbytes
         with self._lock:
-            old = self._entries.pop(key, None)
+            self.loads += 1
+            # Other versions of this dataset (an older description or metadata) are dead weight.
+            for stale in [k for k, e in self._entries.items()
+                          if e.handle.dataset == description.name and k != key]:
+                del self._entries[stale]
+            self._entries.pop(key, None)
             if nbytes <= self.max_bytes:
                 self._entries[key] = _Entry(handle, self._clock(), nbytes)
                 self._evict()
             else:
                 log.warning("dataset '%s' (%d bytes) is larger than the cache cap; not kept",
                             description.name, nbytes)
-        if old is not None:
-            old.handle.close()
         return handle
 
     def _evict(self) -> None:
+        # Called with self._lock held. The newest entry is last, so it is the one kept when a
+        # single handle alone is over the cap (it grew after engines derived forms from it).
         total = sum(e.nbytes for e in self._entries.values())
         while total > self.max_bytes and len(self._entries) > 1:
             _, entry = self._entries.popitem(last=False)
             total -= entry.nbytes
+            self.evictions += 1
             log.info("evicting dataset '%s' from the cache", entry.handle.dataset)
 
     def note_growth(self, handle: DataHandle) -> None:
@@ -138,10 +168,12 @@ class DatasetCache:
         """Drop every cached version of dataset ``name`` (after an admin changes it)."""
         with self._lock:
             for key in [k for k, e in self._entries.items() if e.handle.dataset == name]:
-                self._entries.pop(key).handle.close()
+                del self._entries[key]
+            for key in [k for k in self._key_locks if k.startswith(f"{name}:")]:
+                # Dropping a lock another thread holds is harmless: it keeps its reference.
+                del self._key_locks[key]
 
     def clear(self) -> None:
+        """Drop every cached dataset."""
         with self._lock:
-            for entry in self._entries.values():
-                entry.handle.close()
             self._entries.clear()

@@ -120,7 +120,10 @@ class LoadedPlugins:
     adapters: dict[str, Adapter] = field(default_factory=dict)
 
     def close(self) -> None:
-        for obj in [*self.engines.values(), *self.adapters.values(), self.store]:
+        objs: list[Engine | Adapter | BudgetStore] = [*self.engines.values(), *self.adapters.values()]
+        if self.store is not None:
+            objs.append(self.store)
+        for obj in objs:
             try:
                 obj.close()
             except Exception:  # noqa: BLE001 - shutdown is best effort

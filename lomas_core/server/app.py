@@ -1,0 +1,115 @@
+"""The FastAPI application: start-up, routes, limits and error handling.
+
+Run it with ``lomas serve`` or with uvicorn's factory mode::
+
+    LOMAS_CONFIG=lomas.yaml uvicorn --factory lomas_core.server.app:create_app_from_env
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from lomas_core import __version__
+from lomas_core.cache import DatasetCache
+from lomas_core.config import Config, config_path_from_env, load_config
+from lomas_core.errors import LomasError, StoreUnavailable
+from lomas_core.plugins import LoadedPlugins, load_plugins
+from lomas_core.server.auth import bootstrap_admin
+from lomas_core.server.errors import install_error_handlers
+from lomas_core.server.lifecycle import QueryService
+from lomas_core.server.limits import BodyLimitMiddleware, InflightLimiter
+from lomas_core.server.routes_admin import router as admin_router
+from lomas_core.server.routes_research import router as research_router
+from lomas_core.server.state import ServerState
+
+__all__ = ["create_app", "create_app_from_env"]
+
+log = logging.getLogger("lomas.server")
+
+
+def _start(config: Config) -> ServerState:
+    """Build every plugin object, bootstrap the admin, warm up engines (blocking)."""
+    plugins: LoadedPlugins = load_plugins(config)
+    try:
+        state = ServerState(
+            config=config, plugins=plugins,
+            cache=DatasetCache(config.cache.max_bytes, config.cache.revalidate_seconds),
+            inflight=InflightLimiter(config.limits.max_inflight_per_user))
+        bootstrap_admin(state)
+        for name, engine in plugins.engines.items():
+            try:
+                engine.warmup()
+            except LomasError:
+                raise
+            except Exception as exc:
+                from lomas_core.errors import PluginError
+
+                raise PluginError(f"engine '{name}' failed to warm up: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+        plugins.pm.hook.lomas_startup(context=plugins.context)
+    except BaseException:
+        plugins.close()
+        raise
+    return state
+
+
+def create_app(config: Config) -> FastAPI:
+    """The lomas REST API for ``config``. Plugins are loaded when the app starts (lifespan)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            state = await run_in_threadpool(_start, config)
+        except LomasError as exc:
+            log.error("lomas start-up failed: %s", exc.message)
+            raise
+        app.state.lomas = state
+        app.state.lomas_queries = QueryService(state)
+        log.info("lomas %s ready: engines=%s adapters=%s store=%s", __version__,
+                 sorted(state.plugins.engines), sorted(state.plugins.adapters), config.store.name)
+        try:
+            yield
+        finally:
+            state.cache.clear()
+            await run_in_threadpool(state.plugins.close)
+
+    app = FastAPI(
+        title="lomas",
+        version=__version__,
+        description="Remote differentially private queries on sensitive datasets.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.limits.max_body_bytes)
+    app.include_router(research_router)
+    app.include_router(admin_router)
+
+    @app.get("/health", tags=["health"], summary="Liveness and store reachability (no auth)")
+    async def health(request: Request) -> Any:
+        state: ServerState = request.app.state.lomas
+        try:
+            await run_in_threadpool(state.store.ping)
+        except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
+            error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(
+                "the budget store is unreachable")
+            log.warning("health check: store unavailable (%s)", type(exc).__name__)
+            return JSONResponse({"status": "unavailable", "version": __version__,
+                                 **error.to_dict()}, status_code=503)
+        return {"status": "ok", "version": __version__}
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app for the config file named by ``LOMAS_CONFIG`` (for uvicorn's ``--factory``)."""
+    path = config_path_from_env()
+    if path is None:
+        log.warning("LOMAS_CONFIG is not set; using the built-in default configuration")
+    return create_app(load_config(path))

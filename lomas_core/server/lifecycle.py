@@ -1,0 +1,253 @@
+"""The query lifecycle, the same for every engine.
+
+``parse -> cost (public metadata) -> [dummy: run on a dummy dataset, free] -> atomic charge ->
+load -> run (with a timeout) -> archive -> respond``. Blocking work runs in worker threads. A
+mechanism is run at most once per charge; an ``Idempotency-Key`` replays the stored outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+
+from lomas_core.budget import Budget
+from lomas_core.data import DataHandle
+from lomas_core.dummy import dummy_handle
+from lomas_core.engine import DatasetInfo, Engine
+from lomas_core.errors import (
+    DatasetUnavailable,
+    IdempotencyConflict,
+    InvalidRequest,
+    LomasError,
+    NotFound,
+    QueryFailed,
+    QueryInProgress,
+    QueryTimeout,
+)
+from lomas_core.models import ArchiveRecord, DatasetDescription, User, utcnow
+from lomas_core.server.auth import access_denied, require_grant
+from lomas_core.server.errors import status_for_code
+from lomas_core.server.schemas import CostRequest, QueryRequest
+from lomas_core.server.state import ServerState
+
+__all__ = ["MAX_IDEMPOTENCY_KEY", "QueryService", "StoredError"]
+
+log = logging.getLogger("lomas.query")
+
+MAX_IDEMPOTENCY_KEY = 200
+
+
+class StoredError(LomasError):
+    """An error replayed from the archive (same code, status and message as the first time)."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(str(error.get("message", "the query failed")))
+        self.code = str(error.get("code", "query_failed"))  # type: ignore[misc]
+        self.status = status_for_code(self.code)  # type: ignore[misc]
+
+
+def _where(exc: BaseException) -> str:
+    """The exception's type and innermost frame, without its message."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    place = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
+    return f"{type(exc).__name__}{place}"
+
+
+@dataclass
+class _Prepared:
+    engine: Engine
+    query: Any
+    description: DatasetDescription
+    info: DatasetInfo
+    cost: Budget
+
+
+class QueryService:
+    """Runs researcher queries against one server state."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    # -- shared steps ------------------------------------------------------------------------------
+    async def _prepare(self, user: User, dataset: str, body: CostRequest, *,
+                       granted: bool = False) -> _Prepared:
+        state = self.state
+        if not granted:
+            await require_grant(state, user, dataset)
+        engine = state.engine(body.engine)
+        query = await run_in_threadpool(engine.parse, body.query)
+        try:
+            description = await run_in_threadpool(state.store.get_dataset, dataset)
+        except NotFound:  # removed between the grant check and now
+            raise access_denied(dataset) from None
+        metadata = await run_in_threadpool(state.metadata, description)
+        info = DatasetInfo(name=dataset, metadata=metadata)
+        cost = await run_in_threadpool(engine.cost, query, info)
+        return _Prepared(engine, query, description, info, cost)
+
+    async def cost(self, user: User, dataset: str, body: CostRequest) -> Budget:
+        """The cost of a query from public metadata only; never loads data, never charges."""
+        return (await self._prepare(user, dataset, body)).cost
+
+    async def _run(self, prepared: _Prepared, data: DataHandle) -> Any:
+        """Run the mechanism once, with the configured timeout; validate the result is JSON."""
+        timeout = self.state.config.limits.query_timeout_seconds
+
+        def run() -> Any:
+            result = prepared.engine.run(prepared.query, data, prepared.info)
+            json.dumps(result, allow_nan=False)
+            return result
+
+        with anyio.fail_after(timeout):
+            return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+
+    # -- the query endpoint ------------------------------------------------------------------------
+    async def query(self, user: User, dataset: str, body: QueryRequest,
+                    idempotency_key: str | None) -> dict[str, Any]:
+        """Answer ``POST /query``; raises LomasError subclasses for every refusal or failure."""
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise InvalidRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+        with self.state.inflight.slot(user.name):
+            if body.dummy is not None:
+                return await self._dummy(user, dataset, body)
+            await require_grant(self.state, user, dataset)
+            if idempotency_key is not None:
+                replay = await self._replay(user, dataset, body, idempotency_key)
+                if replay is not None:
+                    return replay
+            prepared = await self._prepare(user, dataset, body, granted=True)
+            # Once charged, the outcome must be archived even if the request task is cancelled
+            # (client gone, shutdown): shield the charge-run-archive section.
+            with anyio.CancelScope(shield=True):
+                answer = await self._charged(user, dataset, body, prepared, idempotency_key)
+            return answer
+
+    async def _dummy(self, user: User, dataset: str, body: QueryRequest) -> dict[str, Any]:
+        assert body.dummy is not None
+        limit = self.state.config.limits.max_dummy_rows
+        if body.dummy.rows > limit:
+            raise InvalidRequest(f"dummy.rows must be at most {limit}")
+        prepared = await self._prepare(user, dataset, body)
+        data = await run_in_threadpool(dummy_handle, prepared.info.metadata, body.dummy.rows,
+                                       body.dummy.seed, dataset=dataset)
+        try:
+            result = await self._run(prepared, data)
+        except TimeoutError:
+            raise QueryTimeout("the query ran past the time limit on the dummy dataset; "
+                               "nothing was charged") from None
+        except Exception as exc:  # noqa: BLE001 - engine internals stay server-side
+            log.info("dummy query on '%s' with %s failed: %s", dataset, body.engine, _where(exc))
+            raise QueryFailed("the query failed on the dummy dataset; nothing was charged") from None
+        return {"query_id": None, "engine": body.engine, "dummy": True, "result": result,
+                "epsilon": 0.0, "delta": 0.0, "remaining": None}
+
+    async def _replay(self, user: User, dataset: str, body: QueryRequest,
+                      key: str) -> dict[str, Any] | None:
+        """The stored outcome of an earlier request with this key, or None when there is none."""
+        record = await run_in_threadpool(self.state.store.find_by_idempotency_key, user.name, key)
+        if record is None:
+            return None
+        if (record.engine, record.dataset, record.request) != (body.engine, dataset, body.query):
+            raise IdempotencyConflict(
+                "this Idempotency-Key was already used for a different request; use a new key")
+        if record.status == "pending":
+            raise QueryInProgress("a request with this Idempotency-Key is still running; retry later")
+        if record.status == "success":
+            remaining = record.remaining
+            if remaining is None:
+                grant = await run_in_threadpool(self.state.store.get_grant, user.name, dataset)
+                remaining = grant.remaining if grant is not None else None
+            return self._response(record, remaining)
+        if record.status == "released":
+            raise DatasetUnavailable(
+                "the dataset was unavailable for this request and nothing was charged; "
+                "send the query again with a new Idempotency-Key")
+        raise StoredError(record.error or QueryFailed().to_dict()["error"])
+
+    @staticmethod
+    def _response(record: ArchiveRecord, remaining: Budget | None) -> dict[str, Any]:
+        return {"query_id": record.id, "engine": record.engine, "dummy": False,
+                "result": record.result, "epsilon": float(record.cost.epsilon),
+                "delta": float(record.cost.delta),
+                "remaining": remaining.as_floats() if remaining is not None else None}
+
+    def _notify(self, record: ArchiveRecord) -> None:
+        try:
+            self.state.plugins.pm.hook.lomas_query_completed(record=record)
+        except Exception:  # noqa: BLE001 - observers must not break queries
+            log.exception("a lomas_query_completed hook failed")
+
+    async def _finish(self, record: ArchiveRecord, status: str, *, result: Any = None,
+                      error: LomasError | None = None) -> ArchiveRecord:
+        body = error.to_dict()["error"] if error is not None else None
+        try:
+            await run_in_threadpool(self.state.store.complete, record.id, status,  # type: ignore[arg-type]
+                                    result=result, error=body)
+        except Exception:  # noqa: BLE001 - the charge is made; keep the record pending for audit
+            log.exception("could not archive the outcome of query %s", record.id)
+        done = record.model_copy(update={"status": status, "result": result, "error": body,
+                                         "completed_at": utcnow()})
+        self._notify(done)
+        return done
+
+    async def _charged(self, user: User, dataset: str, body: QueryRequest, prepared: _Prepared,
+                       key: str | None) -> dict[str, Any]:
+        state = self.state
+        record = ArchiveRecord(user=user.name, dataset=dataset, engine=body.engine,
+                               request=body.query, cost=prepared.cost, idempotency_key=key)
+        try:
+            remaining = await run_in_threadpool(state.store.charge, record)
+        except IdempotencyConflict:
+            if key is None:
+                raise
+            replay = await self._replay(user, dataset, body, key)
+            if replay is None:
+                raise
+            return replay
+        # From here on the cost is charged: every path completes (or releases) the record.
+        try:
+            adapter = state.adapter(prepared.description)
+            data = await run_in_threadpool(state.cache.get, prepared.description, adapter,
+                                           prepared.info.metadata)
+        except DatasetUnavailable as exc:
+            if not exc.touched:
+                try:
+                    await run_in_threadpool(state.store.release, record.id)
+                except Exception:  # noqa: BLE001
+                    log.exception("could not release query %s", record.id)
+                self._notify(record.model_copy(update={"status": "released", "completed_at": utcnow()}))
+                raise DatasetUnavailable(f"{exc.message}; nothing was charged") from None
+            await self._finish(record, "failed", error=exc)
+            raise
+        except Exception as exc:  # noqa: BLE001 - an adapter bug: keep the charge, hide the details
+            log.error("loading dataset '%s' failed: %s", dataset, type(exc).__name__)
+            failure = DatasetUnavailable(f"dataset '{dataset}' could not be loaded; the charge stays",
+                                         touched=True)
+            await self._finish(record, "failed", error=failure)
+            raise failure from None
+        try:
+            result = await self._run(prepared, data)
+        except TimeoutError:
+            timeout = QueryTimeout(
+                f"the query ran past {state.config.limits.query_timeout_seconds} seconds; "
+                "its cost stays charged")
+            await self._finish(record, "failed", error=timeout)
+            raise timeout from None
+        except Exception as exc:  # noqa: BLE001 - engine internals stay server-side
+            # The message may quote data; it goes to DEBUG only, the type and place to WARNING.
+            log.warning("query %s (%s on '%s') failed: %s", record.id, body.engine, dataset,
+                        _where(exc))
+            log.debug("query %s failure detail", record.id, exc_info=exc)
+            failed = QueryFailed()
+            await self._finish(record, "failed", error=failed)
+            raise failed from None
+        state.cache.note_growth(data)
+        done = await self._finish(record, "success", result=result)
+        return self._response(done, remaining)

@@ -1,0 +1,154 @@
+"""Admin endpoints under ``/v1/admin`` (admin role; see docs/api.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from starlette.concurrency import run_in_threadpool
+
+from lomas_core.budget import Budget
+from lomas_core.errors import InvalidRequest, LomasError
+from lomas_core.models import DatasetDescription, Grant, User
+from lomas_core.plugins import installed_plugins
+from lomas_core.server.auth import admin_user
+from lomas_core.server.schemas import BudgetBody, GrantRequest, UserRequest
+from lomas_core.server.state import ServerState, get_state
+from lomas_core.tokens import hash_token, new_token
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(admin_user)])
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+
+
+def _grant_view(grant: Grant) -> dict[str, Any]:
+    return {"user": grant.user, "dataset": grant.dataset, "initial": grant.initial.as_floats(),
+            "spent": grant.spent.as_floats(), "remaining": grant.remaining.as_floats()}
+
+
+def _budget(body: BudgetBody) -> Budget:
+    try:
+        return Budget.of(body.epsilon, body.delta)
+    except ValueError as exc:
+        raise InvalidRequest(f"invalid budget: {exc}") from None
+
+
+# -- plugins ---------------------------------------------------------------------------------------
+@router.get("/plugins", summary="Installed plugins and whether they are enabled and loaded")
+async def list_plugins(state: StateDep) -> dict[str, Any]:
+    loaded = {"engine": set(state.plugins.engines), "adapter": set(state.plugins.adapters),
+              "store": {state.config.store.name}}
+    infos = await run_in_threadpool(installed_plugins, state.config)
+    return {"plugins": [{**info.as_dict(), "loaded": info.name in loaded.get(info.kind, set())}
+                        for info in infos]}
+
+
+# -- users and tokens ------------------------------------------------------------------------------
+@router.get("/users", summary="All users")
+async def list_users(state: StateDep) -> dict[str, Any]:
+    users = await run_in_threadpool(state.store.list_users)
+    return {"users": [u.model_dump() for u in users]}
+
+
+@router.post("/users", status_code=201, summary="Create a user")
+async def add_user(body: UserRequest, state: StateDep) -> dict[str, Any]:
+    user = User(name=body.name, is_admin=body.is_admin)
+    await run_in_threadpool(state.store.add_user, user)
+    return user.model_dump()
+
+
+@router.delete("/users/{user}", summary="Delete a user, its tokens and grants")
+async def remove_user(user: str, state: StateDep) -> dict[str, Any]:
+    await run_in_threadpool(state.store.remove_user, user)
+    return {"deleted": user}
+
+
+@router.post("/users/{user}/tokens", status_code=201, summary="Issue a token (shown once)")
+async def add_token(user: str, state: StateDep) -> dict[str, str]:
+    token = new_token()
+    await run_in_threadpool(state.store.add_token, user, hash_token(token))
+    return {"token": token}
+
+
+@router.delete("/users/{user}/tokens", summary="Revoke every token of a user")
+async def revoke_tokens(user: str, state: StateDep) -> dict[str, Any]:
+    await run_in_threadpool(state.store.get_user, user)  # NotFound for unknown users
+    count = await run_in_threadpool(state.store.revoke_tokens, user)
+    return {"revoked": count}
+
+
+# -- datasets --------------------------------------------------------------------------------------
+@router.get("/datasets", summary="All dataset descriptions")
+async def list_datasets(state: StateDep) -> dict[str, Any]:
+    datasets = await run_in_threadpool(state.store.list_datasets)
+    return {"datasets": [d.model_dump(mode="json") for d in datasets]}
+
+
+@router.post("/datasets", status_code=201, summary="Add (or with ?replace=true update) a dataset")
+async def add_dataset(body: DatasetDescription, state: StateDep,
+                      replace: bool = False) -> dict[str, Any]:
+    adapter = state.plugins.adapters.get(body.adapter)
+    if adapter is None:
+        enabled = ", ".join(sorted(state.plugins.adapters)) or "none"
+        raise InvalidRequest(f"adapter '{body.adapter}' is not enabled; enabled: {enabled}")
+    try:
+        await run_in_threadpool(adapter.check_options, body.options)
+    except LomasError as exc:
+        raise InvalidRequest(f"dataset '{body.name}': {exc.message}") from None
+    except Exception:  # noqa: BLE001 - adapter internals stay server-side
+        raise InvalidRequest(f"dataset '{body.name}': the adapter refused its options") from None
+    await run_in_threadpool(lambda: state.store.put_dataset(body, replace=replace))
+    state.forget(body.name)
+    return body.model_dump(mode="json")
+
+
+@router.get("/datasets/{name}", summary="One dataset description")
+async def get_dataset(name: str, state: StateDep) -> dict[str, Any]:
+    description = await run_in_threadpool(state.store.get_dataset, name)
+    return description.model_dump(mode="json")
+
+
+@router.delete("/datasets/{name}", summary="Remove a dataset and its grants")
+async def remove_dataset(name: str, state: StateDep) -> dict[str, Any]:
+    await run_in_threadpool(state.store.remove_dataset, name)
+    state.forget(name)
+    return {"deleted": name}
+
+
+# -- grants ----------------------------------------------------------------------------------------
+@router.get("/grants", summary="Grants, optionally of one user")
+async def list_grants(state: StateDep, user: str | None = None) -> dict[str, Any]:
+    grants = await run_in_threadpool(state.store.list_grants, user)
+    return {"grants": [_grant_view(g) for g in grants]}
+
+
+@router.post("/grants", status_code=201, summary="Grant a user access to a dataset with a budget")
+async def add_grant(body: GrantRequest, state: StateDep) -> dict[str, Any]:
+    await run_in_threadpool(state.store.grant, body.user, body.dataset, _budget(body))
+    grant = await run_in_threadpool(state.store.get_grant, body.user, body.dataset)
+    assert grant is not None
+    return _grant_view(grant)
+
+
+@router.put("/grants/{user}/{dataset}", summary="Change a grant's initial budget")
+async def set_grant(user: str, dataset: str, body: BudgetBody, state: StateDep) -> dict[str, Any]:
+    await run_in_threadpool(state.store.set_initial_budget, user, dataset, _budget(body))
+    grant = await run_in_threadpool(state.store.get_grant, user, dataset)
+    assert grant is not None
+    return _grant_view(grant)
+
+
+@router.delete("/grants/{user}/{dataset}", summary="Revoke a grant")
+async def remove_grant(user: str, dataset: str, state: StateDep) -> dict[str, Any]:
+    await run_in_threadpool(state.store.revoke, user, dataset)
+    return {"deleted": {"user": user, "dataset": dataset}}
+
+
+# -- archive ---------------------------------------------------------------------------------------
+@router.get("/archive", summary="Archived queries, optionally filtered")
+async def list_archive(state: StateDep, user: str | None = None,
+                       dataset: str | None = None) -> dict[str, Any]:
+    records = await run_in_threadpool(state.store.list_archive, user, dataset)
+    return {"queries": [r.public_view() for r in records]}

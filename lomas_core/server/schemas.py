@@ -1,0 +1,96 @@
+"""Request bodies of the REST API (validated by FastAPI; errors become 400 invalid_request)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+
+from lomas_core.models import NAME_PATTERN
+
+__all__ = [
+    "BudgetBody",
+    "CostRequest",
+    "DummyRequest",
+    "DummySpec",
+    "GrantRequest",
+    "QueryRequest",
+    "UserRequest",
+    "check_json_payload",
+]
+
+_MAX_DEPTH = 64
+
+
+def check_json_payload(value: Any, depth: int = 0) -> None:
+    """Refuse non-finite numbers (JSON has none; they could not be archived) and deep nesting."""
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"nested deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("NaN and infinities are not allowed")
+    if isinstance(value, dict):
+        for item in value.values():
+            check_json_payload(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            check_json_payload(item, depth + 1)
+
+
+class DummySpec(BaseModel):
+    """Size and seed of a dummy dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: StrictInt = Field(default=100, ge=1)
+    seed: StrictInt = Field(default=42, ge=0, le=2**63 - 1)
+
+
+class DummyRequest(DummySpec):
+    """``POST /v1/datasets/{name}/dummy``."""
+
+
+class CostRequest(BaseModel):
+    """``POST /v1/datasets/{name}/cost``: an engine name and its query payload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engine: str = Field(min_length=1, max_length=64)
+    query: dict[str, Any]
+
+    @field_validator("query")
+    @classmethod
+    def _finite(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_json_payload(value)
+        return value
+
+
+class QueryRequest(CostRequest):
+    """``POST /v1/datasets/{name}/query``; ``dummy`` runs on a dummy dataset for free."""
+
+    dummy: DummySpec | None = None
+
+
+class UserRequest(BaseModel):
+    """``POST /v1/admin/users``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    is_admin: StrictBool = False
+
+
+class BudgetBody(BaseModel):
+    """An (epsilon, delta) budget in a request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epsilon: float = Field(ge=0, allow_inf_nan=False)
+    delta: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
+
+
+class GrantRequest(BudgetBody):
+    """``POST /v1/admin/grants``."""
+
+    user: str = Field(min_length=1, max_length=64)
+    dataset: str = Field(min_length=1, max_length=64)
