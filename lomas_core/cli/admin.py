@@ -1,0 +1,210 @@
+"""``lomas admin``: users, tokens, grants, budgets and the archive, straight on the store."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pydantic import ValidationError
+
+from lomas_core.budget import Budget
+from lomas_core.cli.common import (
+    add_config_option,
+    add_json_option,
+    budget_dict,
+    config_from_args,
+    decimal_arg,
+    emit,
+    format_table,
+    invalid,
+    note,
+    open_store,
+)
+from lomas_core.errors import InvalidRequest, NotFound
+from lomas_core.models import Grant, User
+from lomas_core.tokens import hash_token, new_token
+
+__all__ = ["grant_view", "register"]
+
+
+def _leaf(sub: Any, name: str, help_text: str, *, json_out: bool = False) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    add_config_option(parser)
+    if json_out:
+        add_json_option(parser)
+    return parser
+
+
+def grant_view(grant: Grant) -> dict[str, Any]:
+    """JSON form of a grant with exact decimal text."""
+    return {"user": grant.user, "dataset": grant.dataset, "initial": budget_dict(grant.initial),
+            "spent": budget_dict(grant.spent), "remaining": budget_dict(grant.remaining)}
+
+
+def check_budget(epsilon: str, delta: str) -> Budget:
+    """An exact grant budget; delta must be below 1."""
+    budget = Budget.of(epsilon, delta)
+    if budget.delta >= 1:
+        raise InvalidRequest(f"delta must be below 1, got {delta}")
+    return budget
+
+
+# -- users and tokens ------------------------------------------------------------------------------
+def user_add(args: argparse.Namespace) -> int:
+    try:
+        user = User(name=args.name, is_admin=args.admin)
+    except ValidationError as exc:
+        raise invalid(exc, f"user name {args.name!r}") from None
+    with open_store(config_from_args(args)) as store:
+        store.add_user(user)
+    print(f"created {'admin' if user.is_admin else 'user'} {user.name}")
+    return 0
+
+
+def user_list(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        users = [u.model_dump() for u in store.list_users()]
+    emit(args, {"users": users}, format_table(users, ["name", "is_admin"]))
+    return 0
+
+
+def user_remove(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        store.remove_user(args.name)
+    print(f"removed user {args.name} (with its tokens and grants; its archive stays)")
+    return 0
+
+
+def token_issue(args: argparse.Namespace) -> int:
+    token = new_token()
+    with open_store(config_from_args(args)) as store:
+        store.add_token(args.name, hash_token(token))
+    if args.json:
+        emit(args, {"user": args.name, "token": token})
+    else:
+        note(f"new token for {args.name} (shown once, store it now):")
+        print(token)
+    return 0
+
+
+def token_revoke(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        store.get_user(args.name)
+        count = store.revoke_tokens(args.name)
+    print(f"revoked {count} token(s) of {args.name}")
+    return 0
+
+
+# -- grants and budgets ----------------------------------------------------------------------------
+def grant(args: argparse.Namespace) -> int:
+    budget = check_budget(args.epsilon, args.delta)
+    with open_store(config_from_args(args)) as store:
+        store.grant(args.user, args.dataset, budget)
+    print(f"granted {args.user} access to {args.dataset} with epsilon={budget.epsilon} "
+          f"delta={budget.delta}")
+    return 0
+
+
+def revoke(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        store.revoke(args.user, args.dataset)
+    print(f"revoked {args.user}'s access to {args.dataset}")
+    return 0
+
+
+def budget_set(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        current = store.get_grant(args.user, args.dataset)
+        if current is None:
+            raise NotFound(f"{args.user} has no grant on {args.dataset}; use 'lomas admin grant' first")
+        delta = args.delta if args.delta is not None else str(current.initial.delta)
+        store.set_initial_budget(args.user, args.dataset, check_budget(args.epsilon, delta))
+        updated = store.get_grant(args.user, args.dataset)
+    assert updated is not None
+    view = grant_view(updated)
+    emit(args, view, f"{args.user} on {args.dataset}: initial {_fmt(view['initial'])}, "
+                     f"spent {_fmt(view['spent'])}, remaining {_fmt(view['remaining'])}")
+    return 0
+
+
+def _fmt(budget: dict[str, str]) -> str:
+    return f"epsilon={budget['epsilon']} delta={budget['delta']}"
+
+
+def budget_show(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        store.get_user(args.user)
+        grants = [g for g in store.list_grants(args.user)
+                  if args.dataset is None or g.dataset == args.dataset]
+    if args.dataset is not None and not grants:
+        raise NotFound(f"{args.user} has no grant on {args.dataset}")
+    views = [grant_view(g) for g in grants]
+    rows = [{"dataset": v["dataset"],
+             **{f"{part}_{k}": v[part][k] for part in ("initial", "spent", "remaining")
+                for k in ("epsilon", "delta")}} for v in views]
+    columns = ["dataset", "initial_epsilon", "initial_delta", "spent_epsilon", "spent_delta",
+               "remaining_epsilon", "remaining_delta"]
+    emit(args, {"user": args.user, "grants": views}, format_table(rows, columns))
+    return 0
+
+
+def archive_show(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        records = [r.public_view() for r in store.list_archive(args.user, args.dataset)]
+    columns = ["id", "dataset", "engine", "status", "epsilon", "delta", "created_at"]
+    emit(args, {"queries": records}, format_table(records, columns))
+    return 0
+
+
+def register(admin_sub: Any) -> None:
+    """Add the user, token, grant, revoke, budget and archive subcommands to ``lomas admin``."""
+    user = admin_sub.add_parser("user", help="add, list and remove users")
+    user_sub = user.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _leaf(user_sub, "add", "create a user")
+    p.add_argument("name")
+    p.add_argument("--admin", action="store_true", help="give the user the admin role")
+    p.set_defaults(func=user_add)
+    _leaf(user_sub, "list", "list users", json_out=True).set_defaults(func=user_list)
+    p = _leaf(user_sub, "remove", "delete a user with its tokens and grants")
+    p.add_argument("name")
+    p.set_defaults(func=user_remove)
+
+    token = admin_sub.add_parser("token", help="issue and revoke API tokens")
+    token_sub = token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _leaf(token_sub, "issue", "issue a new token for a user (printed once)", json_out=True)
+    p.add_argument("name")
+    p.set_defaults(func=token_issue)
+    p = _leaf(token_sub, "revoke", "revoke every token of a user")
+    p.add_argument("name")
+    p.set_defaults(func=token_revoke)
+
+    p = _leaf(admin_sub, "grant", "give a user access to a dataset with a budget")
+    p.add_argument("user")
+    p.add_argument("dataset")
+    p.add_argument("--epsilon", type=decimal_arg, required=True)
+    p.add_argument("--delta", type=decimal_arg, default="0")
+    p.set_defaults(func=grant)
+    p = _leaf(admin_sub, "revoke", "remove a user's access to a dataset")
+    p.add_argument("user")
+    p.add_argument("dataset")
+    p.set_defaults(func=revoke)
+
+    budget = admin_sub.add_parser("budget", help="show or change budgets")
+    budget_sub = budget.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _leaf(budget_sub, "set", "change the initial budget of a grant (spent is kept)", json_out=True)
+    p.add_argument("user")
+    p.add_argument("dataset")
+    p.add_argument("--epsilon", type=decimal_arg, required=True)
+    p.add_argument("--delta", type=decimal_arg, default=None, help="default: keep the current delta")
+    p.set_defaults(func=budget_set)
+    p = _leaf(budget_sub, "show", "initial, spent and remaining budgets of a user", json_out=True)
+    p.add_argument("user")
+    p.add_argument("dataset", nargs="?")
+    p.set_defaults(func=budget_show)
+
+    archive = admin_sub.add_parser("archive", help="the query archive")
+    archive_sub = archive.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _leaf(archive_sub, "show", "a user's archived queries", json_out=True)
+    p.add_argument("user")
+    p.add_argument("dataset", nargs="?")
+    p.set_defaults(func=archive_show)

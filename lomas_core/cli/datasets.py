@@ -1,0 +1,181 @@
+"""``lomas admin dataset``: add (validated by the adapter), list, show and remove datasets."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from lomas_core.adapter import Adapter
+from lomas_core.cli.common import (
+    add_config_option,
+    add_json_option,
+    config_from_args,
+    emit,
+    format_table,
+    invalid,
+    open_store,
+)
+from lomas_core.config import Config
+from lomas_core.errors import InvalidRequest, LomasError
+from lomas_core.metadata import Metadata
+from lomas_core.models import DatasetDescription
+
+__all__ = ["DatasetChecker", "description_from_mapping", "read_description", "read_yaml", "register"]
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """Parse a YAML file; InvalidRequest (naming the file) when unreadable or invalid."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read {what} {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise InvalidRequest(f"{what} {path} is not valid YAML: {exc}") from None
+
+
+def _is_local_path_option(key: str, value: Any) -> bool:
+    return (isinstance(value, str) and (key == "path" or key.endswith("_path"))
+            and "://" not in value and not Path(value).expanduser().is_absolute())
+
+
+def description_from_mapping(raw: Any, base_dir: Path, where: str) -> DatasetDescription:
+    """A dataset description from YAML data.
+
+    Relative file paths in ``options`` (``path``, ``*_path``) resolve against ``base_dir``, and
+    ``metadata`` may name a YAML file (also relative to ``base_dir``) instead of holding the mapping.
+    """
+    if not isinstance(raw, Mapping):
+        raise InvalidRequest(f"{where}: a dataset description must be a mapping")
+    data = dict(raw)
+    options = data.get("options")
+    if isinstance(options, Mapping):
+        data["options"] = {k: str((base_dir / v).resolve()) if _is_local_path_option(k, v) else v
+                           for k, v in options.items()}
+    if isinstance(data.get("metadata"), str):
+        meta_path = (base_dir / Path(data["metadata"]).expanduser()).resolve()
+        data["metadata"] = read_yaml(meta_path, "metadata file")
+    try:
+        return DatasetDescription.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(exc, f"{where}: invalid dataset description") from None
+
+
+def read_description(path: Path) -> DatasetDescription:
+    """A dataset description from a YAML file (relative paths resolve against its folder)."""
+    return description_from_mapping(read_yaml(path, "dataset description"), path.resolve().parent,
+                                    str(path))
+
+
+class DatasetChecker:
+    """Validates descriptions with the configured adapters (built once, without engines or store)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._adapters: dict[str, Adapter] = {}
+        self._loaded: list[Any] = []
+
+    def _adapter(self, name: str) -> Adapter:
+        if name in self._adapters:
+            return self._adapters[name]
+        if name not in self.config.adapters:
+            enabled = ", ".join(sorted(self.config.adapters)) or "none"
+            raise InvalidRequest(f"adapter '{name}' is not enabled in the config; enabled: {enabled}")
+        from lomas_core.plugins import load_plugins
+
+        only = self.config.model_copy(update={"engines": {},
+                                              "adapters": {name: self.config.adapters[name]}})
+        loaded = load_plugins(only, with_store=False)
+        self._loaded.append(loaded)
+        self._adapters[name] = loaded.adapters[name]
+        return self._adapters[name]
+
+    def check(self, desc: DatasetDescription) -> None:
+        """Raise InvalidRequest when the adapter refuses the options or no metadata can be found."""
+        adapter = self._adapter(desc.adapter)
+        try:
+            adapter.check_options(desc.options)
+            raw_meta = None if desc.metadata is not None else adapter.load_metadata(desc.name,
+                                                                                   desc.options)
+        except LomasError as exc:
+            raise InvalidRequest(f"dataset '{desc.name}': {exc.message}") from None
+        except Exception as exc:  # noqa: BLE001 - adapter internals: report the kind only
+            raise InvalidRequest(f"dataset '{desc.name}': the adapter refused its options "
+                                 f"({type(exc).__name__})") from None
+        if desc.metadata is None:
+            if raw_meta is None:
+                raise InvalidRequest(f"dataset '{desc.name}' has no metadata: add 'metadata' (a "
+                                     "mapping or a YAML file) or the adapter's metadata option")
+            try:
+                Metadata.model_validate(raw_meta)
+            except ValidationError as exc:
+                raise invalid(exc, f"dataset '{desc.name}': invalid metadata") from None
+
+    def close(self) -> None:
+        for loaded in self._loaded:
+            loaded.close()
+
+    def __enter__(self) -> DatasetChecker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def dataset_add(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    desc = read_description(Path(args.file))
+    with DatasetChecker(config) as checker:
+        checker.check(desc)
+    with open_store(config) as store:
+        store.put_dataset(desc, replace=args.replace)
+    print(f"{'saved' if args.replace else 'added'} dataset {desc.name} (adapter {desc.adapter})")
+    return 0
+
+
+def dataset_list(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        rows = [{"name": d.name, "adapter": d.adapter, "description": d.description}
+                for d in store.list_datasets()]
+    emit(args, {"datasets": rows}, format_table(rows, ["name", "adapter", "description"]))
+    return 0
+
+
+def dataset_show(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        view = store.get_dataset(args.name).model_dump(mode="json", exclude_none=True)
+    emit(args, view, yaml.safe_dump(view, sort_keys=False).rstrip())
+    return 0
+
+
+def dataset_remove(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        store.remove_dataset(args.name)
+    print(f"removed dataset {args.name} (and its grants; the archive stays)")
+    return 0
+
+
+def register(admin_sub: Any) -> None:
+    """Add ``lomas admin dataset add|list|show|remove``."""
+    dataset = admin_sub.add_parser("dataset", help="add, list, show and remove datasets")
+    sub = dataset.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = sub.add_parser("add", help="add a dataset from a description YAML")
+    p.add_argument("file", help="YAML with name, adapter, options, metadata (mapping or file)")
+    p.add_argument("--replace", action="store_true", help="update the dataset if it exists")
+    p.set_defaults(func=dataset_add)
+    p = sub.add_parser("list", help="list datasets")
+    p.set_defaults(func=dataset_list)
+    add_json_option(p)
+    p = sub.add_parser("show", help="show a dataset description")
+    p.add_argument("name")
+    add_json_option(p)
+    p.set_defaults(func=dataset_show)
+    p = sub.add_parser("remove", help="delete a dataset and its grants")
+    p.add_argument("name")
+    p.set_defaults(func=dataset_remove)
+    for parser in sub.choices.values():
+        add_config_option(parser)
