@@ -1,0 +1,60 @@
+"""Privacy accounting: a measurement's map at ``d_in = max_ids`` as an exact (epsilon, delta).
+
+* MaxDivergence -> (epsilon, 0)
+* Approximate<MaxDivergence> -> (epsilon, delta)
+* ZeroConcentratedDivergence, Approximate<ZeroConcentratedDivergence> and SmoothedMaxDivergence ->
+  converted with OpenDP's own combinators at the client's ``fixed_delta`` (refused without it).
+
+The charge is exactly what OpenDP's (conservatively rounded) maps say, never less.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lomas_core.budget import Budget
+from lomas_core.errors import InvalidQuery
+from lomas_engine_opendp.errors import opendp_reason
+
+__all__ = ["charge_of"]
+
+_NEEDS_DELTA = ("ZeroConcentratedDivergence", "Approximate<ZeroConcentratedDivergence>",
+                "SmoothedMaxDivergence")
+
+
+def charge_of(measurement: Any, d_in: int, fixed_delta: float | None) -> Budget:
+    """The (epsilon, delta) cost of ``measurement`` when one individual changes ``d_in`` rows."""
+    import opendp.prelude as dp
+
+    measure = str(measurement.output_measure.type)
+    try:
+        if measure == "MaxDivergence":
+            return Budget.of(_finite(measurement.map(d_in)), 0)
+        if measure == "Approximate<MaxDivergence>":
+            eps, delta = measurement.map(d_in)
+            return Budget.of(_finite(eps), _finite(delta))
+        if measure in _NEEDS_DELTA:
+            if fixed_delta is None or fixed_delta <= 0:
+                raise InvalidQuery(f"the output measure is {measure}: give 'fixed_delta' (> 0) to "
+                                   "convert it to (epsilon, delta)")
+            if measure == "SmoothedMaxDivergence":
+                converted = dp.c.make_fix_delta(measurement, fixed_delta)
+            else:
+                converted = dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(measurement),
+                                                fixed_delta)
+            eps, delta = converted.map(d_in)
+            return Budget.of(_finite(eps), _finite(delta))
+    except InvalidQuery:
+        raise
+    except Exception as exc:  # noqa: BLE001 - library refusal on public inputs
+        raise InvalidQuery(f"the privacy cost could not be computed: {opendp_reason(exc)}") from None
+    raise InvalidQuery(f"output measure {measure} is not supported; use MaxDivergence, "
+                       "Approximate<MaxDivergence>, ZeroConcentratedDivergence or "
+                       "SmoothedMaxDivergence")
+
+
+def _finite(x: Any) -> float:
+    value = float(x)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InvalidQuery("the privacy cost is unbounded (infinite); add noise or bounds")
+    return value

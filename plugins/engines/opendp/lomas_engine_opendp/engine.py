@@ -1,0 +1,126 @@
+"""The ``opendp`` engine: OpenDP measurement pipelines and OpenDP polars plans."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lomas_core import results
+from lomas_core.budget import Budget
+from lomas_core.context import PluginContext
+from lomas_core.data import DataHandle
+from lomas_core.engine import DatasetInfo, Engine, validation_message
+from lomas_core.errors import ConfigError, InvalidQuery, QueryFailed
+from lomas_engine_opendp.accounting import charge_of
+from lomas_engine_opendp.query import OpenDPQuery
+
+__all__ = ["OpenDPEngine", "OpenDPOptions"]
+
+log = logging.getLogger("lomas.engines.opendp")
+
+
+class OpenDPOptions(BaseModel):
+    """``engines.opendp`` options in the server config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Enable OpenDP's ``honest-but-curious`` feature (constructors trusting user functions).
+    honest_but_curious: bool = False
+    #: Largest accepted ``pipeline``/``plan`` text, in characters.
+    max_query_chars: int = Field(default=500_000, ge=1024)
+    #: Calibrated plan measurements kept in memory.
+    plan_cache_size: int = Field(default=256, ge=0)
+
+
+class OpenDPEngine(Engine):
+    """Runs OpenDP pipelines (``{"pipeline": ...}``) and polars plans (``{"plan": ...}``)."""
+
+    name: ClassVar[str] = "opendp"
+    Query: ClassVar[type[BaseModel]] = OpenDPQuery
+
+    def __init__(self, options: Mapping[str, Any] | None = None,
+                 context: PluginContext | None = None) -> None:
+        try:
+            self.options = OpenDPOptions.model_validate(dict(options or {}))
+        except ValidationError as exc:
+            raise ConfigError(f"engines.opendp: {validation_message(exc)}") from None
+        logger = context.logger if context is not None else log
+        import opendp.prelude as dp
+
+        dp.enable_features("contrib")
+        if self.options.honest_but_curious:
+            dp.enable_features("honest-but-curious")
+            logger.warning("engines.opendp.honest_but_curious is on: OpenDP constructors that "
+                           "trust user-supplied functions are enabled")
+        from lomas_engine_opendp.plans import PlanBuilder
+
+        self._plans = PlanBuilder(cache_size=self.options.plan_cache_size)
+
+    def parse(self, payload: Mapping[str, Any]) -> BaseModel:
+        query = super().parse(payload)
+        assert isinstance(query, OpenDPQuery)
+        text = query.pipeline if query.pipeline is not None else query.plan
+        if text is not None and len(text) > self.options.max_query_chars:
+            raise InvalidQuery(f"the {'pipeline' if query.pipeline else 'plan'} is larger than "
+                               f"{self.options.max_query_chars} characters")
+        return query
+
+    # -- building (public inputs only) -------------------------------------------------------------
+    def _measurement(self, query: OpenDPQuery, dataset: DatasetInfo) -> tuple[Any, Any]:
+        if query.pipeline is not None:
+            from lomas_engine_opendp.pipeline import build_pipeline
+
+            return build_pipeline(query.pipeline, query.column, dataset,
+                                  honest_but_curious=self.options.honest_but_curious)
+        return self._plans.measurement(query, dataset), None
+
+    def cost(self, query: Any, dataset: DatasetInfo) -> Budget:
+        measurement, _ = self._measurement(query, dataset)
+        return charge_of(measurement, dataset.metadata.max_ids, query.fixed_delta)
+
+    def run(self, query: Any, data: DataHandle, dataset: DatasetInfo) -> Any:
+        measurement, feed = self._measurement(query, dataset)
+        # The charge was computed from this same deterministic build; checking it again keeps a
+        # measurement the cost step would refuse from ever running.
+        charge_of(measurement, dataset.metadata.max_ids, query.fixed_delta)
+        from opendp.core import measurement_invoke
+
+        if query.pipeline is not None:
+            from lomas_engine_opendp.pipeline import feed_pipeline
+
+            carrier = str(measurement.input_domain.carrier_type)
+            release = measurement_invoke(measurement, feed_pipeline(data, feed, carrier))
+            return _pipeline_result(release)
+        from lomas_engine_opendp.plans import prepared_frame
+
+        frame = prepared_frame(data, dataset.metadata)
+        release = measurement_invoke(measurement, frame)
+        return results.table_from_polars(release.collect())
+
+    def warmup(self) -> None:
+        """Load OpenDP's library and polars plugin, and build one small plan end to end."""
+        import polars as pl
+
+        from lomas_core.metadata import Metadata
+        from lomas_engine_opendp.wire import placeholder, serialize_plan
+
+        meta = Metadata.model_validate({"rows": 10, "columns": {
+            "g": {"type": "string", "categories": ["a"]}, "x": {"type": "float"}}})
+        import opendp.prelude  # noqa: F401 - registers the .dp namespace on polars expressions
+
+        noise: Any = pl.len()
+        plan = placeholder(meta.model_dump()).group_by("g").agg(noise.dp.noise())
+        query = OpenDPQuery(plan=serialize_plan(plan), epsilon=1.0)
+        self._plans.measurement(query, DatasetInfo(name="warmup", metadata=meta))
+
+
+def _pipeline_result(release: Any) -> Any:
+    kind = type(release).__name__
+    if kind in ("Queryable", "OnceFrame") or callable(release):
+        raise QueryFailed()
+    if isinstance(release, dict):
+        return results.value({str(k): v for k, v in release.items()})
+    return results.value(release)
