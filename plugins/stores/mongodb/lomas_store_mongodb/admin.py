@@ -1,0 +1,178 @@
+"""Users, tokens, datasets and grants in MongoDB.
+
+A grant document holds the exact initial budget (decimal text), the check counters ``init_*``
+(initial rounded down, in units) and ``rem_*`` (``init_*`` minus every cost rounded up), and the
+exact spent budget as integer limbs (see ``units.py``). The charge filters on ``rem_* >= cost``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from lomas_core.budget import Budget
+from lomas_core.errors import Conflict, NotFound, StoreUnavailable
+from lomas_core.models import DatasetDescription, Grant, User
+from lomas_store_mongodb.base import MongoBase
+from lomas_store_mongodb.codec import budget_from_doc, dataset_from_doc, dataset_to_doc, grant_id
+
+__all__ = ["AdminMixin"]
+
+_SET_INITIAL_ATTEMPTS = 20
+
+
+class AdminMixin(MongoBase):
+    """The admin half of the store."""
+
+    # -- users and tokens -------------------------------------------------------------------------
+    def add_user(self, user: User) -> None:
+        with self.guard("add_user"):
+            try:
+                self.users.insert_one({"_id": user.name, "name": user.name, "is_admin": user.is_admin})
+            except DuplicateKeyError:
+                raise Conflict(f"user '{user.name}' already exists") from None
+
+    def get_user(self, name: str) -> User:
+        with self.guard("get_user"):
+            doc = self.users.find_one({"_id": name})
+        if doc is None:
+            raise NotFound(f"user '{name}' not found")
+        return User(name=doc["name"], is_admin=bool(doc.get("is_admin")))
+
+    def list_users(self) -> list[User]:
+        with self.guard("list_users"):
+            docs = list(self.users.find({}))
+        users = [User(name=d["name"], is_admin=bool(d.get("is_admin"))) for d in docs]
+        return sorted(users, key=lambda u: u.name)
+
+    def remove_user(self, name: str) -> None:
+        with self.guard("remove_user"):
+            if self.users.count_documents({"_id": name}, limit=1) == 0:
+                raise NotFound(f"user '{name}' not found")
+            # Tokens first: a crash part-way leaves a user who can no longer authenticate.
+            self.tokens.delete_many({"user": name})
+            self.grants.delete_many({"user": name})
+            self.users.delete_one({"_id": name})
+
+    def add_token(self, user: str, token_hash: str) -> None:
+        with self.guard("add_token"):
+            if self.users.count_documents({"_id": user}, limit=1) == 0:
+                raise NotFound(f"user '{user}' not found")
+            try:
+                self.tokens.insert_one({"_id": token_hash, "user": user})
+            except DuplicateKeyError:
+                raise Conflict("this token is already registered") from None
+
+    def revoke_tokens(self, user: str) -> int:
+        with self.guard("revoke_tokens"):
+            return int(self.tokens.delete_many({"user": user}).deleted_count)
+
+    def user_for_token(self, token_hash: str) -> User | None:
+        with self.guard("user_for_token"):
+            token = self.tokens.find_one({"_id": token_hash})
+            if token is None:
+                return None
+            doc = self.users.find_one({"_id": token["user"]})
+        if doc is None:
+            return None
+        return User(name=doc["name"], is_admin=bool(doc.get("is_admin")))
+
+    # -- datasets -----------------------------------------------------------------------------------
+    def put_dataset(self, dataset: DatasetDescription, *, replace: bool = False) -> None:
+        doc = dataset_to_doc(dataset)
+        with self.guard("put_dataset"):
+            if replace:
+                self.datasets.replace_one({"_id": dataset.name}, doc, upsert=True)
+                return
+            try:
+                self.datasets.insert_one(doc)
+            except DuplicateKeyError:
+                raise Conflict(f"dataset '{dataset.name}' already exists") from None
+
+    def get_dataset(self, name: str) -> DatasetDescription:
+        with self.guard("get_dataset"):
+            doc = self.datasets.find_one({"_id": name})
+        if doc is None:
+            raise NotFound(f"dataset '{name}' not found")
+        return dataset_from_doc(doc)
+
+    def list_datasets(self) -> list[DatasetDescription]:
+        with self.guard("list_datasets"):
+            docs = list(self.datasets.find({}))
+        return sorted((dataset_from_doc(d) for d in docs), key=lambda d: d.name)
+
+    def remove_dataset(self, name: str) -> None:
+        with self.guard("remove_dataset"):
+            if self.datasets.count_documents({"_id": name}, limit=1) == 0:
+                raise NotFound(f"dataset '{name}' not found")
+            self.grants.delete_many({"dataset": name})
+            self.datasets.delete_one({"_id": name})
+
+    # -- grants -------------------------------------------------------------------------------------
+    def _grant_doc(self, user: str, dataset: str, initial: Budget, spent: Budget,
+                   pending: dict[str, Any] | None = None) -> dict[str, Any]:
+        init = self.scale.budget_units(initial)
+        used = self.scale.cost_units(spent)
+        return {
+            "_id": grant_id(user, dataset), "user": user, "dataset": dataset,
+            "initial": initial.as_strings(),
+            "init_eps": init.epsilon, "init_delta": init.delta,
+            "rem_eps": init.epsilon - used.epsilon, "rem_delta": init.delta - used.delta,
+            **self.scale.limbs(spent),
+            "pending": pending or {},
+        }
+
+    def grant(self, user: str, dataset: str, initial: Budget) -> None:
+        doc = self._grant_doc(user, dataset, initial, Budget(Decimal(0), Decimal(0)))
+        with self.guard("grant"):
+            if self.users.count_documents({"_id": user}, limit=1) == 0:
+                raise NotFound(f"user '{user}' not found")
+            if self.datasets.count_documents({"_id": dataset}, limit=1) == 0:
+                raise NotFound(f"dataset '{dataset}' not found")
+            try:
+                self.grants.insert_one(doc)
+            except DuplicateKeyError:
+                raise Conflict(f"user '{user}' already has a grant on '{dataset}'") from None
+
+    def revoke(self, user: str, dataset: str) -> None:
+        with self.guard("revoke"):
+            if self.grants.delete_one({"_id": grant_id(user, dataset)}).deleted_count == 0:
+                raise NotFound(f"user '{user}' has no grant on '{dataset}'")
+
+    def set_initial_budget(self, user: str, dataset: str, initial: Budget) -> None:
+        new = self.scale.budget_units(initial)
+        gid = grant_id(user, dataset)
+        with self.guard("set_initial_budget"):
+            for _ in range(_SET_INITIAL_ATTEMPTS):
+                doc = self.grants.find_one({"_id": gid}, {"init_eps": 1, "init_delta": 1})
+                if doc is None:
+                    raise NotFound(f"user '{user}' has no grant on '{dataset}'")
+                # Compare-and-set on the old initial units: charges may run concurrently, and
+                # shifting rem_* by the difference keeps rem = init - spent without reading spent.
+                result = self.grants.update_one(
+                    {"_id": gid, "init_eps": doc["init_eps"], "init_delta": doc["init_delta"]},
+                    {"$set": {"initial": initial.as_strings(), "init_eps": new.epsilon,
+                              "init_delta": new.delta},
+                     "$inc": {"rem_eps": new.epsilon - doc["init_eps"],
+                              "rem_delta": new.delta - doc["init_delta"]}})
+                if result.matched_count == 1:
+                    return
+        raise StoreUnavailable("the grant kept changing while its budget was updated; retry")
+
+    def _grant_from_doc(self, doc: dict[str, Any]) -> Grant:
+        return Grant(user=doc["user"], dataset=doc["dataset"],
+                     initial=budget_from_doc(doc["initial"]), spent=self.scale.from_limbs(doc))
+
+    def get_grant(self, user: str, dataset: str) -> Grant | None:
+        with self.guard("get_grant"):
+            doc = self.grants.find_one({"_id": grant_id(user, dataset)}, {"pending": 0})
+        return None if doc is None else self._grant_from_doc(doc)
+
+    def list_grants(self, user: str | None = None) -> list[Grant]:
+        query = {} if user is None else {"user": user}
+        with self.guard("list_grants"):
+            docs = list(self.grants.find(query, {"pending": 0}))
+        grants = [self._grant_from_doc(d) for d in docs]
+        return sorted(grants, key=lambda g: (g.user, g.dataset))

@@ -1,0 +1,107 @@
+"""The MongoDB budget store: connection, indexes, start-up checks and lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pymongo import ASCENDING, MongoClient
+from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
+
+from lomas_core.context import PluginContext
+from lomas_core.errors import ConfigError, StoreUnavailable
+from lomas_core.store import BudgetStore
+from lomas_store_mongodb.admin import AdminMixin
+from lomas_store_mongodb.base import log
+from lomas_store_mongodb.ledger import LedgerMixin
+from lomas_store_mongodb.options import MongoOptions, describe_hosts, parse_options
+from lomas_store_mongodb.recovery import RecoveryMixin
+from lomas_store_mongodb.state_io import StateMixin
+from lomas_store_mongodb.units import Scale
+
+__all__ = ["MongoStore"]
+
+
+class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore):
+    """Budget store on MongoDB (or any server speaking its wire protocol, such as nx-27017).
+
+    Build it with :meth:`from_options`; the constructor connects, checks the server answers,
+    creates the unique indexes and reconciles interrupted charges.
+    """
+
+    name = "mongodb"
+
+    def __init__(self, uri: str, options: MongoOptions | None = None, *, recover: bool = True) -> None:
+        self.options = options or MongoOptions(uri=uri)
+        self.hosts = describe_hosts(uri)
+        self.scale = Scale(self.options.epsilon_digits, self.options.delta_digits)
+        self.recovery_grace_seconds = self.options.recovery_grace_seconds
+        try:
+            self.client: MongoClient[dict[str, Any]] = MongoClient(uri, **self.options.client_kwargs())
+        except (PyMongoError, TypeError, ValueError) as exc:
+            raise ConfigError(f"mongodb store: cannot use the URI for {self.hosts}: "
+                              f"{type(exc).__name__}") from None
+        read_concern = ReadConcern(self.options.read_concern) if self.options.read_concern else None
+        self.db = self.client.get_database(
+            self.options.database, write_concern=WriteConcern(**self.options.write_concern.kwargs()),
+            read_concern=read_concern)
+        try:
+            self.client.admin.command("ping")
+            self._create_indexes()
+            self._check_scale()
+            if recover:
+                self.recover()
+        except PyMongoError as exc:
+            self.client.close()
+            raise ConfigError(f"mongodb store: cannot reach MongoDB at {self.hosts} "
+                              f"(database '{self.options.database}'): {type(exc).__name__}") from None
+        except StoreUnavailable:
+            self.client.close()
+            raise ConfigError(f"mongodb store: MongoDB at {self.hosts} failed during start-up") from None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], context: PluginContext | None = None) -> MongoStore:
+        """Build the store from the config's ``store.options``."""
+        opts = parse_options(options)
+        return cls(opts.resolve_uri(context), opts)
+
+    def _create_indexes(self) -> None:
+        self.users.create_index([("name", ASCENDING)], unique=True, name="user_name_unique")
+        self.datasets.create_index([("name", ASCENDING)], unique=True, name="dataset_name_unique")
+        self.grants.create_index([("user", ASCENDING), ("dataset", ASCENDING)], unique=True,
+                                 name="grant_user_dataset_unique")
+        self.grants.create_index([("dataset", ASCENDING)], name="grant_dataset")
+        self.tokens.create_index([("user", ASCENDING)], name="token_user")
+        self.archive.create_index([("user", ASCENDING), ("idem", ASCENDING)], unique=True,
+                                  name="archive_user_idempotency_key_unique",
+                                  partialFilterExpression={"idem": {"$type": "string"}})
+        self.archive.create_index([("created_at", ASCENDING), ("seq", ASCENDING)], name="archive_time")
+        self.archive.create_index([("status", ASCENDING)], name="archive_status")
+
+    def _check_scale(self) -> None:
+        """The unit scale is fixed once the database is in use: refuse a config that changed it."""
+        wanted = {"epsilon_digits": self.scale.epsilon_digits, "delta_digits": self.scale.delta_digits}
+        try:
+            self.meta.insert_one({"_id": "units", **wanted})
+        except DuplicateKeyError:
+            pass
+        doc = self.meta.find_one({"_id": "units"}) or {}
+        stored = {k: doc.get(k) for k in wanted}
+        if stored != wanted:
+            self.client.close()
+            raise ConfigError(
+                f"mongodb store: database '{self.options.database}' at {self.hosts} uses "
+                f"epsilon_digits={stored['epsilon_digits']}, delta_digits={stored['delta_digits']}; "
+                "the options must match")
+
+    def ping(self) -> None:
+        with self.guard("ping"):
+            self.client.admin.command("ping")
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except PyMongoError:  # pragma: no cover - shutdown is best effort
+            log.debug("closing the mongodb client failed", exc_info=True)
