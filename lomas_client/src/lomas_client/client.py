@@ -1,0 +1,203 @@
+"""The researcher's entry point: :class:`Client`.
+
+Example::
+
+    from lomas_client import Client
+    client = Client(url="http://localhost:8000", token="...", dataset_name="penguins")
+    client.get_dataset_metadata()
+    res = client.smartnoise_sql.query("SELECT COUNT(*) AS n FROM df", epsilon=0.5, delta=1e-5)
+    res.result        # a pandas DataFrame
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from importlib import metadata as _importlib_metadata
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+
+from lomas_client.engines import OpenDPClient, SmartnoiseSQLClient
+from lomas_client.results import QueryResult, budget_dict, decode_result, table_to_dataframe
+from lomas_client.transport import RetryPolicy, Transport
+
+__all__ = ["Client"]
+
+
+def _version() -> str:
+    try:
+        return _importlib_metadata.version("lomas-client")
+    except _importlib_metadata.PackageNotFoundError:
+        return "0"
+
+
+class Client:
+    """A connection to a lomas server, bound to one dataset.
+
+    Every argument left out is read from the environment: ``LOMAS_URL``, ``LOMAS_TOKEN`` and
+    ``LOMAS_DATASET``.
+
+    Args:
+        url: the server's base URL, e.g. ``http://localhost:8000``.
+        token: your bearer token.
+        dataset_name: the dataset the dataset-level methods work on (may be changed later through
+            the ``dataset_name`` attribute).
+        connect_timeout: seconds to wait for a connection.
+        read_timeout: seconds to wait for an answer (queries on big datasets may take a while).
+        max_retries: how many times a transient failure is retried (connection dropped, 502/503/504,
+            a previous attempt still running). Retries of a query reuse its ``Idempotency-Key``, so
+            they are never charged twice.
+        backoff: first retry delay in seconds, doubled on each retry.
+        verify: TLS verification (``False`` or a CA bundle path).
+        headers: extra HTTP headers.
+    """
+
+    def __init__(self, url: str | None = None, token: str | None = None,
+                 dataset_name: str | None = None, *, connect_timeout: float = 10.0,
+                 read_timeout: float = 300.0, max_retries: int = 3, backoff: float = 0.5,
+                 verify: bool | str = True, headers: dict[str, str] | None = None) -> None:
+        url = url or os.environ.get("LOMAS_URL")
+        if not url:
+            raise ValueError("no server URL: pass url=... or set LOMAS_URL")
+        token = token or os.environ.get("LOMAS_TOKEN")
+        self.dataset_name: str | None = dataset_name or os.environ.get("LOMAS_DATASET")
+        self._transport = Transport(
+            url, token, connect_timeout=connect_timeout, read_timeout=read_timeout,
+            retry=RetryPolicy(max_retries=max_retries, backoff=backoff), verify=verify,
+            headers=headers, user_agent=f"lomas-client/{_version()}")
+        self._metadata: tuple[str, dict[str, Any]] | None = None
+        self.smartnoise_sql = SmartnoiseSQLClient(self)
+        self.opendp = OpenDPClient(self)
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return self._transport.url
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r}, dataset_name={self.dataset_name!r})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the underlying connections."""
+        self._transport.close()
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _dataset_path(self, suffix: str) -> str:
+        if not self.dataset_name:
+            raise ValueError("no dataset: pass dataset_name=... or set LOMAS_DATASET")
+        return f"/v1/datasets/{quote(self.dataset_name, safe='')}/{suffix}"
+
+    def _get(self, path: str) -> Any:
+        return self._transport.request("GET", path)
+
+    def _post(self, path: str, body: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
+        return self._transport.request("POST", path, json=body, idempotency_key=idempotency_key)
+
+    # -- server and datasets -----------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """``{"status": "ok", "version": ...}`` when the server is up (no token needed)."""
+        return dict(self._get("/health"))
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        """The datasets granted to you: ``[{"name", "description"}, ...]``."""
+        return list(self._get("/v1/datasets").get("datasets", []))
+
+    def get_dataset_metadata(self) -> dict[str, Any]:
+        """The dataset's public metadata (max_ids, rows, columns with types and bounds, ...)."""
+        body = dict(self._get(self._dataset_path("metadata")))
+        self._metadata = (str(self.dataset_name), body)
+        return body
+
+    def _cached_metadata(self) -> dict[str, Any]:
+        if self._metadata is None or self._metadata[0] != self.dataset_name:
+            return self.get_dataset_metadata()
+        return self._metadata[1]
+
+    def get_dummy_dataset(self, nb_rows: int = 100, seed: int = 42) -> pd.DataFrame:
+        """A synthetic dataset with the real one's schema, made from public metadata only.
+
+        Use it to develop queries; nothing is charged. Columns get the metadata's types.
+        """
+        body = self._post(self._dataset_path("dummy"), {"rows": nb_rows, "seed": seed})
+        if isinstance(body, dict) and body.get("type") == "table":
+            meta_columns = self._cached_metadata().get("columns") or {}
+            sent = list(body.get("dtypes") or [])
+            dtypes = []
+            for i, name in enumerate(body.get("columns", [])):
+                column = meta_columns.get(name)
+                fallback = sent[i] if i < len(sent) else "object"
+                dtypes.append(column.get("type", fallback) if isinstance(column, dict) else fallback)
+            return table_to_dataframe({**body, "dtypes": dtypes})
+        result = decode_result(body)
+        return result if isinstance(result, pd.DataFrame) else pd.DataFrame(result)
+
+    # -- budget --------------------------------------------------------------------------------------
+
+    def get_budget(self) -> dict[str, dict[str, float]]:
+        """``{"initial": B, "spent": B, "remaining": B}`` with ``B = {"epsilon", "delta"}``."""
+        body = self._get(self._dataset_path("budget"))
+        return {k: budget_dict(body.get(k)) or {"epsilon": 0.0, "delta": 0.0}
+                for k in ("initial", "spent", "remaining")}
+
+    def get_initial_budget(self) -> dict[str, float]:
+        """The budget you were granted on this dataset: ``{"epsilon", "delta"}``."""
+        return self.get_budget()["initial"]
+
+    def get_total_spent_budget(self) -> dict[str, float]:
+        """What your queries have spent so far: ``{"epsilon", "delta"}``."""
+        return self.get_budget()["spent"]
+
+    def get_remaining_budget(self) -> dict[str, float]:
+        """What you can still spend: ``{"epsilon", "delta"}``."""
+        return self.get_budget()["remaining"]
+
+    def get_previous_queries(self) -> list[dict[str, Any]]:
+        """Your past (non-dummy) queries on this dataset, oldest first.
+
+        Each record has ``id``, ``engine``, ``request``, ``epsilon``, ``delta``, ``status``,
+        ``created_at``, ``completed_at``, ``result`` (a DataFrame for tables) and ``error``.
+        """
+        body = self._get(self._dataset_path("queries"))
+        records = []
+        for raw in body.get("queries", []):
+            record = dict(raw)
+            record["result"] = decode_result(record.get("result"))
+            records.append(record)
+        return records
+
+    # -- any engine ----------------------------------------------------------------------------------
+
+    def cost(self, engine: str, payload: dict[str, Any]) -> dict[str, float]:
+        """The (epsilon, delta) a query would cost, computed from public metadata only; free."""
+        body = self._post(self._dataset_path("cost"), {"engine": engine, "query": payload})
+        return budget_dict(body) or {"epsilon": 0.0, "delta": 0.0}
+
+    def query(self, engine: str, payload: dict[str, Any], dummy: bool = False, nb_rows: int = 100,
+              seed: int = 42, *, idempotency_key: str | None = None) -> QueryResult:
+        """Run a query with any engine the server offers (including third-party engines).
+
+        Args:
+            engine: the engine's name (``smartnoise_sql``, ``opendp``, ...).
+            payload: the engine's query object (see the engine's documentation).
+            dummy: run on a dummy dataset of ``nb_rows`` rows made with ``seed``; free.
+            idempotency_key: defaults to a fresh uuid4; reused unchanged on every retry.
+
+        Raises:
+            BudgetExceededError, InvalidQueryError, QueryFailedError, ...: see
+            :mod:`lomas_client.errors`.
+        """
+        body: dict[str, Any] = {"engine": engine, "query": payload,
+                                "dummy": {"rows": nb_rows, "seed": seed} if dummy else None}
+        key = idempotency_key or str(uuid.uuid4())
+        answer = self._post(self._dataset_path("query"), body, idempotency_key=key)
+        return QueryResult.from_response(answer)

@@ -1,0 +1,115 @@
+"""Engine-specific helpers: ``client.smartnoise_sql`` and ``client.opendp``.
+
+They only build the engine's payload (see ``docs/api.md``, "Engine payloads") and call the generic
+:meth:`Client.cost` / :meth:`Client.query`; any other engine is reachable through those directly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lomas_client import opendp_wire
+from lomas_client.results import QueryResult
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from lomas_client.client import Client
+
+__all__ = ["OpenDPClient", "SmartnoiseSQLClient"]
+
+
+class SmartnoiseSQLClient:
+    """Queries in SQL answered by SmartNoise-SQL. The table is named ``df`` in the SQL."""
+
+    engine = "smartnoise_sql"
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @staticmethod
+    def payload(query: str, epsilon: float, delta: float, mechanisms: dict[str, str] | None = None,
+                postprocess: bool = True) -> dict[str, Any]:
+        """The engine payload for a SQL query."""
+        return {"sql": query, "epsilon": epsilon, "delta": delta, "mechanisms": mechanisms,
+                "postprocess": postprocess}
+
+    def cost(self, query: str, epsilon: float, delta: float,
+             mechanisms: dict[str, str] | None = None) -> dict[str, float]:
+        """The (epsilon, delta) the query would really cost (SmartNoise may spend more than the
+        epsilon you pass when it needs several mechanisms); free."""
+        return self._client.cost(self.engine, self.payload(query, epsilon, delta, mechanisms))
+
+    def query(self, query: str, epsilon: float, delta: float,
+              mechanisms: dict[str, str] | None = None, postprocess: bool = True, dummy: bool = False,
+              nb_rows: int = 100, seed: int = 42) -> QueryResult:
+        """Run a SQL query; ``result`` is a pandas DataFrame.
+
+        Args:
+            query: SQL over the table ``df``, e.g. ``SELECT island, COUNT(*) AS n FROM df GROUP BY
+                island``.
+            epsilon, delta: the privacy parameters for the query.
+            mechanisms: override SmartNoise's mechanism per statistic, e.g. ``{"count":
+                "gaussian"}``.
+            postprocess: let SmartNoise post-process (e.g. averages from noisy sums and counts).
+            dummy: run on a dummy dataset instead (free); ``nb_rows``/``seed`` shape it.
+        """
+        return self._client.query(self.engine, self.payload(query, epsilon, delta, mechanisms,
+                                                            postprocess),
+                                  dummy=dummy, nb_rows=nb_rows, seed=seed)
+
+
+class OpenDPClient:
+    """Queries as OpenDP measurements (pipelines) or polars plans with OpenDP expressions.
+
+    Needs the optional extra: ``pip install 'lomas-client[opendp]'``. Engine options (see the
+    OpenDP engine's README):
+
+    * plans: ``epsilon`` (pure DP, ``output_measure="max_divergence"``, the default), or ``rho``
+      with ``output_measure="zero_concentrated_divergence"``, optionally ``delta``; or a fixed
+      ``global_scale`` (and ``threshold``) instead of a loss;
+    * pipelines: ``column`` names the dataset column fed to a pipeline reading a vector of values
+      (without it the rows are fed as CSV text or lines, columns in metadata order, no header);
+    * ``fixed_delta``: the delta used to convert zCDP / smoothed outputs to (epsilon, delta).
+    """
+
+    engine = "opendp"
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @staticmethod
+    def payload(pipeline_or_plan: Any, fixed_delta: float | None = None, *,
+                epsilon: float | None = None, rho: float | None = None,
+                delta: float | None = None, output_measure: str | None = None,
+                global_scale: float | None = None, threshold: int | None = None,
+                column: str | None = None, **extra: Any) -> dict[str, Any]:
+        """The engine payload: the serialized measurement or plan plus its options."""
+        return opendp_wire.make_payload(
+            pipeline_or_plan, fixed_delta=fixed_delta, epsilon=epsilon, rho=rho, delta=delta,
+            output_measure=output_measure, global_scale=global_scale, threshold=threshold,
+            column=column, **extra)
+
+    def cost(self, pipeline_or_plan: Any, fixed_delta: float | None = None,
+             **options: Any) -> dict[str, float]:
+        """The (epsilon, delta) the measurement or plan would cost; free, reads no data."""
+        return self._client.cost(self.engine, self.payload(pipeline_or_plan, fixed_delta, **options))
+
+    def query(self, pipeline_or_plan: Any, fixed_delta: float | None = None, dummy: bool = False,
+              nb_rows: int = 100, seed: int = 42, **options: Any) -> QueryResult:
+        """Run a measurement or a plan. A plan's table comes back as a pandas DataFrame, a
+        pipeline's value as a number (or list)."""
+        return self._client.query(self.engine,
+                                  self.payload(pipeline_or_plan, fixed_delta, **options),
+                                  dummy=dummy, nb_rows=nb_rows, seed=seed)
+
+    def lazyframe(self) -> pl.LazyFrame:
+        """An empty ``polars.LazyFrame`` with the dataset's columns and types, to build plans on.
+
+        Example::
+
+            lf = client.opendp.lazyframe()
+            plan = lf.select(dp.len(), pl.col("body_mass_g").fill_null(4000.0).dp.sum((2000., 7000.)))
+            client.opendp.query(plan, epsilon=1.0)
+        """
+        return opendp_wire.empty_lazyframe(self._client._cached_metadata())
