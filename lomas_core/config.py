@@ -109,7 +109,7 @@ class Config(BaseModel):
     store: PluginConfig = Field(
         default_factory=lambda: PluginConfig(name="sqlite", options={"path": "lomas.db"}))
     engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    adapters: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"local": {}})
+    adapters: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"local": dict[str, Any]()})
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     secrets: dict[str, SecretRef] = Field(default_factory=dict)

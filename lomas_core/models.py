@@ -7,7 +7,7 @@ Stores persist these; the server and the CLI exchange them. Budgets are exact de
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -34,7 +34,7 @@ QueryStatus = Literal["pending", "success", "failed", "released"]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_query_id() -> str:

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pytest
 
 from lomas_core.budget import Budget
-from lomas_core.config import Config
+from lomas_core.config import Config, PluginConfig
 from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo, Engine
 from lomas_core.errors import InvalidQuery
@@ -84,7 +84,7 @@ class EngineContract:
     @pytest.fixture
     def engine(self) -> Any:
         config = Config(engines={self.engine_name: dict(self.engine_options)}, adapters={},
-                        store={"name": "sqlite", "options": {"path": ":memory:"}})
+                        store=PluginConfig(name="sqlite", options={"path": ":memory:"}))
         loaded = load_plugins(config, with_store=False)
         yield loaded.engines[self.engine_name]
         loaded.engines[self.engine_name].close()
