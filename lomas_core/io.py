@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 from collections.abc import Mapping
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import yaml
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from lomas_core.metadata import Metadata
 
 __all__ = [
+    "CSV_NULL_VALUES",
     "FORMATS",
     "check_format",
     "check_schema",
@@ -36,6 +37,10 @@ __all__ = [
 
 FORMATS = ("csv", "parquet")
 _GZIP_MAGIC = b"\x1f\x8b"
+#: Unquoted CSV fields read as null in every column (string columns included). A quoted field is
+#: always a value: ``"NA"`` is the text NA and ``""`` the empty string, which is also how pyarrow
+#: and most writers tell an empty string from a missing value.
+CSV_NULL_VALUES = ("", "NA", "N/A", "n/a", "NULL", "null", "NaN", "nan")
 
 
 def detect_format(path: str, declared: str | None = None) -> str:
@@ -80,12 +85,15 @@ def _maybe_gunzip(stream: IO[bytes]) -> IO[bytes]:
     head = stream.read(2)
     stream.seek(0)
     if head == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=stream, mode="rb")
+        return cast(IO[bytes], gzip.GzipFile(fileobj=stream, mode="rb"))
     return stream
 
 
 def read_table(dataset: str, stream: IO[bytes], fmt: str) -> pa.Table:
     """Parse a CSV (optionally gzip-compressed) or Parquet byte stream into an Arrow table.
+
+    In CSV, the unquoted fields of :data:`CSV_NULL_VALUES` (the empty field among them) are nulls,
+    whatever the column's type.
 
     Raises:
         DatasetUnavailable(touched=True): the content cannot be parsed (the message names the
@@ -98,7 +106,9 @@ def read_table(dataset: str, stream: IO[bytes], fmt: str) -> pa.Table:
         stream = _seekable(stream)
         if fmt == "parquet":
             return pq.read_table(stream)
-        return pacsv.read_csv(_maybe_gunzip(stream))
+        convert = pacsv.ConvertOptions(null_values=list(CSV_NULL_VALUES), strings_can_be_null=True,
+                                       quoted_strings_can_be_null=False)
+        return pacsv.read_csv(_maybe_gunzip(stream), convert_options=convert)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types; none may leak content
         raise DatasetUnavailable(
             f"dataset '{dataset}' could not be parsed as {fmt}", touched=True,
