@@ -1,0 +1,237 @@
+"""Download CSV and Parquet files (and their metadata) over HTTP(S) with httpx.
+
+Every request has connect/read timeouts and a whole-download deadline, bodies stop at a byte cap
+(whether or not the server sends Content-Length), redirects are followed by hand so that each hop
+is checked against the allow-list, secret headers are only sent to the dataset URL's origin, and
+an https URL never redirects to plain http. The version the dataset cache compares is the ETag
+(else Last-Modified) from a HEAD request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit
+
+from pydantic import ValidationError
+
+from lomas_adapter_http.options import (
+    HeaderSecret,
+    HttpAdapterOptions,
+    HttpDatasetOptions,
+    origin,
+    url_problem,
+)
+from lomas_core.adapter import Adapter, Loaded
+from lomas_core.context import PluginContext
+from lomas_core.engine import validation_message
+from lomas_core.errors import ConfigError, DatasetUnavailable, InvalidRequest
+from lomas_core.io import check_format, detect_format, read_metadata_bytes, read_table_bytes
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["HttpAdapter"]
+
+_USER_AGENT = "lomas-adapter-http/0.1"
+
+
+@dataclass
+class _Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes | None
+
+
+def _version(headers: Mapping[str, str]) -> str | None:
+    etag = headers.get("etag")
+    if etag:
+        return f"etag:{etag}"
+    modified = headers.get("last-modified")
+    if modified:
+        return f"modified:{modified}"
+    return None
+
+
+class HttpAdapter(Adapter):
+    """Datasets served by a web server, object-store gateway or data portal."""
+
+    name = "http"
+
+    def __init__(self, options: Mapping[str, Any], context: PluginContext) -> None:
+        try:
+            self.opts = HttpAdapterOptions.model_validate(dict(options))
+        except ValidationError as exc:
+            raise ConfigError(f"adapters.http: {validation_message(exc)}") from None
+        self._context = context
+        import httpx
+
+        timeout = httpx.Timeout(connect=self.opts.connect_timeout, read=self.opts.read_timeout,
+                                write=self.opts.read_timeout, pool=self.opts.connect_timeout)
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False,
+                                    trust_env=self.opts.trust_env, verify=self.opts.verify,
+                                    headers={"User-Agent": _USER_AGENT})
+
+    # -- options --------------------------------------------------------------------------------
+
+    def _options(self, options: Mapping[str, Any]) -> HttpDatasetOptions:
+        try:
+            return HttpDatasetOptions.model_validate(dict(options))
+        except ValidationError as exc:
+            raise InvalidRequest(f"http adapter options: {validation_message(exc)}") from None
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        opts = self._options(options)
+        for field, url in (("url", opts.url), ("metadata_url", opts.metadata_url)):
+            if url is not None and (problem := url_problem(url, self.opts)):
+                raise InvalidRequest(f"http adapter options: {field}: {problem}")
+        check_format(urlsplit(opts.url).path, opts.format)
+        problems = opts.header_problems()
+        for name, value in opts.headers.items():
+            if isinstance(value, HeaderSecret) and value.secret not in self._context.config.secrets:
+                problems.append(f"header '{name}' names secret '{value.secret}', which the server "
+                                "config does not define")
+        if problems:
+            raise InvalidRequest("http adapter options: " + "; ".join(problems))
+
+    def _headers(self, dataset: str, opts: HttpDatasetOptions) -> dict[str, str]:
+        headers = {}
+        for name, value in opts.headers.items():
+            if isinstance(value, HeaderSecret):
+                try:
+                    secret = self._context.secret(value.secret)
+                except ConfigError:
+                    raise DatasetUnavailable(
+                        f"dataset '{dataset}': a secret its source needs is not configured") from None
+                value = value.prefix + secret
+            if "\r" in value or "\n" in value:
+                raise DatasetUnavailable(f"dataset '{dataset}': header '{name}' has an invalid value")
+            headers[name] = value
+        return headers
+
+    # -- transport ------------------------------------------------------------------------------
+
+    def _request(self, dataset: str, method: str, url: str, headers: dict[str, str],
+                 limit: int) -> _Reply:
+        """One logical request: redirects followed by hand, body capped at ``limit`` bytes.
+
+        Error messages start with ``dataset '<dataset>'`` (the cache adds the name for
+        :meth:`version`, which does not know it).
+        """
+        import httpx
+
+        home = origin(url)
+        deadline = time.monotonic() + self.opts.total_timeout
+        current = url
+        for _ in range(self.opts.max_redirects + 1):
+            if problem := url_problem(current, self.opts):
+                raise DatasetUnavailable(f"dataset '{dataset}': the source redirected to a "
+                                         f"location the adapter may not read ({problem})")
+            send = headers if origin(current) == home else {}
+            try:
+                request = self._client.build_request(method, current, headers=send)
+                response = self._client.send(request, stream=True)
+            except httpx.TimeoutException:
+                raise DatasetUnavailable(
+                    f"dataset '{dataset}': the source did not answer in time") from None
+            except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+                raise DatasetUnavailable(f"dataset '{dataset}': the source is unreachable",
+                                         reason=type(exc).__name__) from None
+            try:
+                if response.is_redirect:
+                    target = urljoin(current, response.headers["location"])
+                    if urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https":
+                        raise DatasetUnavailable(
+                            f"dataset '{dataset}': the source redirected from https to http")
+                    current = target
+                    continue
+                if method == "HEAD" and response.status_code in (405, 501):
+                    return _Reply(response.status_code, {}, None)  # no HEAD: no version
+                self._check_status(dataset, response.status_code)
+                body = None if method == "HEAD" else self._read(dataset, response, limit, deadline)
+                return _Reply(response.status_code, response.headers, body)
+            finally:
+                response.close()
+        raise DatasetUnavailable(f"dataset '{dataset}': the source redirected more than "
+                                 f"{self.opts.max_redirects} times")
+
+    @staticmethod
+    def _check_status(dataset: str, status: int) -> None:
+        if status < 300:
+            return
+        if status in (404, 410):
+            raise DatasetUnavailable(f"dataset '{dataset}': the source file was not found")
+        if status in (401, 403):
+            raise DatasetUnavailable(f"dataset '{dataset}': the source refused access "
+                                     "(check the headers and secrets of the dataset)")
+        raise DatasetUnavailable(f"dataset '{dataset}': the source answered HTTP {status}")
+
+    def _too_large(self, dataset: str, limit: int) -> DatasetUnavailable:
+        return DatasetUnavailable(f"dataset '{dataset}': the source file is larger than the "
+                                  f"{limit} bytes this server accepts (adapters.http.max_bytes)")
+
+    def _read(self, dataset: str, response: httpx.Response, limit: int, deadline: float) -> bytes:
+        import httpx
+
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise self._too_large(dataset, limit)
+        buffer = bytearray()
+        try:
+            for chunk in response.iter_bytes():  # decoded: the cap bounds memory, not wire bytes
+                buffer += chunk
+                if len(buffer) > limit:
+                    raise self._too_large(dataset, limit)
+                if time.monotonic() > deadline:
+                    raise DatasetUnavailable(f"dataset '{dataset}': the download took longer than "
+                                             f"{self.opts.total_timeout:g} s")
+        except httpx.TimeoutException:
+            raise DatasetUnavailable(f"dataset '{dataset}': the source stopped sending") from None
+        except httpx.HTTPError as exc:
+            raise DatasetUnavailable(f"dataset '{dataset}': the download failed",
+                                     reason=type(exc).__name__) from None
+        return bytes(buffer)
+
+    # -- Adapter --------------------------------------------------------------------------------
+
+    def _usable(self, dataset: str, url: str) -> None:
+        if problem := url_problem(url, self.opts):
+            raise DatasetUnavailable(f"dataset '{dataset}': {problem}")
+
+    def version(self, options: Mapping[str, Any]) -> str | None:
+        opts = self._options(options)
+        self._usable("?", opts.url)
+        reply = self._request("?", "HEAD", opts.url, self._headers("?", opts), 0)
+        return _version(reply.headers)
+
+    def load(self, dataset: str, options: Mapping[str, Any]) -> Loaded:
+        opts = self._options(options)
+        self._usable(dataset, opts.url)
+        try:
+            fmt = detect_format(urlsplit(opts.url).path, opts.format)
+        except DatasetUnavailable as exc:
+            raise DatasetUnavailable(f"dataset '{dataset}': {exc.message}") from None
+        reply = self._request(dataset, "GET", opts.url, self._headers(dataset, opts),
+                              self.opts.max_bytes)
+        assert reply.body is not None
+        table = read_table_bytes(dataset, reply.body, fmt)
+        # Without validators the cache reloads every revalidation interval; the digest still
+        # tells two loads apart.
+        version = _version(reply.headers) or "sha256:" + hashlib.sha256(reply.body).hexdigest()
+        return Loaded(table, version)
+
+    def load_metadata(self, dataset: str, options: Mapping[str, Any]) -> dict[str, Any] | None:
+        opts = self._options(options)
+        if not opts.metadata_url:
+            return None
+        self._usable(dataset, opts.metadata_url)
+        headers = self._headers(dataset, opts) if origin(opts.metadata_url) == origin(opts.url) else {}
+        reply = self._request(dataset, "GET", opts.metadata_url, headers, self.opts.max_metadata_bytes)
+        assert reply.body is not None
+        return read_metadata_bytes(dataset, reply.body)
+
+    def close(self) -> None:
+        self._client.close()

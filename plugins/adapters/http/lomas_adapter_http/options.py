@@ -1,0 +1,118 @@
+"""Options of the ``http`` adapter (server config) and of its datasets (descriptions)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "HeaderSecret",
+    "HttpAdapterOptions",
+    "HttpDatasetOptions",
+    "origin",
+    "url_problem",
+]
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+# Header names whose value is a credential: it must come from a named secret, never be written in
+# a dataset description (which the admin state stores and the admin API shows).
+_SENSITIVE = re.compile(r"auth|cookie|key|token|secret|password|signature", re.IGNORECASE)
+
+
+class HeaderSecret(BaseModel):
+    """A header value read from the server's secret called ``secret`` (``prefix`` is prepended)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: str = Field(min_length=1, max_length=128)
+    prefix: str = Field(default="", max_length=64)
+
+
+class HttpAdapterOptions(BaseModel):
+    """Server-side options (config ``adapters.http``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    read_timeout: float = Field(default=60.0, gt=0, le=3600)
+    #: Whole download deadline (a slow trickle stops here even if each read is within read_timeout).
+    total_timeout: float = Field(default=600.0, gt=0)
+    max_bytes: int = Field(default=2 * 1024**3, ge=1)
+    max_metadata_bytes: int = Field(default=1024**2, ge=1)
+    max_redirects: int = Field(default=3, ge=0, le=20)
+    #: When set, every URL (and redirect target) must start with one of these prefixes.
+    allowed_prefixes: list[str] | None = None
+    #: When set, every URL (and redirect target) must be on one of these hosts.
+    allowed_hosts: list[str] | None = None
+    #: Use proxy settings from the environment (HTTP_PROXY, ...).
+    trust_env: bool = False
+    #: TLS verification: true, false, or a CA bundle path.
+    verify: bool | str = True
+
+
+class HttpDatasetOptions(BaseModel):
+    """Per-dataset options (the description's ``options``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=4096)
+    format: str | None = None
+    metadata_url: str | None = Field(default=None, max_length=4096)
+    headers: dict[str, str | HeaderSecret] = Field(default_factory=dict)
+
+    def header_problems(self) -> list[str]:
+        """Why the headers cannot be used (never echoes a value)."""
+        problems = []
+        for name, value in self.headers.items():
+            if not _HEADER_NAME.match(name):
+                problems.append(f"'{name[:40]}' is not a valid header name")
+            elif isinstance(value, str):
+                if _SENSITIVE.search(name):
+                    problems.append(f"header '{name}' carries a credential: give it as "
+                                    "{secret: <name>} instead of a literal value")
+                elif "\r" in value or "\n" in value:
+                    problems.append(f"header '{name}' has a line break in its value")
+        return problems
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``; headers are only sent to the dataset URL's origin."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return (parts.scheme.lower(), (parts.hostname or "").lower(), port)
+
+
+def url_problem(url: str, opts: HttpAdapterOptions) -> str | None:
+    """Why the adapter may not fetch ``url``, or None. The message never contains the URL."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "the URL is malformed"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "only http and https URLs are supported"
+    if not parts.hostname:
+        return "the URL has no host"
+    if parts.username is not None or parts.password is not None:
+        return "credentials in the URL are not allowed; use headers with {secret: <name>}"
+    if opts.allowed_hosts is not None and parts.hostname.lower() not in {
+            h.lower() for h in opts.allowed_hosts}:
+        return "the URL's host is not in adapters.http.allowed_hosts"
+    if opts.allowed_prefixes is not None and not any(_under(url, p) for p in opts.allowed_prefixes):
+        return "the URL is not under adapters.http.allowed_prefixes"
+    return None
+
+
+def _under(url: str, prefix: str) -> bool:
+    # A prefix is a folder: "https://h/data" admits "https://h/data/x.csv" but not
+    # "https://h/data-private.csv", "https://h.evil.org" or a "/../" walk out of it.
+    if not url.startswith(prefix):
+        return False
+    path = urlsplit(url).path
+    segments = path.replace("%2e", ".").replace("%2E", ".").split("/")
+    if any(seg in (".", "..") for seg in segments):
+        return False
+    rest = url[len(prefix):]
+    return prefix.endswith("/") or rest == "" or rest[0] in "/?#"
