@@ -1,0 +1,206 @@
+"""The SQL engine that holds a dataset version: an in-memory DuckDB database, built once.
+
+SmartNoise-SQL's pandas reader copies the whole frame into a fresh SQLite database every time a
+reader is built. Here the data is loaded once per dataset version (``DataHandle.memo``) into
+DuckDB, straight from Arrow, with the metadata's column types; every query then only builds
+its own SmartNoise-SQL reader (its own privacy settings) over a new cursor of that database.
+
+DuckDB is not one of SmartNoise-SQL's engines, so this module brings the small reader and printer
+the library needs. The database is locked down after loading: no file or network access, no
+replacement scans of Python variables, configuration locked, and only a single SELECT statement
+is ever executed (SmartNoise-SQL's grammar already allows nothing else). Row-level expressions run
+under ``TRY`` so that no database error can depend on private values.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import threading
+from typing import TYPE_CHECKING, Any
+
+from lomas_core.metadata import Metadata
+from lomas_engine_smartnoise_sql.metadata import TABLE_NAME
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["DuckDBDatabase", "make_reader"]
+
+_CASTS = {"int": "TRY_CAST({c} AS BIGINT)", "boolean": "TRY_CAST({c} AS BOOLEAN)",
+          "string": "CAST({c} AS VARCHAR)", "datetime": "TRY_CAST({c} AS TIMESTAMP)",
+          # NaN is not a value SmartNoise-SQL expects: it is a null.
+          "float": "CASE WHEN isnan(TRY_CAST({c} AS DOUBLE)) THEN NULL ELSE TRY_CAST({c} AS DOUBLE) END"}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class DuckDBDatabase:
+    """One dataset version in an in-memory DuckDB database (the table ``df``); read-only use.
+
+    Args:
+        table: the data; only the columns listed in ``metadata`` are loaded, cast to their type.
+        metadata: the dataset's public metadata.
+    """
+
+    def __init__(self, table: pa.Table, metadata: Metadata) -> None:
+        import duckdb
+
+        self._duckdb = duckdb
+        self._con = duckdb.connect(":memory:", config={"enable_external_access": False,
+                                                       "python_enable_replacements": False})
+        self._lock = threading.Lock()
+        present = set(table.column_names)
+        cols = [(name, col.type) for name, col in metadata.columns.items() if name in present]
+        select = ", ".join(_CASTS[kind].format(c=_quote(name)) + " AS " + _quote(name)
+                           for name, kind in cols)
+        source = table.select([name for name, _ in cols])
+        try:
+            self._con.register("lomas_source", source)
+            self._con.execute(f"CREATE TABLE {TABLE_NAME} AS SELECT {select} FROM lomas_source")
+            self._con.unregister("lomas_source")
+            self._con.execute("SET lock_configuration = true")
+        except Exception:
+            self._con.close()
+            raise
+
+    def fetch(self, sql: str) -> list[Any]:
+        """Run one SELECT; SmartNoise-SQL's row format: a tuple of column names, then the rows."""
+        statements = self._con.extract_statements(sql)
+        if len(statements) != 1 or statements[0].type != self._duckdb.StatementType.SELECT:
+            raise ValueError("only a single SELECT statement may run on the dataset")
+        with self._lock:  # cursor creation on the shared connection is serialised
+            cursor = self._con.cursor()
+        try:
+            cursor.execute(sql)
+            names = tuple(d[0] for d in cursor.description or ())
+            return [names, *cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        """Free the database (called when the dataset version leaves the cache)."""
+        self._con.close()
+
+
+def _reservoir_key(query: Any) -> None:
+    """Make SmartNoise-SQL's per-person sampling DuckDB-compatible, in place.
+
+    The library keeps at most ``max_ids`` random rows per person with ``ROW_NUMBER() OVER
+    (PARTITION BY id ORDER BY RANDOM())``; DuckDB refuses volatile window orderings. The rows are
+    ordered instead by a hash of the whole row and a fresh random seed per query: the selection
+    still only depends on each person's own rows, so contributions stay bounded the same way.
+    """
+    from snsql._ast.ast import AliasedSubquery, Query
+    from snsql._ast.expressions.numeric import BareFunction
+    from snsql._ast.expressions.sql import OverClause, SortItem
+    from snsql._ast.tokens import Token
+
+    seed = secrets.randbits(62)
+    for node in [query, *query.find_nodes(Query)]:
+        overs = node.select.find_nodes(OverClause)
+        if not overs:
+            continue
+        relations = node.source.relations if node.source is not None else []
+        primary = relations[0].primary if relations else None
+        if not isinstance(primary, AliasedSubquery) or primary.alias is None:
+            raise ValueError("unexpected shape of the per-person sampling subquery")
+        for over in overs:
+            for item in over.find_nodes(SortItem):
+                expr = item.expression
+                if isinstance(expr, BareFunction) and str(expr.name).upper() == "RANDOM":
+                    item.expression = Token(f"hash({primary.alias}, {seed})")
+
+
+@functools.cache
+def _try_class() -> Any:
+    from snsql._ast.tokens import SqlExpr, Token
+
+    class Try(SqlExpr):  # type: ignore[misc]
+        """DuckDB's ``TRY(expr)``: NULL where ``expr`` would raise an error."""
+
+        def __init__(self, expression: Any) -> None:
+            self.expression = expression
+
+        def children(self) -> list[Any]:
+            return [Token("TRY"), Token("("), self.expression, Token(")")]
+
+    return Try
+
+
+def _no_row_errors(query: Any) -> None:
+    """Wrap the row-level expressions and the WHERE of the query reading the table in ``TRY``.
+
+    A database error that depends on a row's values (a failing CAST, a modulo by zero, an
+    overflow) would reveal something about the data without noise, through the query failing
+    or not. With ``TRY`` such a row's value is NULL instead (a WHERE drops it), which only
+    changes the exact aggregates that the mechanisms then noise.
+    """
+    from snsql._ast.ast import Query, Table
+    from snsql._ast.expressions.sql import AllColumns
+    from snsql._ast.tokens import Column
+
+    wrap = _try_class()
+    for node in [query, *query.find_nodes(Query)]:
+        relations = node.source.relations if node.source is not None else []
+        if not relations or not isinstance(relations[0].primary, Table):
+            continue
+        for named in node.select.namedExpressions:
+            if named.name is not None and not isinstance(named.expression, (AllColumns, Column)):
+                named.expression = wrap(named.expression)
+        if node.where is not None:
+            node.where.condition = wrap(node.where.condition)
+
+
+@functools.cache
+def _reader_class() -> Any:
+    """SmartNoise-SQL's reader interface over a :class:`DuckDBDatabase` (built on first use)."""
+    from snsql.sql.reader.base import NameCompare, Serializer, SqlReader
+
+    class _Names(NameCompare):  # type: ignore[misc]
+        """DuckDB's rule: identifiers match case-insensitively, quoted or not."""
+
+        def identifier_match(self, from_query: str, from_meta: str) -> bool:
+            return bool(self.strip_escapes(from_query).lower() == self.strip_escapes(from_meta).lower())
+
+    class _Printer(Serializer):  # type: ignore[misc]
+        def serialize(self, query: Any) -> str:
+            _reservoir_key(query)
+            _no_row_errors(query)
+            return str(query)
+
+    class DuckDBReader(SqlReader):  # type: ignore[misc]
+        ENGINE = "DuckDB"  # not a SmartNoise-SQL engine: default name rules
+
+        def __init__(self, database: DuckDBDatabase | None) -> None:
+            super().__init__("duckdb")
+            self.compare = _Names()
+            self.serializer = _Printer()
+            self.database = database
+            #: Column names of the exact aggregates of this reader's query (its noisy rows' names).
+            self.columns: tuple[str, ...] = ()
+
+        def execute(self, query: Any, *ignore: Any, accuracy: bool = False) -> list[Any]:
+            if self.database is None:
+                raise RuntimeError("this reader only analyses queries; it has no data")
+            rows = self.database.fetch(str(query))
+            self.columns = tuple(rows[0])
+            return rows
+
+    return DuckDBReader
+
+
+def make_reader(database: DuckDBDatabase | None, metadata: Any, privacy: Any) -> Any:
+    """A new SmartNoise-SQL ``PrivateReader`` for one query (nothing in it is shared).
+
+    Args:
+        database: the dataset version's database, or None for a reader that can only analyse
+            queries (costs): it has no data to run them on.
+        metadata: a fresh SmartNoise-SQL metadata object (see ``to_snsql_metadata``).
+        privacy: this query's ``snsql.Privacy``.
+    """
+    from snsql.sql.private_reader import PrivateReader
+
+    return PrivateReader(_reader_class()(database), metadata, privacy=privacy)

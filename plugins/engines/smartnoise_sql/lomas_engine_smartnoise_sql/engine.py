@@ -1,0 +1,116 @@
+"""The ``smartnoise_sql`` engine: differentially private SQL answered by SmartNoise-SQL."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lomas_core import results
+from lomas_core.budget import Budget
+from lomas_core.context import PluginContext
+from lomas_core.data import DataHandle
+from lomas_core.dummy import metadata_hash
+from lomas_core.engine import DatasetInfo, Engine, validation_message
+from lomas_core.errors import ConfigError, InvalidQuery
+from lomas_engine_smartnoise_sql.accounting import privacy_of, spent_by
+from lomas_engine_smartnoise_sql.backend import DuckDBDatabase, make_reader
+from lomas_engine_smartnoise_sql.metadata import to_snsql_metadata
+from lomas_engine_smartnoise_sql.query import SmartnoiseSQLQuery
+from lomas_engine_smartnoise_sql.sql_check import prepare_sql
+
+__all__ = ["SmartnoiseSQLEngine", "SmartnoiseSQLOptions"]
+
+log = logging.getLogger("lomas.engines.smartnoise_sql")
+
+_CostKey = tuple[str, str, float, float, tuple[tuple[str, str], ...]]
+
+
+class SmartnoiseSQLOptions(BaseModel):
+    """``engines.smartnoise_sql`` options in the server config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Costs kept in memory (a cost is a pure function of metadata, SQL and privacy settings).
+    cost_cache_size: int = Field(default=1024, ge=0)
+
+
+class SmartnoiseSQLEngine(Engine):
+    """Runs ``{"sql", "epsilon", "delta", "mechanisms", "postprocess"}`` queries."""
+
+    name: ClassVar[str] = "smartnoise_sql"
+    Query: ClassVar[type[BaseModel]] = SmartnoiseSQLQuery
+
+    def __init__(self, options: Mapping[str, Any] | None = None,
+                 context: PluginContext | None = None) -> None:
+        try:
+            self.options = SmartnoiseSQLOptions.model_validate(dict(options or {}))
+        except ValidationError as exc:
+            raise ConfigError(f"engines.smartnoise_sql: {validation_message(exc)}") from None
+        self._log = context.logger if context is not None else log
+        self._costs: OrderedDict[_CostKey, Budget] = OrderedDict()
+        self._costs_lock = threading.Lock()
+
+    def warmup(self) -> None:
+        """Import SmartNoise-SQL and DuckDB and calibrate one mechanism (seconds, paid once)."""
+        from lomas_core.metadata import Metadata
+
+        meta = Metadata.model_validate({"columns": {"x": {"type": "float", "lower": 0, "upper": 1}}})
+        self.cost(SmartnoiseSQLQuery(sql="SELECT SUM(x) FROM df", epsilon=1.0, delta=1e-6),
+                  DatasetInfo(name="warmup", metadata=meta))
+        import duckdb  # noqa: F401
+
+    # -- cost (public metadata only) ---------------------------------------------------------------
+    def _snsql_metadata(self, dataset: DatasetInfo) -> Any:
+        try:
+            return to_snsql_metadata(dataset.metadata)
+        except ValueError as exc:
+            raise InvalidQuery("the dataset's metadata cannot be used by SmartNoise-SQL: "
+                               + " ".join(str(exc).split())[:200]) from None
+
+    def cost(self, query: Any, dataset: DatasetInfo) -> Budget:
+        assert isinstance(query, SmartnoiseSQLQuery)
+        sql = prepare_sql(query.sql, dataset.name)
+        key: _CostKey = (metadata_hash(dataset.metadata), sql, query.epsilon, query.delta,
+                         tuple((query.mechanisms or {}).items()))
+        with self._costs_lock:
+            if key in self._costs:
+                self._costs.move_to_end(key)
+                return self._costs[key]
+        reader = make_reader(None, self._snsql_metadata(dataset), privacy_of(query))
+        epsilon, delta = spent_by(reader, sql)
+        try:
+            budget = Budget.of(epsilon, delta)
+        except ValueError:
+            raise InvalidQuery("SmartNoise-SQL found no finite privacy cost for this query") from None
+        if self.options.cost_cache_size:
+            with self._costs_lock:
+                self._costs[key] = budget
+                while len(self._costs) > self.options.cost_cache_size:
+                    self._costs.popitem(last=False)
+        return budget
+
+    # -- run (after the charge, or on a dummy) -----------------------------------------------------
+    def run(self, query: Any, data: DataHandle, dataset: DatasetInfo) -> Any:
+        assert isinstance(query, SmartnoiseSQLQuery)
+        sql = prepare_sql(query.sql, dataset.name)
+        meta = dataset.metadata
+        database = data.memo(f"smartnoise_sql:{metadata_hash(meta)}",
+                             lambda: DuckDBDatabase(data.table, meta))
+        reader = make_reader(database, self._snsql_metadata(dataset), privacy_of(query))
+        if query.postprocess:
+            return results.table_from_pandas(reader.execute_df(sql))
+        # Without post-processing SmartNoise-SQL returns the noisy exact-aggregate rows without
+        # their header; their names are those of the aggregate query the reader executed.
+        import pandas as pd
+
+        rows = [list(row) for row in reader.execute(sql, postprocess=False)]
+        return results.table_from_pandas(pd.DataFrame(rows, columns=list(reader.reader.columns)))
+
+    def close(self) -> None:
+        with self._costs_lock:
+            self._costs.clear()
