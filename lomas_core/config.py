@@ -80,6 +80,9 @@ class LimitsConfig(BaseModel):
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     query_timeout_seconds: float = Field(default=120.0, gt=0)
+    #: Cost estimation is refused (422, nothing charged) past this; some SQL makes a library's
+    #: accountant search for minutes, which would otherwise tie up a worker for free.
+    cost_timeout_seconds: float = Field(default=30.0, gt=0)
     max_inflight_per_user: int | None = Field(default=None, ge=1)
     max_dummy_rows: int = Field(default=100_000, ge=1)
 

@@ -22,6 +22,7 @@ from lomas_core.engine import DatasetInfo, Engine
 from lomas_core.errors import (
     DatasetUnavailable,
     IdempotencyConflict,
+    InvalidQuery,
     InvalidRequest,
     LomasError,
     NotFound,
@@ -89,8 +90,18 @@ class QueryService:
             raise access_denied(dataset) from None
         metadata = await run_in_threadpool(state.metadata, description)
         info = DatasetInfo(name=dataset, metadata=metadata)
-        cost = await run_in_threadpool(engine.cost, query, info)
+        cost = await self._cost(engine, query, info)
         return _Prepared(engine, query, description, info, cost)
+
+    async def _cost(self, engine: Engine, query: Any, info: DatasetInfo) -> Budget:
+        limit = self.state.config.limits.cost_timeout_seconds
+        try:
+            with anyio.fail_after(limit):
+                return await anyio.to_thread.run_sync(engine.cost, query, info, abandon_on_cancel=True)
+        except TimeoutError:
+            raise InvalidQuery(
+                f"estimating this query's privacy cost took longer than {limit:g} seconds; "
+                "simplify the query (fewer statistics, groups or nesting)") from None
 
     async def cost(self, user: User, dataset: str, body: CostRequest) -> Budget:
         """The cost of a query from public metadata only; never loads data, never charges."""

@@ -82,7 +82,7 @@ class ToyCountEngine(Engine):
 class _ToyFaultyQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     epsilon: float = Field(gt=0, le=100)
-    action: Literal["ok", "raise", "sleep", "unserializable"] = "ok"
+    action: Literal["ok", "raise", "sleep", "slow_cost", "unserializable"] = "ok"
     seconds: float = Field(default=0.0, ge=0, le=60)
 
 
@@ -98,6 +98,8 @@ class ToyFaultyEngine(Engine):
     SECRET_TEXT = "private-value-31337"
 
     def cost(self, query: Any, dataset: DatasetInfo) -> Budget:
+        if query.action == "slow_cost":
+            time.sleep(query.seconds)
         return Budget.of(query.epsilon)
 
     def run(self, query: Any, data: DataHandle, dataset: DatasetInfo) -> Any:

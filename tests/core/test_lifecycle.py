@@ -25,7 +25,8 @@ def q(engine: str = "toy_count", **query: object) -> dict:
 @pytest.fixture
 def h(tmp_path: Path):
     harness = LomasHarness(tmp_path, engines={"toy_count": {}, "toy_faulty": {}},
-                           limits={"query_timeout_seconds": 1.0, "max_inflight_per_user": 1})
+                           limits={"query_timeout_seconds": 1.0, "cost_timeout_seconds": 1.0,
+                                   "max_inflight_per_user": 1})
     harness.add_dataset("ds", FRAME, META)
     yield harness
     harness.close()
@@ -166,6 +167,20 @@ def test_timeout_keeps_the_charge(h: LomasHarness) -> None:
     assert r.status_code == 504 and r.json()["error"]["code"] == "query_timeout"
     assert spent(h) == Decimal("0.1")
     assert h.store.list_archive()[0].status == "failed"
+
+
+def test_slow_cost_estimation_is_refused_and_free(h: LomasHarness) -> None:
+    ToyFaultyEngine.runs.clear()
+    token = h.add_user("alice", grant={"ds": (1.0, 0.0)})
+    with h.client(token) as c:
+        for path in ("cost", "query"):
+            r = c.post(f"/v1/datasets/ds/{path}", json=q("toy_faulty", action="slow_cost", seconds=3))
+            assert r.status_code == 422, r.text
+            assert r.json()["error"]["code"] == "invalid_query"
+            assert "longer than 1 seconds" in r.json()["error"]["message"]
+    assert spent(h) == Decimal("0")
+    assert h.store.list_archive() == []
+    assert ToyFaultyEngine.runs.get(("ds", False), 0) == 0
 
 
 def test_inflight_limit_and_release_after_crash(h: LomasHarness) -> None:
