@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Install lomas (scripts/install.sh), run the whole test suite with 2 workers, then ruff.
+# Install lomas (scripts/install.sh), run the whole test suite with 2 workers, then ruff and mypy.
 #
 #   bash scripts/test.sh                 # everything (slow statistical tests stay opt-in)
 #   bash scripts/test.sh -k cli -x       # extra arguments go to pytest
 #   bash scripts/test.sh --run-slow      # include @pytest.mark.slow tests
 #
 # Tests start the servers they need themselves (uvicorn, moto, the MongoDB wire server); this
-# script starts nothing. Exits non-zero when a test fails, no test was collected, or ruff complains.
+# script starts nothing. Exits non-zero when a test fails, no test was collected, or ruff or mypy complains.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,9 +29,12 @@ fi
 
 "$PY" -m ruff check .
 lint_rc=$?
+# Test folders are excluded: each plugin has its own tests/conftest.py, which mypy would see as
+# duplicate modules.
+"$PY" -m mypy --exclude /tests/ lomas_core plugins lomas_client/src || lint_rc=1
 
 if [ "$tests_rc" -ne 0 ] || [ "$lint_rc" -ne 0 ]; then
-    echo "test.sh: FAILED (pytest exit $tests_rc, ruff exit $lint_rc)" >&2
+    echo "test.sh: FAILED (pytest exit $tests_rc, lint/type exit $lint_rc)" >&2
     exit 1
 fi
-echo "test.sh: all tests and lint passed"
+echo "test.sh: all tests, lint and type checks passed"
