@@ -22,7 +22,7 @@ from lomas_core.errors import DatasetUnavailable, InvalidRequest
 from lomas_core.plugins import load_plugins
 from lomas_core.testing.engine_contract import contract_table
 
-__all__ = ["AdapterContract", "Source"]
+__all__ = ["AdapterContract", "Source", "table_bytes"]
 
 
 @dataclass
@@ -89,3 +89,18 @@ class AdapterContract:
     def test_bad_options_refused(self, adapter: Adapter, garbage: dict[str, Any]) -> None:
         with pytest.raises(InvalidRequest):
             adapter.check_options(garbage)
+
+
+def table_bytes(table: Any, fmt: str) -> bytes:
+    """``table`` (a ``pyarrow.Table``) written as CSV or Parquet bytes, to serve in tests."""
+    import io
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    if fmt == "csv":
+        pacsv.write_csv(table, buffer)
+    else:
+        pq.write_table(table, buffer)
+    return buffer.getvalue()

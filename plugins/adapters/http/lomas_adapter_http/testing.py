@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+
+from lomas_core.testing.adapter_contract import table_bytes
 
 __all__ = ["table_bytes", "FileServer", "ServedFile"]
 
@@ -173,18 +174,3 @@ class FileServer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
-
-
-def table_bytes(table: Any, fmt: str) -> bytes:
-    """``table`` (a ``pyarrow.Table``) written as CSV or Parquet bytes, to serve in tests."""
-    import io
-
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    buffer = io.BytesIO()
-    if fmt == "csv":
-        pacsv.write_csv(table, buffer)
-    else:
-        pq.write_table(table, buffer)
-    return buffer.getvalue()

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
+from lomas_core.testing.adapter_contract import table_bytes
+
 __all__ = ["table_bytes", "MotoS3", "TEST_ACCESS_KEY_ID", "TEST_SECRET_ACCESS_KEY"]
 
 #: moto accepts any credentials; tests use these and grep for the secret part.
@@ -131,18 +133,3 @@ class MotoS3:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
-
-
-def table_bytes(table: Any, fmt: str) -> bytes:
-    """``table`` (a ``pyarrow.Table``) written as CSV or Parquet bytes, to serve in tests."""
-    import io
-
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    buffer = io.BytesIO()
-    if fmt == "csv":
-        pacsv.write_csv(table, buffer)
-    else:
-        pq.write_table(table, buffer)
-    return buffer.getvalue()
