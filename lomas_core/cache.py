@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from lomas_core.adapter import Adapter
 from lomas_core.data import DataHandle
 from lomas_core.errors import DatasetUnavailable
-from lomas_core.io import check_schema
 from lomas_core.metadata import Metadata
 from lomas_core.models import DatasetDescription
+from lomas_core.prepare import prepare_table
 
 __all__ = ["DatasetCache"]
 
@@ -128,7 +128,7 @@ class DatasetCache:
     def _load(self, key: str, description: DatasetDescription, adapter: Adapter,
               metadata: Metadata) -> DataHandle:
         loaded = adapter.load(description.name, description.options)
-        table = check_schema(description.name, loaded.table, metadata)
+        table = prepare_table(description.name, loaded.table, metadata)
         handle = DataHandle(description.name, loaded.version, table)
         nbytes = handle.nbytes
         with self._lock:

@@ -33,6 +33,7 @@ __all__ = [
     "read_table",
     "read_table_bytes",
     "read_table_from_fs",
+    "target_type",
 ]
 
 FORMATS = ("csv", "parquet")
@@ -155,7 +156,8 @@ def read_metadata_bytes(dataset: str, data: bytes) -> dict[str, Any]:
     return read_metadata(dataset, io.BytesIO(data))
 
 
-def _target_type(kind: str) -> pa.DataType:
+def target_type(kind: str) -> pa.DataType:
+    """The Arrow type engines see for a metadata column type."""
     import pyarrow as pa
 
     return {"int": pa.int64(), "float": pa.float64(), "string": pa.string(),
@@ -205,7 +207,7 @@ def check_schema(dataset: str, table: pa.Table, metadata: Metadata) -> pa.Table:
         if _matches(kind, column.type):
             continue
         try:
-            converted = column.cast(_target_type(kind), safe=True)
+            converted = column.cast(target_type(kind), safe=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             bad.append(f"{name} ({kind})")
             continue

@@ -69,7 +69,7 @@ class Metadata(BaseModel):
     """Table-level privacy facts and the columns.
 
     ``max_ids`` is how many rows one individual may contribute (the ``d_in`` of every privacy map);
-    the core enforces it when a dataset is loaded (see :func:`lomas_core.io.bound_contributions`).
+    the core enforces it when a dataset is loaded (see :mod:`lomas_core.prepare`).
     ``rows`` is the public (or publicly bounded) number of rows, when known. ``censor_dims``
     (default true) lets engines release non-public group keys by thresholding.
     """

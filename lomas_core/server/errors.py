@@ -5,12 +5,17 @@
   submitted values).
 - Unknown routes -> 404 ``not_found``; wrong methods -> 405 ``invalid_request``.
 - Anything else -> 500 ``internal_error`` with a generic message; the real exception is logged here.
+
+Outside the admin API, server file paths are scrubbed from every message (a library error quoting
+where it is installed, an adapter naming a file): researchers learn the reason, not the layout of
+the server. Admins see messages as they are.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,6 +31,7 @@ __all__ = [
     "error_body",
     "error_response",
     "install_error_handlers",
+    "scrub_paths",
     "send_error",
     "status_for_code",
 ]
@@ -33,6 +39,19 @@ __all__ = [
 log = logging.getLogger("lomas.server")
 
 GENERIC_500 = "An unexpected error occurred on the server; it has been logged."
+ADMIN_PREFIX = "/v1/admin"
+_PATH_MARK = "<server path>"
+# file:// URLs, absolute POSIX paths of two or more parts (API routes, /v1/..., excepted) and
+# Windows drive paths.
+_PATHS = re.compile(
+    r"file://\S+"
+    r"|(?<![\w:/.~-])(?!/v\d+/)/(?:[\w.+@~-]+/)+[\w.+@~-]*"
+    r"|\b[A-Za-z]:\\(?:[^\s\\'\"]+\\)*[^\s\\'\"]*")
+
+
+def scrub_paths(message: str) -> str:
+    """``message`` with server file paths replaced by ``<server path>``."""
+    return _PATHS.sub(_PATH_MARK, message)
 
 
 def _all_error_classes(base: type[LomasError] = LomasError) -> list[type[LomasError]]:
@@ -55,14 +74,22 @@ def error_body(exc: LomasError) -> dict[str, Any]:
     return exc.to_dict()
 
 
-def error_response(exc: LomasError, headers: dict[str, str] | None = None) -> JSONResponse:
-    """A JSON response for a :class:`LomasError`."""
-    return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+def _public_dict(exc: LomasError, path: str) -> dict[str, Any]:
+    body = exc.to_dict()
+    if not path.startswith(ADMIN_PREFIX):
+        body["error"]["message"] = scrub_paths(str(body["error"].get("message", "")))
+    return body
 
 
-async def send_error(send: Send, exc: LomasError) -> None:
+def error_response(exc: LomasError, headers: dict[str, str] | None = None,
+                   path: str = "") -> JSONResponse:
+    """A JSON response for a :class:`LomasError` raised while serving ``path``."""
+    return JSONResponse(_public_dict(exc, path), status_code=exc.status, headers=headers)
+
+
+async def send_error(send: Send, exc: LomasError, path: str = "") -> None:
     """Send an error response from raw ASGI middleware (before the app runs)."""
-    body = json.dumps(exc.to_dict()).encode()
+    body = json.dumps(_public_dict(exc, path)).encode()
     await send({"type": "http.response.start", "status": exc.status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})
@@ -84,7 +111,7 @@ async def _lomas_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LomasError)
     if exc.status >= 500 and not isinstance(exc, InternalError):
         log.warning("%s %s -> %s: %s", request.method, request.url.path, exc.code, exc.message)
-    return error_response(exc)
+    return error_response(exc, path=request.url.path)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -143,7 +170,7 @@ class CatchAllMiddleware:
                 await send_error(send, InvalidRequest("the request body is nested too deeply"))
         except LomasError as exc:  # raised from middleware or dependencies outside routing
             if not started:
-                await send_error(send, exc)
+                await send_error(send, exc, str(scope.get("path", "")))
         except Exception:  # noqa: BLE001 - the last line of defence
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if not started:

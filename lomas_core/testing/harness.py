@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lomas_core.budget import Budget
 from lomas_core.config import Config
 from lomas_core.engine import DatasetInfo, Engine
+from lomas_core.errors import InvalidQuery
 from lomas_core.hookspecs import hookimpl
 from lomas_core.metadata import Metadata
 from lomas_core.models import DatasetDescription, User
@@ -82,7 +83,7 @@ class ToyCountEngine(Engine):
 class _ToyFaultyQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     epsilon: float = Field(gt=0, le=100)
-    action: Literal["ok", "raise", "sleep", "slow_cost", "unserializable"] = "ok"
+    action: Literal["ok", "raise", "sleep", "slow_cost", "unserializable", "path_refusal"] = "ok"
     seconds: float = Field(default=0.0, ge=0, le=60)
 
 
@@ -100,6 +101,8 @@ class ToyFaultyEngine(Engine):
     def cost(self, query: Any, dataset: DatasetInfo) -> Budget:
         if query.action == "slow_cost":
             time.sleep(query.seconds)
+        if query.action == "path_refusal":  # a library message that quotes where it is installed
+            raise InvalidQuery(f"cannot use {Path(__file__).resolve()}: refused")
         return Budget.of(query.epsilon)
 
     def run(self, query: Any, data: DataHandle, dataset: DatasetInfo) -> Any:
