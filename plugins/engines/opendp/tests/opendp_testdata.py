@@ -15,7 +15,7 @@ METADATA: dict[str, Any] = {
     "rows": ROWS,
     "row_privacy": True,
     "columns": {
-        "g": {"type": "string", "categories": ["a", "b", "c"]},
+        "g": {"type": "string", "categories": ["a", "b", "c"], "public_keys": True},
         "x": {"type": "float", "lower": 0.0, "upper": 100.0},
         "k": {"type": "int", "lower": 0, "upper": 10},
         "w": {"type": "float", "lower": 0.0, "upper": 10.0, "nullable": True},
