@@ -9,7 +9,7 @@ __all__ = ["opendp_reason", "scrub_paths"]
 _MAX = 300
 #: Absolute filesystem paths (POSIX, ``~``, Windows drive and UNC), as they appear in library
 #: messages (e.g. the location of OpenDP's shared library in a polars plugin error).
-_PATH = re.compile(r"""(?<![\w.])(?:[A-Za-z]:\\|\\\\|~/|/)[^\s'"`,;:()\[\]{}<>]*""")
+_PATH = re.compile(r"""(?<!\w)(?:[A-Za-z]:\\|\\\\|~/|/)[^\s'"`,;:()\[\]{}<>]*""")
 
 
 def scrub_paths(text: str) -> str:
