@@ -71,9 +71,9 @@ def canonical_domain(meta: Metadata, column: str) -> tuple[Any, Feed]:
     col = meta.columns[column]
     atom, kind = _ATOMS[col.type]
     if atom == "f64":
-        element = dp.atom_domain(T=dp.f64, nan=col.nullable)
+        element = dp.atom_domain(T=atom, nan=col.nullable)
     else:
-        element = dp.atom_domain(T=getattr(dp, atom) if atom != "String" else dp.String)
+        element = dp.atom_domain(T=atom)
     return dp.vector_domain(element), (column, kind, atom == "f64" and col.nullable)
 
 

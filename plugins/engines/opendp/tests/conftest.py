@@ -32,11 +32,6 @@ def engine() -> Any:
     return eng
 
 
-def plan_measurement(engine: Any, query: Any, dataset: DatasetInfo) -> Any:
-    """The calibrated OpenDP measurement the engine builds for a plan query."""
-    return engine._measurement(query, dataset)[0]
-
-
 @pytest.fixture(scope="session")
 def table() -> pa.Table:
     return make_table()

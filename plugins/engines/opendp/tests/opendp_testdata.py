@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["METADATA", "ROWS", "make_table"]
+__all__ = ["METADATA", "ROWS", "make_table", "plan_measurement"]
 
 ROWS = 3000
 METADATA: dict[str, Any] = {
@@ -33,3 +33,8 @@ def make_table(rows: int = ROWS, seed: int = 7) -> pa.Table:
         "k": rng.integers(0, 11, rows),
         "w": pa.array(w, mask=mask),
     })
+
+
+def plan_measurement(engine: Any, query: Any, dataset: Any) -> Any:
+    """The calibrated OpenDP measurement the engine builds for a plan query."""
+    return engine._measurement(query, dataset)[0]

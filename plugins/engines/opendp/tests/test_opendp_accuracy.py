@@ -12,9 +12,8 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pytest
-from conftest import plan_measurement
 from lomas_engine_opendp.wire import make_payload, placeholder
-from opendp_testdata import METADATA, ROWS
+from opendp_testdata import METADATA, ROWS, plan_measurement
 
 from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo

@@ -7,9 +7,8 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import plan_measurement
 from lomas_engine_opendp.wire import make_payload, placeholder
-from opendp_testdata import METADATA
+from opendp_testdata import METADATA, plan_measurement
 
 from lomas_core.budget import Budget
 from lomas_core.engine import DatasetInfo

@@ -281,3 +281,27 @@ def test_opendp_reason_scrubs_paths() -> None:
     reason = opendp_reason(exc)
     assert "srv" not in reason and "lomas" not in reason and ".cache" not in reason
     assert opendp_reason(RuntimeError("bounds 1/2 and 3/4")) == "bounds 1/2 and 3/4"
+
+
+# -- every column type is fed as a member of its server-built domain --------------------------------
+def test_every_column_type_feeds_its_domain(engine: Any, dp: Any) -> None:
+    import datetime
+
+    from lomas_engine_opendp.wire import input_domain
+
+    meta = {"max_ids": 1, "rows": 10, "columns": {
+        "i": {"type": "int", "nullable": True}, "f": {"type": "float"},
+        "fn": {"type": "float", "nullable": True}, "s": {"type": "string"},
+        "b": {"type": "boolean"}, "t": {"type": "datetime"}}}
+    info = DatasetInfo(name="types", metadata=Metadata.model_validate(meta))
+    day = datetime.datetime(2024, 1, 1)
+    handle = DataHandle("types", "v1", pa.table({
+        "i": [1, None, 3, 4], "f": [1.0, 2.0, float("nan"), 4.0], "fn": [1.0, None, 3.0, 4.0],
+        "s": ["a", "b", None, "d"], "b": [True, False, True, None], "t": [day, day, None, day]}))
+    present = {"i": 3, "f": 3, "fn": 4, "s": 3, "b": 3, "t": 3}  # fn: the null arrives as NaN
+    for column, expected in present.items():
+        m = (dp.t.make_count(input_domain(meta, column), dp.symmetric_distance())
+             >> dp.m.then_laplace(1e-6))
+        query = engine.parse(make_payload(m, column=column))
+        engine.cost(query, info)
+        assert engine.run(query, handle, info)["value"] == expected, column

@@ -27,10 +27,9 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pytest
-from conftest import plan_measurement
 from lomas_engine_opendp.pipeline import _column_values, canonical_domain
 from lomas_engine_opendp.wire import make_payload, placeholder
-from opendp_testdata import METADATA, ROWS, make_table
+from opendp_testdata import METADATA, ROWS, make_table, plan_measurement
 
 from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo
