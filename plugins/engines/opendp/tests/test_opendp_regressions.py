@@ -305,3 +305,14 @@ def test_every_column_type_feeds_its_domain(engine: Any, dp: Any) -> None:
         query = engine.parse(make_payload(m, column=column))
         engine.cost(query, info)
         assert engine.run(query, handle, info)["value"] == expected, column
+
+
+def test_real_data_beyond_the_declared_rows_is_not_released(engine: Any, table: pa.Table) -> None:
+    small = _meta(rows=ROWS - 1)  # the plan domain promises at most `rows` rows
+    query = engine.parse(make_payload(placeholder(METADATA).select(pl.len().dp.noise()),
+                                      epsilon=1.0))
+    engine.cost(query, small)
+    with pytest.raises(RuntimeError, match="more rows"):
+        engine.run(query, DataHandle("people", "big", table), small)
+    dummy = DataHandle("people", "dummy", table, dummy=True)  # a large dummy run still works
+    assert engine.run(query, dummy, small)["columns"] == ["len"]
