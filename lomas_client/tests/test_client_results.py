@@ -104,3 +104,21 @@ def test_client_wire_matches_the_engine_wire() -> None:
     for query, options in ((plan, {"epsilon": 1.0}), (meas, {"column": "x"})):
         assert opendp_wire.make_payload(query, fixed_delta=1e-7, **options) == \
             engine_wire.make_payload(query, fixed_delta=1e-7, **options)
+
+
+def test_client_input_domain_is_the_servers() -> None:
+    """Pipelines built on the client's input_domain are accepted by the engine (same domain)."""
+    pytest.importorskip("lomas_engine_opendp")
+    from lomas_engine_opendp.pipeline import canonical_domain
+
+    from lomas_client import opendp_wire
+    from lomas_core.metadata import Metadata
+
+    metadata = {"columns": {"i": {"type": "int", "nullable": True}, "f": {"type": "float"},
+                            "fn": {"type": "float", "nullable": True}, "s": {"type": "string"},
+                            "b": {"type": "boolean"}, "t": {"type": "datetime"}}}
+    meta = Metadata.model_validate(metadata)
+    for column in metadata["columns"]:
+        assert opendp_wire.input_domain(metadata, column) == canonical_domain(meta, column)[0]
+    with pytest.raises(KeyError):
+        opendp_wire.input_domain(metadata, "nope")

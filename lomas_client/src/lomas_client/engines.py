@@ -68,8 +68,10 @@ class OpenDPClient:
     * plans: ``epsilon`` (pure DP, ``output_measure="max_divergence"``, the default), or ``rho``
       with ``output_measure="zero_concentrated_divergence"``, optionally ``delta``; or a fixed
       ``global_scale`` (and ``threshold``) instead of a loss;
-    * pipelines: ``column`` names the dataset column fed to a pipeline reading a vector of values
-      (without it the rows are fed as CSV text or lines, columns in metadata order, no header);
+    * pipelines: ``column`` (required) names the dataset column fed to the pipeline; the pipeline
+      must be built on exactly the server's input domain for it, :meth:`input_domain`, with
+      ``dp.symmetric_distance()`` (unsized, no bounds: clamp, resize or impute inside the
+      pipeline). Raw-text inputs (``make_split_lines``, CSV) are not offered;
     * ``fixed_delta``: the delta used to convert zCDP / smoothed outputs to (epsilon, delta).
     """
 
@@ -102,6 +104,18 @@ class OpenDPClient:
         return self._client.query(self.engine,
                                   self.payload(pipeline_or_plan, fixed_delta, **options),
                                   dummy=dummy, nb_rows=nb_rows, seed=seed)
+
+    def input_domain(self, column: str) -> Any:
+        """The OpenDP input domain the server feeds a pipeline reading ``column``.
+
+        Example::
+
+            domain = client.opendp.input_domain("body_mass_g")
+            pipeline = (dp.t.make_clamp(domain, dp.symmetric_distance(), (2500.0, 6500.0))
+                        >> dp.t.then_sum() >> dp.m.then_laplace(4000.0))
+            client.opendp.query(pipeline, column="body_mass_g")
+        """
+        return opendp_wire.input_domain(self._client._cached_metadata(), column)
 
     def lazyframe(self) -> pl.LazyFrame:
         """An empty ``polars.LazyFrame`` with the dataset's columns and types, to build plans on.

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["PLAN_FORMAT", "POLARS_TYPES", "empty_lazyframe", "make_payload", "polars_schema",
-           "serialize_pipeline", "serialize_plan"]
+__all__ = ["PIPELINE_ATOMS", "PLAN_FORMAT", "POLARS_TYPES", "empty_lazyframe", "input_domain",
+           "make_payload", "polars_schema", "serialize_pipeline", "serialize_plan"]
 
 #: Tag of the plan encoding, sent as ``plan_format``.
 PLAN_FORMAT = "polars-json"
@@ -86,6 +86,31 @@ def serialize_plan(plan: Any) -> str:
     if '"IR"' in text:
         text = json.dumps(_strip_ir(json.loads(text)), separators=(",", ":"))
     return text
+
+
+#: metadata column type -> how a pipeline's input vector holds it: (OpenDP atom type, NaN allowed
+#: when the column is nullable). Datetime columns are fed as ISO 8601 text.
+PIPELINE_ATOMS: dict[str, str] = {"int": "i64", "float": "f64", "string": "String",
+                                  "boolean": "bool", "datetime": "String"}
+
+
+def input_domain(metadata: Mapping[str, Any], column: str) -> Any:
+    """The input domain the server feeds a pipeline reading ``column`` (build pipelines on it).
+
+    ``vector_domain(atom_domain(T))``, unsized and without bounds: ``i64`` for int columns,
+    ``f64`` for floats (``nan=True`` when the column is nullable: nulls arrive as NaN, otherwise
+    ``nan=False``), ``String`` for strings and datetimes, ``bool`` for booleans. Null rows of other
+    columns are dropped. The input metric is ``dp.symmetric_distance()``.
+    """
+    import opendp.prelude as dp
+
+    col = (metadata.get("columns") or {}).get(column)
+    if not isinstance(col, Mapping) or str(col.get("type")) not in PIPELINE_ATOMS:
+        raise KeyError(f"column '{column}' is not a dataset column a pipeline can read")
+    atom = PIPELINE_ATOMS[str(col["type"])]
+    if atom == "f64":
+        return dp.vector_domain(dp.atom_domain(T=dp.f64, nan=bool(col.get("nullable", False))))
+    return dp.vector_domain(dp.atom_domain(T=atom))
 
 
 def serialize_pipeline(measurement: Any) -> str:

@@ -1,5 +1,9 @@
 """Privacy accounting: a measurement's map at ``d_in = max_ids`` as an exact (epsilon, delta).
 
+``d_in`` is the server's (``max_ids`` under the symmetric distance of the server-built input
+domain), never the payload's. A map of (0, 0) is refused: every accepted measurement reads the
+dataset, so a zero loss means the map does not describe the data it would run on.
+
 * MaxDivergence -> (epsilon, 0)
 * Approximate<MaxDivergence> -> (epsilon, delta)
 * ZeroConcentratedDivergence, Approximate<ZeroConcentratedDivergence> and SmoothedMaxDivergence ->
@@ -24,6 +28,15 @@ _NEEDS_DELTA = ("ZeroConcentratedDivergence", "Approximate<ZeroConcentratedDiver
 
 def charge_of(measurement: Any, d_in: int, fixed_delta: float | None) -> Budget:
     """The (epsilon, delta) cost of ``measurement`` when one individual changes ``d_in`` rows."""
+    charge = _charge(measurement, d_in, fixed_delta)
+    if charge.epsilon <= 0 and charge.delta <= 0:
+        raise InvalidQuery(f"the measurement's privacy map is 0 at d_in={d_in}: a measurement that "
+                           "reads the dataset cannot be free; build it on the server's input "
+                           "domain and add noise")
+    return charge
+
+
+def _charge(measurement: Any, d_in: int, fixed_delta: float | None) -> Budget:
     import opendp.prelude as dp
 
     measure = str(measurement.output_measure.type)

@@ -15,6 +15,7 @@ from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo, Engine, validation_message
 from lomas_core.errors import ConfigError, InvalidQuery, QueryFailed
 from lomas_engine_opendp.accounting import charge_of
+from lomas_engine_opendp.limits import size_limit
 from lomas_engine_opendp.query import OpenDPQuery
 
 __all__ = ["OpenDPEngine", "OpenDPOptions"]
@@ -33,6 +34,11 @@ class OpenDPOptions(BaseModel):
     max_query_chars: int = Field(default=500_000, ge=1024)
     #: Calibrated plan measurements kept in memory.
     plan_cache_size: int = Field(default=256, ge=0)
+    #: Any size or length a payload asks for (resize, sized sums, trees, lists, slices, literal
+    #: series, public key sets) is at most the dataset's ``rows`` times this factor.
+    max_size_factor: int = Field(default=4, ge=1, le=1000)
+    #: The cap on sizes and lengths when the metadata does not give ``rows``.
+    max_size_without_rows: int = Field(default=1_000_000, ge=1)
 
 
 class OpenDPEngine(Engine):
@@ -69,20 +75,27 @@ class OpenDPEngine(Engine):
         return query
 
     # -- building (public inputs only) -------------------------------------------------------------
+    def _limit(self, dataset: DatasetInfo) -> int:
+        return size_limit(dataset.metadata, self.options.max_size_factor,
+                          self.options.max_size_without_rows)
+
     def _measurement(self, query: OpenDPQuery, dataset: DatasetInfo) -> tuple[Any, Any]:
         if query.pipeline is not None:
             from lomas_engine_opendp.pipeline import build_pipeline
 
             return build_pipeline(query.pipeline, query.column, dataset,
-                                  honest_but_curious=self.options.honest_but_curious)
-        return self._plans.measurement(query, dataset), None
+                                  honest_but_curious=self.options.honest_but_curious,
+                                  limit=self._limit(dataset))
+        built = self._plans.measurement(query, dataset, limit=self._limit(dataset))
+        return built.measurement, built
 
     def cost(self, query: Any, dataset: DatasetInfo) -> Budget:
         measurement, _ = self._measurement(query, dataset)
+        # d_in is the server's: max_ids rows under the symmetric distance of its own domain.
         return charge_of(measurement, dataset.metadata.max_ids, query.fixed_delta)
 
     def run(self, query: Any, data: DataHandle, dataset: DatasetInfo) -> Any:
-        measurement, feed = self._measurement(query, dataset)
+        measurement, built = self._measurement(query, dataset)
         # The charge was computed from this same deterministic build; checking it again keeps a
         # measurement the cost step would refuse from ever running.
         charge_of(measurement, dataset.metadata.max_ids, query.fixed_delta)
@@ -91,14 +104,14 @@ class OpenDPEngine(Engine):
         if query.pipeline is not None:
             from lomas_engine_opendp.pipeline import feed_pipeline
 
-            carrier = str(measurement.input_domain.carrier_type)
-            release = measurement_invoke(measurement, feed_pipeline(data, feed, carrier))
+            release = measurement_invoke(measurement, feed_pipeline(data, built,
+                                                                    measurement.input_domain))
             return _pipeline_result(release)
         from lomas_engine_opendp.plans import prepared_frame
 
         frame = prepared_frame(data, dataset.metadata)
         release = measurement_invoke(measurement, frame)
-        return results.table_from_polars(release.collect())
+        return results.table_from_polars(built.released(release.collect()))
 
     def warmup(self) -> None:
         """Load OpenDP's library and polars plugin, and build one small plan end to end."""
@@ -108,13 +121,15 @@ class OpenDPEngine(Engine):
         from lomas_engine_opendp.wire import placeholder, serialize_plan
 
         meta = Metadata.model_validate({"rows": 10, "columns": {
-            "g": {"type": "string", "categories": ["a"]}, "x": {"type": "float"}}})
+            "g": {"type": "string", "categories": ["a"], "public_keys": True},
+            "x": {"type": "float"}}})
         import opendp.prelude  # noqa: F401 - registers the .dp namespace on polars expressions
 
         noise: Any = pl.len()
         plan = placeholder(meta.model_dump()).group_by("g").agg(noise.dp.noise())
         query = OpenDPQuery(plan=serialize_plan(plan), epsilon=1.0)
-        self._plans.measurement(query, DatasetInfo(name="warmup", metadata=meta))
+        info = DatasetInfo(name="warmup", metadata=meta)
+        self._plans.measurement(query, info, limit=self._limit(info))
 
 
 def _pipeline_result(release: Any) -> Any:

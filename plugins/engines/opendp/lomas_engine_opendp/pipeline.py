@@ -1,15 +1,24 @@
-"""The pipeline form: a serialized OpenDP Measurement run on the dataset's rows or one column.
+"""The pipeline form: a serialized OpenDP Measurement run on one dataset column.
 
-What a pipeline receives depends on its input domain (its carrier type):
+The server owns the input: for the column named by ``column`` it builds the input domain and metric
+itself, from the metadata, and a pipeline is accepted only if its own input domain and metric are
+*equal* to them (so a pipeline cannot claim a size, bounds or a distance the data does not have):
 
-* ``String`` (e.g. ``make_split_lines``, ``make_split_dataframe``): the whole dataset as CSV text,
-  no header, columns in metadata order, nulls as empty fields;
-* ``Vec<String>`` without ``column``: one CSV line per row (same layout);
-* ``Vec<T>`` with ``column``: that column's values as ``T``; rows where it is null are dropped
-  (a row-wise, 1-stable step) unless ``T`` is a float whose domain admits NaN (nulls become NaN).
+==========  ====================================================================================
+metadata    input domain (metric: ``symmetric_distance()``, ``d_in`` = ``max_ids``)
+==========  ====================================================================================
+int         ``vector_domain(atom_domain(T=dp.i64))`` (null rows dropped)
+float       ``vector_domain(atom_domain(T=float, nan=False))``; ``nullable``: ``nan=True``, nulls
+            become NaN
+string      ``vector_domain(atom_domain(T=str))`` (null rows dropped)
+boolean     ``vector_domain(atom_domain(T=bool))`` (null rows dropped)
+datetime    ``vector_domain(atom_domain(T=str))``, ISO 8601 text (null rows dropped)
+==========  ====================================================================================
 
-The input metric must be symmetric or insert-delete distance; the cost is the privacy map at
-``d_in = max_ids``.
+Dropping null rows is a row-wise, 1-stable step (OpenDP 0.14 vectors cannot hold nulls other than
+NaN). Raw-text inputs (``make_split_lines``, ``make_split_dataframe``, CSV text, one line per row)
+are not offered: text split into records by line breaks or CSV quoting does not split as the table
+does, so one person could count as several records.
 """
 
 from __future__ import annotations
@@ -21,25 +30,22 @@ from typing import Any
 from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo
 from lomas_core.errors import InvalidQuery
+from lomas_core.metadata import Metadata
 from lomas_engine_opendp.errors import opendp_reason
+from lomas_engine_opendp.limits import check_pipeline_sizes
 from lomas_engine_opendp.pipeline_check import check_pipeline, parse_pipeline_json
 
-__all__ = ["Feed", "build_pipeline", "feed_pipeline"]
+__all__ = ["Feed", "build_pipeline", "canonical_domain", "feed_pipeline"]
 
 log = logging.getLogger("lomas.engines.opendp")
 
-_METRICS = ("SymmetricDistance", "InsertDeleteDistance")
-#: Rust carrier type of a vector element -> (metadata types it may read, python converter)
-_ATOMS: dict[str, tuple[tuple[str, ...], type]] = {
-    "String": (("string", "int", "float", "boolean", "datetime"), str),
-    "bool": (("boolean",), bool),
-    **{t: (("int",), int) for t in ("i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32",
-                                    "u64", "u128", "usize")},
-    "f64": (("float", "int"), float),
-    "f32": (("float", "int"), float),
+#: metadata column type -> (OpenDP atom type, how a value is fed)
+_ATOMS: dict[str, tuple[str, str]] = {
+    "int": ("i64", "int"), "float": ("f64", "float"), "string": ("String", "str"),
+    "boolean": ("bool", "bool"), "datetime": ("String", "iso"),
 }
 
-Feed = tuple[str, str | None, bool]  # (kind: "csv" | "lines" | "column", column, nan_ok)
+Feed = tuple[str, str, bool]  # (column, value kind, nulls as NaN)
 
 
 def _check_names(tree: Any) -> None:
@@ -58,9 +64,26 @@ def _check_names(tree: Any) -> None:
             stack.extend(node.values())
 
 
+def canonical_domain(meta: Metadata, column: str) -> tuple[Any, Feed]:
+    """The server's input domain for ``column`` and how the column is fed to it."""
+    import opendp.prelude as dp
+
+    col = meta.columns[column]
+    atom, kind = _ATOMS[col.type]
+    if atom == "f64":
+        element = dp.atom_domain(T=atom, nan=col.nullable)
+    else:
+        element = dp.atom_domain(T=atom)
+    return dp.vector_domain(element), (column, kind, atom == "f64" and col.nullable)
+
+
+def _describe(domain: Any) -> str:
+    return str(domain)
+
+
 def build_pipeline(text: str, column: str | None, dataset: DatasetInfo, *,
-                   honest_but_curious: bool) -> tuple[Any, Feed]:
-    """Check, deserialize and validate a pipeline against the dataset's metadata.
+                   honest_but_curious: bool, limit: int) -> tuple[Any, Feed]:
+    """Check, deserialize and validate a pipeline against the server's input domain and metric.
 
     Returns the measurement and how to feed it. Never touches data.
     """
@@ -69,6 +92,10 @@ def build_pipeline(text: str, column: str | None, dataset: DatasetInfo, *,
     tree = parse_pipeline_json(text)
     check_pipeline(tree, honest_but_curious=honest_but_curious)
     _check_names(tree)
+    check_pipeline_sizes(tree, limit)
+    meta = dataset.metadata
+    if column is not None and column not in meta.columns:
+        raise InvalidQuery(f"column '{column}' is not in the dataset's metadata")
     try:
         measurement = dp.deserialize(text)
     except InvalidQuery:
@@ -78,83 +105,59 @@ def build_pipeline(text: str, column: str | None, dataset: DatasetInfo, *,
     if not isinstance(measurement, dp.Measurement):
         raise InvalidQuery("the pipeline must be a Measurement (a transformation chained with a "
                            "noise mechanism), not a " + type(measurement).__name__)
-    metric = measurement.input_metric.type
-    if str(metric) not in _METRICS:
-        raise InvalidQuery(f"the pipeline's input metric is {metric}; this server measures "
-                           "datasets with SymmetricDistance (or InsertDeleteDistance)")
-    return measurement, _feed_for(measurement, column, dataset)
-
-
-def _feed_for(measurement: Any, column: str | None, dataset: DatasetInfo) -> Feed:
-    domain = measurement.input_domain
-    carrier = str(domain.carrier_type)
-    meta = dataset.metadata
+    carrier = str(measurement.input_domain.carrier_type)
     if carrier == "String":
-        if column is not None:
-            raise InvalidQuery("'column' applies to pipelines whose input is a vector")
-        return ("csv", None, False)
-    if not carrier.startswith("Vec<"):
-        raise InvalidQuery(f"the pipeline's input domain ({domain}) is not supported: expected "
-                           "a string (CSV text) or a vector; send polars queries as a 'plan'")
-    atom = carrier[4:-1]
+        raise InvalidQuery("raw-text inputs (make_split_lines, make_split_dataframe, CSV text) "
+                           "are not offered: a pipeline reads one column, given with 'column', "
+                           "on the domain the server builds for it")
     if column is None:
-        if atom == "String":
-            return ("lines", None, False)
-        raise InvalidQuery(f"the pipeline reads a vector of {atom}: name the dataset column to "
-                           "feed it with 'column'")
-    if column not in meta.columns:
-        raise InvalidQuery(f"column '{column}' is not in the dataset's metadata")
-    kinds, _ = _ATOMS.get(atom, ((), str))
-    if meta.columns[column].type not in kinds:
-        raise InvalidQuery(f"column '{column}' ({meta.columns[column].type}) cannot be fed to a "
-                           f"vector of {atom}")
-    nan_ok = atom in ("f64", "f32") and bool(getattr(domain.element_domain, "nan", False))
-    return ("column", column, nan_ok)
+        raise InvalidQuery("a pipeline reads one dataset column: name it with 'column' (raw-text "
+                           "inputs, one line or CSV record per row, are not offered)")
+    expected, feed = canonical_domain(meta, column)
+    if measurement.input_domain != expected:
+        raise InvalidQuery(f"the pipeline's input domain is {_describe(measurement.input_domain)}; "
+                           f"for column '{column}' this server feeds {_describe(expected)} "
+                           "(unsized, no bounds: clamp, resize or impute inside the pipeline)")
+    metric = measurement.input_metric
+    if metric != dp.symmetric_distance():
+        raise InvalidQuery(f"the pipeline's input metric is {metric}; this server measures "
+                           "datasets with SymmetricDistance()")
+    return measurement, feed
 
 
-def feed_pipeline(data: DataHandle, feed: Feed, carrier: str) -> Any:
-    """The input for ``feed`` as an OpenDP-owned object of type ``carrier``.
+def feed_pipeline(data: DataHandle, feed: Feed, domain: Any) -> Any:
+    """The column ``feed`` as an OpenDP-owned object, checked to be a member of ``domain``.
 
-    Built and handed across OpenDP's FFI once per dataset version, then reused by every query.
+    Built, checked and handed across OpenDP's FFI once per dataset version, then reused.
     """
+    column, kind, nan_ok = feed
+    key = f"opendp:column:{column}:{kind}:{nan_ok}"
+    return data.memo(key, lambda: _member_checked(domain, _column_values(data, column, kind,
+                                                                         nan_ok)))
+
+
+def _member_checked(domain: Any, values: list[Any]) -> Any:
     from opendp._convert import py_to_c
     from opendp._lib import AnyObjectPtr
+    from opendp.domains import _member
 
-    kind, column, nan_ok = feed
-
-    def convert(value: Any) -> Any:
-        return py_to_c(value, c_type=AnyObjectPtr, type_name=carrier)
-
-    if kind == "csv":
-        return data.memo(f"opendp:csv:{carrier}", lambda: convert(_csv_text(data)))
-    if kind == "lines":
-        return data.memo(f"opendp:lines:{carrier}",
-                         lambda: convert(_csv_text(data).splitlines()))
-    assert column is not None and carrier.startswith("Vec<")
-    _, to_python = _ATOMS[carrier[4:-1]]
-    key = f"opendp:column:{column}:{carrier}:{nan_ok}"
-    return data.memo(key, lambda: convert(_column_values(data, column, to_python, nan_ok)))
+    obj = py_to_c(values, c_type=AnyObjectPtr, type_name=str(domain.carrier_type))
+    if not _member(domain, obj):
+        # The feed is built to fit the domain; a failure is a server bug, never the payload's.
+        raise RuntimeError("the dataset column is not a member of the server's input domain")
+    return obj
 
 
-def _csv_text(data: DataHandle) -> str:
-    import io
-
-    import pyarrow.csv as pacsv
-
-    sink = io.BytesIO()
-    pacsv.write_csv(data.table, sink, pacsv.WriteOptions(include_header=False,
-                                                         quoting_style="needed"))
-    return sink.getvalue().decode("utf-8")
-
-
-def _column_values(data: DataHandle, column: str, convert: type, nan_ok: bool) -> list[Any]:
+def _column_values(data: DataHandle, column: str, kind: str, nan_ok: bool) -> list[Any]:
     values = data.table.column(column).to_pylist()
-    if nan_ok:
-        return [float("nan") if v is None else float(v) for v in values]
-    out = []
-    for v in values:
-        if v is None or (isinstance(v, float) and v != v):
-            continue
-        out.append(convert(v.isoformat() if hasattr(v, "isoformat") else v)
-                   if convert is str else convert(v))
-    return out
+    if kind == "float":
+        floats = (float("nan") if v is None else float(v) for v in values)
+        return list(floats) if nan_ok else [v for v in floats if v == v]
+    present = (v for v in values if v is not None)
+    if kind == "int":
+        return [int(v) for v in present]
+    if kind == "bool":
+        return [bool(v) for v in present]
+    if kind == "iso":
+        return [v.isoformat() if hasattr(v, "isoformat") else str(v) for v in present]
+    return [str(v) for v in present]

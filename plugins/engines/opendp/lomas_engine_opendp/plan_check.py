@@ -54,7 +54,8 @@ def parse_plan_json(text: str) -> Any:
 
 
 class _Checker:
-    def __init__(self, source: dict[str, Any], plugin_lib: str) -> None:
+    def __init__(self, source: dict[str, Any], plugin_lib: str, limit: int) -> None:
+        self.limit = limit
         self.source = source
         self.plugin_lib = plugin_lib
         self.sources = 0
@@ -135,8 +136,13 @@ class _Checker:
 
     def _slice(self, body: dict[str, Any], depth: int) -> None:
         _fields(body, {"input", "offset", "len"}, "slice")
-        _plain(body.get("offset"))
-        _plain(body.get("len"))
+        for key in ("offset", "len"):
+            value = body.get(key)
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
+                raise InvalidQuery("malformed plan step 'slice'")
+            if value is not None and abs(value) > self.limit:
+                raise InvalidQuery(f"the plan's slice {key} ({value}) is larger than this server "
+                                   f"allows for this dataset ({self.limit})")
 
     # -- expressions -------------------------------------------------------------------------------
     def exprs(self, value: Any, depth: int) -> None:
@@ -212,11 +218,11 @@ class _Checker:
         if kind == "Dyn":
             _plain(value)
         elif kind == "Series":
-            _check_ipc(value)
+            _check_ipc(value, self.limit)
         elif kind == "Scalar":
             inner_kind, inner = _variant(value, "scalar") if isinstance(value, dict) else ("", value)
             if inner_kind == "List" and isinstance(inner, list):
-                _check_ipc(inner)
+                _check_ipc(inner, self.limit)
             else:
                 _plain(value)
         else:
@@ -261,8 +267,8 @@ def _plain(value: Any, depth: int = 0) -> None:
         raise InvalidQuery("the plan carries an unsupported value")
 
 
-def _check_ipc(raw: Any) -> None:
-    """A literal series: Arrow IPC bytes holding one plain column."""
+def _check_ipc(raw: Any, limit: int) -> None:
+    """A literal series: Arrow IPC bytes holding one plain column of at most ``limit`` values."""
     import pyarrow as pa
 
     if not isinstance(raw, list) or len(raw) > 1_000_000:
@@ -270,7 +276,7 @@ def _check_ipc(raw: Any) -> None:
     try:
         reader = pa.ipc.open_stream(io.BytesIO(bytes(raw)))
         schema = reader.schema
-        reader.read_all()
+        length = reader.read_all().num_rows
     except (ValueError, OverflowError, pa.ArrowException):
         raise InvalidQuery("malformed literal series in the plan") from None
     if len(schema) != 1:
@@ -279,16 +285,20 @@ def _check_ipc(raw: Any) -> None:
     if isinstance(f.type, pa.ExtensionType) or not str(f.type).startswith(_IPC_TYPES) \
             or f.metadata or set(schema.metadata or {}) - {b"_PL_FLAGS"}:
         raise InvalidQuery("literal series in a plan must hold numbers, strings or booleans")
+    if length > limit:
+        raise InvalidQuery(f"a literal series in the plan has {length} values, more than this "
+                           f"server allows for this dataset ({limit})")
 
 
-def check_plan(tree: Any, source: dict[str, Any], plugin_lib: str) -> CheckedPlan:
+def check_plan(tree: Any, source: dict[str, Any], plugin_lib: str, *,
+               limit: int = 1_000_000) -> CheckedPlan:
     """Check ``tree`` and return it with its one source replaced by ``source`` (the server's
     placeholder node) and OpenDP plugin paths pointing at the server's own library.
 
     Raises:
         InvalidQuery: naming the refused construct.
     """
-    checker = _Checker(source, plugin_lib)
+    checker = _Checker(source, plugin_lib, limit)
     rebuilt = checker.plan(tree, 0)
     if checker.sources != 1:
         raise InvalidQuery("the plan must start from the dataset placeholder")

@@ -1,43 +1,103 @@
 """The plan form: an OpenDP polars plan built into a measurement over the dataset.
 
-* Domain: one series per metadata column (int -> i64, float -> f64 without NaN, string, boolean;
-  ``nullable`` -> option domain; datetime columns are not offered), a margin of at most ``rows``
-  rows, and for every group-by key set whose columns all have ``categories``: ``max_groups`` =
-  product of their sizes, with the keys declared public (``invariant="keys"``) unless the
-  metadata sets ``censor_dims``. Other groupings are released with OpenDP's thresholding, which
-  needs a ``delta``.
+* Domain (the server's, from metadata): one series per metadata column (int -> i64, float -> f64
+  without NaN, string, boolean; ``nullable`` -> nulls allowed; datetime columns are not offered)
+  and margins of at most ``rows`` rows. No margin declares keys or lengths invariant.
+* Public keys only when declared: a group-by whose keys are all plain columns marked
+  ``public_keys: true`` is completed by the server with the declared key set (OpenDP's explicit
+  key-set join, as ``LazyFrameQuery.with_keys`` builds it): the answer holds exactly the declared
+  categories (and null for nullable columns), absent ones included, in declared order. Any other
+  group-by goes through OpenDP's thresholding and needs ``delta`` (refused when the metadata sets
+  ``censor_dims: false``).
+* Release check: a released key of a column with ``categories`` is always one of them (or null),
+  and a public group-by releases exactly its key set; anything else is withheld.
 * Metric: symmetric distance; the privacy map is evaluated at ``d_in = max_ids``.
+* Bounded work: slices, literal series and public key sets are at most the engine's size limit.
 * Calibration: the noise scale is solved directly (the loss of a plan scales as 1/s for pure DP
   and 1/s^2 for zCDP) and checked against OpenDP's own map, instead of a search over ~1,200
   measurement builds; the threshold is a binary search over at most 33 builds. Built
   measurements are cached per (plan, metadata, loss), so repeating a query costs one lookup.
-* Data: the dataset is converted to a polars LazyFrame and handed across OpenDP's FFI once per
-  dataset version (``DataHandle.memo``); each query only invokes the measurement on that object.
+* Data: the dataset is converted to a polars LazyFrame, checked against the domain and handed
+  across OpenDP's FFI once per dataset version (``DataHandle.memo``); each query only invokes the
+  measurement on that object.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import math
 import threading
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo
-from lomas_core.errors import InvalidQuery
+from lomas_core.errors import InvalidQuery, QueryFailed
 from lomas_core.metadata import Metadata
 from lomas_engine_opendp.errors import opendp_reason
 from lomas_engine_opendp.plan_check import check_plan, parse_plan_json
 from lomas_engine_opendp.query import OpenDPQuery
 from lomas_engine_opendp.wire import POLARS_TYPES, polars_schema
 
-__all__ = ["PlanBuilder", "prepared_frame"]
+__all__ = ["BuiltPlan", "PlanBuilder", "prepared_frame"]
 
 _U32_MAX = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A group-by of the plan on plain columns: its key columns and, when they are all declared
+    public, the full key set the answer must hold (in declared order)."""
+
+    columns: tuple[str, ...]
+    allowed: dict[str, frozenset[Any] | None]
+    keys: tuple[tuple[Any, ...], ...] | None = None
+
+
+@dataclass(frozen=True)
+class BuiltPlan:
+    """A calibrated plan measurement and the checks its release must pass."""
+
+    measurement: Any
+    groups: tuple[GroupSpec, ...] = ()
+    #: The top plan step, when it is post-processing the server must not undo (Sort, Slice).
+    top_step: str | None = None
+
+    def released(self, frame: Any) -> Any:
+        """``frame`` (the collected release) after the shape check; public key sets in declared
+        order. Raises QueryFailed (the charge is kept) when a key outside the declared
+        categories, or a public key set that is not exactly the declared one, would be released.
+        """
+        import polars as pl
+
+        for spec in self.groups:
+            for name in spec.columns:
+                allowed = spec.allowed.get(name)
+                if allowed is None or name not in frame.columns:
+                    continue
+                if any(v not in allowed for v in frame.get_column(name).unique().to_list()):
+                    raise QueryFailed("the answer was withheld: it held a group key outside the "
+                                      "column's declared categories")
+        top = self.groups[-1] if self.groups else None
+        if top is None or top.keys is None or not set(top.columns) <= set(frame.columns):
+            return frame
+        got = list(frame.select(list(top.columns)).iter_rows())
+        exact = self.top_step != "Slice"  # a slice of the answer is the researcher's own choice
+        if len(got) != len(set(got)) or not set(got) <= set(top.keys) \
+                or (exact and len(got) != len(top.keys)):
+            raise QueryFailed("the answer was withheld: its groups were not exactly the declared "
+                              "public keys")
+        if self.top_step is not None:
+            return frame
+        order = pl.DataFrame([list(k) for k in top.keys], schema=list(top.columns), orient="row",
+                             schema_overrides={c: frame.schema[c] for c in top.columns})
+        return order.join(frame, on=list(top.columns), how="left", nulls_equal=True,
+                          maintain_order="left")
 
 
 class PlanBuilder:
@@ -53,27 +113,32 @@ class PlanBuilder:
         self.plugin_lib = str(dp.polars._get_opendp_polars_lib_path())
 
     # -- public ------------------------------------------------------------------------------------
-    def measurement(self, query: OpenDPQuery, dataset: DatasetInfo) -> Any:
+    def measurement(self, query: OpenDPQuery, dataset: DatasetInfo, *, limit: int) -> BuiltPlan:
         """The calibrated measurement of ``query.plan`` for ``dataset`` (public inputs only)."""
         assert query.plan is not None
         meta = dataset.metadata
-        checked = check_plan(parse_plan_json(query.plan), _source_node(meta), self.plugin_lib)
-        canonical = json.dumps(checked.tree, sort_keys=True, separators=(",", ":"))
+        text = json.dumps(parse_plan_json(query.plan), sort_keys=True, separators=(",", ":"))
         key = hashlib.sha256("|".join([
-            canonical, meta.model_dump_json(), query.output_measure, repr(query.epsilon),
+            text, meta.model_dump_json(), query.output_measure, repr(query.epsilon),
             repr(query.rho), repr(query.delta), repr(query.global_scale), repr(query.threshold),
+            str(limit),
         ]).encode()).hexdigest()
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
                 self._cache.move_to_end(key)
                 return cached
+        checked = check_plan(json.loads(text), _source_node(meta), self.plugin_lib, limit=limit)
+        tree, groups = _with_public_keys(checked.tree, meta, limit)
+        canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"))
         m = self._build(canonical, checked.group_keys, query, meta)
+        top = next(iter(tree))
+        built = BuiltPlan(m, tuple(groups), top if top in ("Sort", "Slice") else None)
         with self._lock:
-            self._cache[key] = m
+            self._cache[key] = built
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-        return m
+        return built
 
     # -- building ----------------------------------------------------------------------------------
     def _build(self, canonical: str, group_keys: list[tuple[str, ...]], query: OpenDPQuery,
@@ -106,9 +171,10 @@ class PlanBuilder:
             except Exception as exc:  # noqa: BLE001 - library refusal on public inputs
                 reason = opendp_reason(exc)
                 if "Approximate-DP is necessary" in reason:
-                    raise InvalidQuery("this plan groups by columns whose keys are not public (no "
-                                       "categories in the metadata, or censor_dims): give "
-                                       "'delta' > 0 so OpenDP can threshold the groups") from None
+                    raise InvalidQuery("this plan groups by columns whose keys are not public "
+                                       "(only columns marked public_keys in the metadata are): "
+                                       "give 'delta' > 0 so OpenDP can threshold the groups"
+                                       ) from None
                 raise InvalidQuery(f"OpenDP refused the plan: {reason}") from None
 
         if query.global_scale is not None:
@@ -186,6 +252,8 @@ def _source_cache(meta_json: str) -> dict[str, Any]:
 
 
 def _domain(meta: Metadata, group_keys: list[tuple[str, ...]]) -> Any:
+    """The server's input domain: the metadata's columns, at most ``rows`` rows overall and per
+    group; no invariants (public keys come from an explicit key set, never from the data)."""
     import opendp.prelude as dp
     import polars as pl
 
@@ -202,21 +270,90 @@ def _domain(meta: Metadata, group_keys: list[tuple[str, ...]]) -> Any:
     rows = meta.rows
     domain = dp.with_margin(domain, dp.polars.Margin(by=[], max_length=rows))
     for keys in dict.fromkeys(group_keys):
-        cols = [meta.columns.get(k) for k in keys]
-        if any(c is None or not c.categories for c in cols):
+        if not all(k in meta.columns for k in keys):
             continue
-        groups = math.prod(len(c.categories or []) for c in cols if c is not None)
-        domain = dp.with_margin(domain, dp.polars.Margin(
-            by=[pl.col(k) for k in keys], max_length=rows, max_groups=min(groups, _U32_MAX),
-            invariant=None if meta.censor_dims else "keys"))
+        if not meta.censor_dims and not all(meta.public_keys(k) is not None for k in keys):
+            raise InvalidQuery(f"grouping by {', '.join(keys)} is refused: its keys are not public "
+                               "(public_keys) and this dataset does not allow thresholded groups "
+                               "(censor_dims: false)")
+        cols = [meta.columns[k] for k in keys]
+        groups = None
+        if all(c.categories for c in cols):
+            # prepared_frame turns values outside the categories into null (or drops the row).
+            groups = min(math.prod(len(c.categories or []) + int(c.nullable) for c in cols),
+                         _U32_MAX)
+        domain = dp.with_margin(domain, dp.polars.Margin(by=[pl.col(k) for k in keys],
+                                                         max_length=rows, max_groups=groups))
     return domain
+
+
+def _key_values(meta: Metadata, name: str, public: bool) -> frozenset[Any] | None:
+    col = meta.columns[name]
+    if not col.categories:
+        return None
+    values = list(meta.public_keys(name) or []) if public else list(col.categories)
+    return frozenset(values + ([None] if col.nullable else []))
+
+
+def _with_public_keys(tree: dict[str, Any], meta: Metadata,
+                      limit: int) -> tuple[dict[str, Any], list[GroupSpec]]:
+    """The plan with every all-public group-by joined onto the declared key set (OpenDP's explicit
+    key-set form), and the group-by specs the release is checked against."""
+    groups: list[GroupSpec] = []
+
+    def walk(node: dict[str, Any]) -> dict[str, Any]:
+        ((kind, body),) = node.items()
+        if kind == "DataFrameScan":
+            return node
+        body = {**body, "input": walk(body["input"])}
+        node = {kind: body}
+        if kind != "GroupBy":
+            return node
+        names = [k.get("Column") if isinstance(k, dict) else None for k in body.get("keys") or []]
+        if not names or not all(isinstance(n, str) and n in meta.columns for n in names):
+            return node
+        columns = tuple(str(n) for n in names)
+        public = all(meta.public_keys(c) is not None for c in columns)
+        allowed = {c: _key_values(meta, c, public) for c in columns}
+        if not public:
+            groups.append(GroupSpec(columns, allowed))
+            return node
+        per_column = [list(meta.public_keys(c) or []) + ([None] if meta.columns[c].nullable
+                                                         else []) for c in columns]
+        if math.prod(len(v) for v in per_column) > limit:
+            raise InvalidQuery(f"the public key set of {', '.join(columns)} has more than {limit} "
+                               "combinations, more than this server allows for this dataset")
+        keys = tuple(itertools.product(*per_column))
+        groups.append(GroupSpec(columns, allowed, keys))
+        return _key_join(meta, columns, keys, node)
+
+    return walk(tree), groups
+
+
+def _key_join(meta: Metadata, columns: tuple[str, ...], keys: tuple[tuple[Any, ...], ...],
+              group_by: dict[str, Any]) -> dict[str, Any]:
+    """``keys.join(<group_by>, how="left", on=columns, nulls_equal=True)`` as plan JSON."""
+    import polars as pl
+
+    schema = polars_schema(meta.model_dump())
+    frame = pl.LazyFrame([list(k) for k in keys], schema={c: schema[c] for c in columns},
+                         orient="row")
+    right = pl.LazyFrame(schema={c: schema[c] for c in columns})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = frame.join(right, how="left", on=list(columns), nulls_equal=True).serialize(
+            format="json")
+    join = json.loads(text)
+    join["Join"]["input_right"] = group_by
+    return dict(join)
 
 
 def prepared_frame(data: DataHandle, meta: Metadata) -> Any:
     """The dataset as an OpenDP-owned LazyFrame object, built once per dataset version.
 
-    Columns get the domain's dtypes; NaN becomes null; rows with a null in a non-nullable column
-    are dropped (a row-wise, 1-stable step that keeps the data inside the declared domain).
+    Columns get the domain's dtypes; NaN and values outside a column's declared categories become
+    null; rows with a null in a non-nullable column are dropped (row-wise, 1-stable steps that keep
+    the data inside the declared domain and its margins).
     """
     key = "opendp:lazyframe:" + hashlib.sha256(meta.model_dump_json().encode()).hexdigest()[:16]
     return data.memo(key, lambda: _prepare(data, meta))
@@ -235,9 +372,17 @@ def _prepare(data: DataHandle, meta: Metadata) -> Any:
         expr = pl.col(name).cast(dtype, strict=False)
         if dtype == pl.Float64:
             expr = expr.fill_nan(None)
-        exprs.append(expr)
+        categories = meta.columns[name].categories
+        if categories:
+            expr = pl.when(expr.is_in(pl.Series(categories, dtype=dtype))).then(expr).otherwise(
+                None)
+        exprs.append(expr.alias(name))
     frame = frame.select(exprs)
     required = [n for n in schema if not meta.columns[n].nullable]
     if required:
         frame = frame.drop_nulls(subset=required)
+    if meta.rows is not None and frame.height > meta.rows and not data.dummy:
+        # The domain's margins promise at most `rows` rows; the data must be a member of it.
+        # (A dummy dataset may be asked for more rows; it holds nothing private.)
+        raise RuntimeError("the dataset has more rows than its public metadata declares")
     return py_to_c(frame.lazy(), c_type=AnyObjectPtr, type_name="LazyFrame")

@@ -16,8 +16,8 @@ _PLAN_ONLY = ("epsilon", "rho", "delta", "global_scale", "threshold")
 class OpenDPQuery(BaseModel):
     """Exactly one of ``pipeline`` (OpenDP JSON) or ``plan`` (polars JSON plan).
 
-    Pipeline fields: ``column`` names the dataset column fed to a pipeline whose input is a
-    vector of values (otherwise the rows are fed as CSV text or CSV lines).
+    Pipeline fields: ``column`` names the dataset column fed to the pipeline (required; the
+    pipeline's input domain must equal the server's for that column).
 
     Plan fields: ``output_measure`` and the privacy loss to calibrate to: ``epsilon`` (pure DP,
     optionally with ``delta`` for groups whose keys are not public) or ``rho`` (zCDP). Instead of a

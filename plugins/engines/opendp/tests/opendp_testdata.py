@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["METADATA", "ROWS", "make_table"]
+__all__ = ["METADATA", "ROWS", "make_table", "plan_measurement"]
 
 ROWS = 3000
 METADATA: dict[str, Any] = {
@@ -15,7 +15,7 @@ METADATA: dict[str, Any] = {
     "rows": ROWS,
     "row_privacy": True,
     "columns": {
-        "g": {"type": "string", "categories": ["a", "b", "c"]},
+        "g": {"type": "string", "categories": ["a", "b", "c"], "public_keys": True},
         "x": {"type": "float", "lower": 0.0, "upper": 100.0},
         "k": {"type": "int", "lower": 0, "upper": 10},
         "w": {"type": "float", "lower": 0.0, "upper": 10.0, "nullable": True},
@@ -33,3 +33,8 @@ def make_table(rows: int = ROWS, seed: int = 7) -> pa.Table:
         "k": rng.integers(0, 11, rows),
         "w": pa.array(w, mask=mask),
     })
+
+
+def plan_measurement(engine: Any, query: Any, dataset: Any) -> Any:
+    """The calibrated OpenDP measurement the engine builds for a plan query."""
+    return engine._measurement(query, dataset)[0]

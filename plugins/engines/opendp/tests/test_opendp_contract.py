@@ -17,7 +17,8 @@ def _plan_payloads() -> list[dict[str, Any]]:
     lf = placeholder(CONTRACT_METADATA)
     return [
         make_payload(lf.select(pl.len().dp.noise()), epsilon=1.0),
-        make_payload(lf.group_by("group").agg(pl.col("age").dp.sum((0, 100))), epsilon=1.0),
+        make_payload(lf.group_by("group").agg(pl.len().dp.noise(), pl.col("age").dp.sum((0, 100))),
+                     epsilon=1.0, delta=1e-6),
     ]
 
 
@@ -31,8 +32,9 @@ class TestOpenDPContract(EngineContract):
         import opendp.prelude as dp
 
         dp.enable_features("contrib")
-        count = dp.t.make_split_lines() >> dp.t.then_count() >> dp.m.then_laplace(1.0)
-        return [{"pipeline": dp.serialize(count)}, *_plan_payloads()]
+        domain = dp.vector_domain(dp.atom_domain(T=dp.i64))
+        count = dp.t.make_count(domain, dp.symmetric_distance()) >> dp.m.then_laplace(1.0)
+        return [{"pipeline": dp.serialize(count), "column": "age"}, *_plan_payloads()]
 
     @pytest.fixture
     def invalid_payloads(self) -> list[dict[str, Any]]:

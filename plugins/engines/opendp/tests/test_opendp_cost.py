@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 import pytest
 from lomas_engine_opendp.wire import make_payload, placeholder
-from opendp_testdata import METADATA
+from opendp_testdata import METADATA, plan_measurement
 
 from lomas_core.budget import Budget
 from lomas_core.engine import DatasetInfo
@@ -76,7 +76,7 @@ def test_plan_pure_is_the_map_and_within_target(engine: Any, dataset3: DatasetIn
                                                    pl.col("x").dp.sum((0.0, 100.0)))
     query = engine.parse(make_payload(plan, epsilon=0.7))
     cost = engine.cost(query, dataset3)
-    m = engine._plans.measurement(query, dataset3)
+    m = plan_measurement(engine, query, dataset3)
     assert cost == Budget.of(m.map(MAX_IDS))
     assert 0.69 < cost.epsilon <= Budget.of(0.7).epsilon and cost.delta == 0
 
@@ -87,7 +87,7 @@ def test_plan_zcdp(engine: Any, dp: Any, dataset3: DatasetInfo) -> None:
     with pytest.raises(InvalidQuery, match="fixed_delta"):
         _cost(engine, payload, dataset3)
     query = engine.parse({**payload, "fixed_delta": 1e-6})
-    m = engine._plans.measurement(query, dataset3)
+    m = plan_measurement(engine, query, dataset3)
     assert m.map(MAX_IDS) <= 0.05
     expected = dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(m), 1e-6).map(MAX_IDS)
     assert engine.cost(query, dataset3) == Budget.of(*expected)
@@ -99,7 +99,7 @@ def test_plan_threshold_delta(engine: Any, dataset3: DatasetInfo) -> None:
         _cost(engine, make_payload(plan, epsilon=1.0), dataset3)
     query = engine.parse(make_payload(plan, epsilon=1.0, delta=1e-6))
     cost = engine.cost(query, dataset3)
-    eps, delta = engine._plans.measurement(query, dataset3).map(MAX_IDS)
+    eps, delta = plan_measurement(engine, query, dataset3).map(MAX_IDS)
     assert cost == Budget.of(eps, delta)
     assert 0 < cost.delta <= Budget.of(0, 1e-6).delta and cost.epsilon <= 1
 
@@ -108,7 +108,7 @@ def test_plan_global_scale_pays_the_map(engine: Any, dataset3: DatasetInfo) -> N
     plan = placeholder(METADATA).select(pl.len().dp.noise())
     query = engine.parse(make_payload(plan, global_scale=2.0))
     assert engine.cost(query, dataset3) == Budget.of(
-        engine._plans.measurement(query, dataset3).map(MAX_IDS))
+        plan_measurement(engine, query, dataset3).map(MAX_IDS))
 
 
 def test_cost_is_deterministic_and_cached(engine: Any, dataset3: DatasetInfo) -> None:
@@ -116,4 +116,5 @@ def test_cost_is_deterministic_and_cached(engine: Any, dataset3: DatasetInfo) ->
     payload = make_payload(plan, epsilon=0.3)
     assert _cost(engine, payload, dataset3) == _cost(engine, payload, dataset3)
     q = engine.parse(payload)
-    assert engine._plans.measurement(q, dataset3) is engine._plans.measurement(q, dataset3)
+    assert engine._plans.measurement(q, dataset3, limit=1) is engine._plans.measurement(
+        q, dataset3, limit=1)

@@ -81,10 +81,11 @@ def test_good_queries_charged_their_cost(harness: LomasHarness, dp: Any) -> None
     token = harness.add_user("good", grant={"people": GRANT})
     plan = placeholder(METADATA).group_by("g").agg(pl.len().dp.noise(),
                                                    pl.col("k").dp.sum((0, 10)))
-    count = dp.t.make_split_lines() >> dp.t.then_count() >> dp.m.then_laplace(2.0)
+    domain = dp.vector_domain(dp.atom_domain(T=dp.i64))
+    count = dp.t.make_count(domain, dp.symmetric_distance()) >> dp.m.then_laplace(2.0)
     spent = Budget.of(0, 0)
     with harness.client(token) as c:
-        for payload in (make_payload(plan, epsilon=0.5), make_payload(count)):
+        for payload in (make_payload(plan, epsilon=0.5), make_payload(count, column="k")):
             body = {"engine": "opendp", "query": payload}
             cost = c.post("/v1/datasets/people/cost", json=body).json()
             r = c.post("/v1/datasets/people/query", json=body)

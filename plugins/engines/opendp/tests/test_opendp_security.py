@@ -81,7 +81,11 @@ def test_honest_but_curious_constructors_refused_by_default(dp: Any) -> None:
 def test_pipeline_wrong_metric_and_unknown_column(engine: Any, dp: Any,
                                                   dataset: DatasetInfo) -> None:
     lap = dp.m.make_laplace(dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float), 1.0)
-    _refused(engine, make_payload(lap), dataset, "metric")
+    _refused(engine, make_payload(lap, column="x"), dataset, "input domain")
+    vec = dp.vector_domain(dp.atom_domain(T=float, nan=False))
+    idd = (dp.t.make_clamp(vec, dp.insert_delete_distance(), (0.0, 1.0)) >> dp.t.then_sum()
+           >> dp.m.then_laplace(1.0))
+    _refused(engine, make_payload(idd, column="x"), dataset, "metric")
     vec = dp.vector_domain(dp.atom_domain(T=float, nan=False))
     count = dp.t.make_count(vec, dp.symmetric_distance()) >> dp.m.then_laplace(1.0)
     _refused(engine, make_payload(count, column="salary"), dataset, "not in the dataset")
