@@ -17,7 +17,6 @@ from lomas_engine_opendp.errors import opendp_reason
 from lomas_engine_opendp.wire import make_payload, placeholder, serialize_plan
 from opendp_testdata import METADATA, ROWS
 
-import lomas_core.io
 from lomas_core.budget import Budget
 from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo
@@ -179,11 +178,6 @@ def test_release_check_withholds_undeclared_or_missing_keys() -> None:
 
 
 # -- 5. max_ids: one person moves a count by at most max_ids ----------------------------------------
-_CORE_BOUNDS_CONTRIBUTIONS = hasattr(lomas_core.io, "bound_contributions")
-
-
-@pytest.mark.xfail(not _CORE_BOUNDS_CONTRIBUTIONS, strict=True,
-                   reason="needs the core's max_ids truncation at load (lead's change on main)")
 def test_one_person_moves_a_count_by_at_most_max_ids(tmp_path_factory: pytest.TempPathFactory,
                                                       dp: Any) -> None:
     meta = {"max_ids": 1, "rows": 400, "row_privacy": False, "columns": {
