@@ -15,6 +15,9 @@ it, so every engine and every query sees the same prepared table):
    dropped (nobody could be charged for them). The rule looks at one individual's rows only, so
    adding or removing a person never changes which rows another person keeps; ``max_ids`` is the
    ``d_in`` of every privacy map. Without a ``private_id`` every row is its own individual.
+4. **Row bound**: ``rows``, when declared, is a public upper bound that engines build domains
+   from (OpenDP's margins). A larger table is a metadata mistake; it is refused, for every
+   engine alike, rather than answered under a false promise.
 """
 
 from __future__ import annotations
@@ -101,4 +104,11 @@ def prepare_table(dataset: str, table: pa.Table, metadata: Metadata) -> pa.Table
     """
     table = check_schema(dataset, table, metadata)
     table = restrict_categories(dataset, table, metadata)
-    return bound_contributions(dataset, table, metadata)
+    table = bound_contributions(dataset, table, metadata)
+    if metadata.rows is not None and table.num_rows > metadata.rows:
+        log.warning("dataset '%s' has %d rows, more than its metadata's rows: %d", dataset,
+                    table.num_rows, metadata.rows)
+        raise DatasetUnavailable(
+            f"dataset '{dataset}' has more rows than its public metadata declares; the data "
+            "owner must correct 'rows'", touched=True)
+    return table

@@ -25,7 +25,7 @@ http_testing = pytest.importorskip("lomas_adapter_http.testing")
 FileServer = http_testing.FileServer
 table_bytes = http_testing.table_bytes
 
-METADATA = Metadata.model_validate(CONTRACT_METADATA)
+METADATA = Metadata.model_validate({**CONTRACT_METADATA, "rows": 2000})  # "big" has 2000 rows
 QUERY = {"engine": "toy_faulty", "query": {"epsilon": 0.1}}
 
 

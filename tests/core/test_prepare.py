@@ -70,3 +70,10 @@ def test_prepare_table_applies_every_step() -> None:
     out = prepare_table("ds", table, _meta(max_ids=1, row_privacy=False))
     assert out.column_names == ["pid", "g", "x"]
     assert out.to_pylist() == [{"pid": 1, "g": "a", "x": 1.0}, {"pid": 2, "g": None, "x": 3.0}]
+
+
+def test_more_rows_than_declared_is_refused_for_every_engine() -> None:
+    table = pa.table({"pid": [1, 2, 3], "g": ["a", "b", "a"], "x": [1, 2, 3]})
+    assert prepare_table("ds", table, _meta(rows=3)).num_rows == 3
+    with pytest.raises(DatasetUnavailable, match="more rows than its public metadata"):
+        prepare_table("ds", table, _meta(rows=2))
