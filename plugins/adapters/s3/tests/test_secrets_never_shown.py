@@ -19,6 +19,9 @@ from lomas_core.testing.harness import LomasHarness
 
 http_testing = pytest.importorskip("lomas_adapter_http.testing")
 
+#: Both test servers are on loopback, which the network adapters refuse unless allowed.
+LOOPBACK = {"allowed_networks": ["127.0.0.1/32"]}
+
 HTTP_SECRET = "hdr-Vq3xW9-token-never-shown"
 WRONG_HTTP_SECRET = "hdr-wrong-Pz8-never-shown"
 WRONG_S3_SECRET = "wrong-s3-secret-Lm4/never+shown"
@@ -42,13 +45,15 @@ def sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         monkeypatch.setenv("LOMAS_GREP_HTTP", HTTP_SECRET)
         (tmp_path / "s3-wrong").write_text(f"{key_id}:{WRONG_S3_SECRET}\n")
         (tmp_path / "http-wrong").write_text(WRONG_HTTP_SECRET + "\n")
+        s3_scope = {"adapters": ["s3"], "endpoints": [s3.endpoint_url], "buckets": ["private"]}
+        http_scope = {"adapters": ["http"], "allowed_prefixes": [web.url("/")]}
         yield {"s3": s3, "web": web, "secrets": [secret, HTTP_SECRET, WRONG_S3_SECRET,
                                                     WRONG_HTTP_SECRET],
                "config_secrets": {
-                   "s3_reader": {"env": "LOMAS_GREP_S3"},
-                   "s3_wrong": {"file": str(tmp_path / "s3-wrong")},
-                   "portal": {"env": "LOMAS_GREP_HTTP"},
-                   "portal_wrong": {"file": str(tmp_path / "http-wrong")}}}
+                   "s3_reader": {"env": "LOMAS_GREP_S3", **s3_scope},
+                   "s3_wrong": {"file": str(tmp_path / "s3-wrong"), **s3_scope},
+                   "portal": {"env": "LOMAS_GREP_HTTP", **http_scope},
+                   "portal_wrong": {"file": str(tmp_path / "http-wrong"), **http_scope}}}
 
 
 def _descriptions(sources: dict[str, Any]) -> list[dict[str, Any]]:
@@ -128,7 +133,8 @@ def test_no_secret_in_responses_archive_state_or_logs_in_process(
     """In-process, with every logger (botocore, s3fs, httpx, lomas) captured at DEBUG."""
     h = LomasHarness(tmp_path / "lomas", engines={"toy_count": {}, "toy_faulty": {}},
                      adapters={"s3": {"endpoint_url": sources["s3"].endpoint_url, "max_attempts": 1,
-                                      "region": sources["s3"].region}, "http": {}},
+                                      "region": sources["s3"].region, **LOOPBACK},
+                               "http": {"allowed_hosts": ["127.0.0.1"], **LOOPBACK}},
                      secrets=sources["config_secrets"])
     caplog.set_level(logging.DEBUG)
     bodies = _run(h, sources, lambda token: h.client(token))
@@ -146,7 +152,8 @@ def test_no_secret_in_responses_archive_state_or_logs_of_a_server(
     """A real server process; its whole output (warnings and errors of every logger) is searched."""
     h = LomasHarness(tmp_path / "lomas", engines={"toy_count": {}, "toy_faulty": {}},
                      adapters={"s3": {"endpoint_url": sources["s3"].endpoint_url, "max_attempts": 1,
-                                      "region": sources["s3"].region}, "http": {}},
+                                      "region": sources["s3"].region, **LOOPBACK},
+                               "http": {"allowed_hosts": ["127.0.0.1"], **LOOPBACK}},
                      secrets=sources["config_secrets"])
     with h.serve() as url:
         bodies = _run(h, sources, lambda token: httpx.Client(
