@@ -45,6 +45,11 @@ __all__ = ["S3Adapter"]
 def _failure(what: str, exc: BaseException) -> DatasetUnavailable:
     """Map an s3fs/botocore failure to a message that names no secret, URL or content."""
     kind = type(exc).__name__
+    seen: BaseException | None = exc
+    while seen is not None:  # the resolver refused the address (a name that changed since the check)
+        if isinstance(seen, AddressRefused):
+            return DatasetUnavailable(f"{what}: the store's endpoint: {seen}")
+        seen = seen.__cause__ or seen.__context__
     if isinstance(exc, FileNotFoundError | IsADirectoryError):
         return DatasetUnavailable(f"{what}: the object was not found")
     if isinstance(exc, PermissionError) or kind in ("NoCredentialsError", "PartialCredentialsError"):
