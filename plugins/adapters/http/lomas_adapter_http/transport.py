@@ -11,6 +11,7 @@ each redirect hop and a re-connection of the pool.
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -70,10 +71,13 @@ class GuardedTransport(httpx.HTTPTransport):
 
     def __init__(self, policy: AddressPolicy, *, verify: bool | str = True,
                  resolver: Resolver = socket.getaddrinfo) -> None:
-        super().__init__(verify=verify, trust_env=False, retries=0)
+        # A CA bundle path becomes a context here (httpx deprecates verify=<path>).
+        context = (ssl.create_default_context(cafile=verify) if isinstance(verify, str)
+                   else httpx.create_ssl_context(verify=verify, trust_env=False))
+        super().__init__(verify=context, trust_env=False, retries=0)
         limits = httpx.Limits()
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
