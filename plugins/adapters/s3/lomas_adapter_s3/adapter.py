@@ -77,6 +77,12 @@ class S3Adapter(Adapter):
         self._endpoints = {endpoint_key(self.opts.endpoint_url),
                            *(endpoint_key(url) for url in self.opts.allowed_endpoints)}
         self._context = context
+        if self.opts.default_credentials:
+            try:
+                context.secret_ref(self.opts.default_credentials)
+            except ConfigError as exc:  # an unscoped entry from before scopes: say how to migrate
+                context.logger.warning("adapters.s3.default_credentials: %s; datasets using it "
+                                       "will be refused", exc.message)
         self._filesystems: dict[str, s3fs.S3FileSystem] = {}
         self._lock = threading.Lock()
 

@@ -210,3 +210,20 @@ def test_resolver_hands_out_only_allowed_addresses() -> None:
         asyncio.run(resolve(AddressPolicy()))
     allowed = asyncio.run(resolve(AddressPolicy.from_options(False, ["127.0.0.0/8"], "test")))
     assert [(r["host"], r["port"], r["hostname"]) for r in allowed] == [("127.0.0.1", 9000, "localhost")]
+
+
+def test_unscoped_default_credentials_warned_at_startup_and_refused(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, moto: MotoS3,
+        bucket: str) -> None:
+    """A config from before scopes still starts; the log says how to migrate, without the value."""
+    monkeypatch.setenv("LOMAS_OLD_S3", f"{TEST_ACCESS_KEY_ID}:{TEST_SECRET_ACCESS_KEY}")
+    config = Config.model_validate({"engines": {}, "secrets": {"old": {"env": "LOMAS_OLD_S3"}},
+                                    "adapters": {"s3": {"endpoint_url": moto.endpoint_url,
+                                                        "default_credentials": "old", **LOOPBACK}}})
+    with caplog.at_level(logging.WARNING):
+        adapter = load_plugins(config, with_store=False).adapters["s3"]
+    assert "not scoped to any adapter" in caplog.text and "adapters: [s3]" in caplog.text
+    assert TEST_SECRET_ACCESS_KEY not in caplog.text
+    with pytest.raises(InvalidRequest, match="not scoped to any adapter"):
+        adapter.check_options({"bucket": bucket, "key": "t.csv"})
+    adapter.close()
