@@ -65,9 +65,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, FileServer() as web, MotoS3() as s3:
         s3.client.create_bucket(Bucket="bench")
         h = LomasHarness(Path(tmp), engines={"toy_count": {}},
-                         adapters={"local": {"allowed_dirs": [tmp]}, "http": {},
-                                   "s3": {"endpoint_url": s3.endpoint_url, "region": s3.region}},
-                         secrets={"bench_s3": {"env": "LOMAS_BENCH_S3"}},
+                         # Both servers are on loopback, which the network adapters refuse
+                         # unless allowed.
+                         adapters={"local": {"allowed_dirs": [tmp]},
+                                   "http": {"allowed_hosts": ["127.0.0.1"],
+                                            "allowed_networks": ["127.0.0.1/32"]},
+                                   "s3": {"endpoint_url": s3.endpoint_url, "region": s3.region,
+                                          "allowed_networks": ["127.0.0.1/32"]}},
+                         secrets={"bench_s3": {"env": "LOMAS_BENCH_S3", "adapters": ["s3"],
+                                               "endpoints": [s3.endpoint_url],
+                                               "buckets": ["bench"]}},
                          cache={"max_bytes": 8 << 30, "revalidate_seconds": 3600})
         names: list[tuple[str, str, str, int]] = []
         warm: list[str] = []

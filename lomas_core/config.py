@@ -9,12 +9,15 @@ Example::
     limits: {max_body_bytes: 1048576, query_timeout_seconds: 60, max_inflight_per_user: 4}
     cache: {max_bytes: 2147483648, revalidate_seconds: 30}
     secrets:
-      s3_readonly: {env: S3_CREDENTIALS}
+      s3_readonly: {env: S3_CREDENTIALS, adapters: [s3], endpoints: [https://s3.example.org],
+                    buckets: [research-data]}
       admin_token: {file: /run/secrets/admin-token}
     bootstrap_admin: {user: admin, token: admin_token}
 
 Plugin sections map a plugin's short name to its options; enabling a third-party plugin is one line.
-Secrets are never inline: they name an environment variable or a file.
+Secrets are never inline: they name an environment variable or a file. A secret is usable by an
+adapter only when its entry names that adapter under ``adapters`` (and says where it may be sent);
+an unscoped secret is for the core and the store only (``bootstrap_admin``, a store URI).
 """
 
 from __future__ import annotations
@@ -43,18 +46,41 @@ __all__ = [
 
 
 class SecretRef(BaseModel):
-    """Where a secret lives: an environment variable or a file (exactly one)."""
+    """Where a secret lives (an environment variable or a file, exactly one) and who may use it.
+
+    Without ``adapters`` a secret is for the core and the store only: no adapter may read it. A
+    secret scoped to an adapter also says where that adapter may send it: hosts or URL prefixes
+    (``http``), endpoints and buckets (``s3``). Adapters check these before any network I/O.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     env: str | None = None
     file: str | None = None
+    #: Adapters that may use this secret (by short name); none when unset.
+    adapters: list[str] | None = None
+    #: Hosts a network adapter may send the secret to (``http``: exact host names).
+    allowed_hosts: list[str] | None = None
+    #: URL prefixes (folders) a network adapter may send the secret to (``http``).
+    allowed_prefixes: list[str] | None = None
+    #: S3 endpoint URLs the credentials may be used with; ``aws`` stands for AWS's own endpoints.
+    endpoints: list[str] | None = None
+    #: Buckets the credentials may be used with (``s3``).
+    buckets: list[str] | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
         if (self.env is None) == (self.file is None):
             raise ValueError("a secret names exactly one of 'env' or 'file'")
+        scoped = (self.allowed_hosts, self.allowed_prefixes, self.endpoints, self.buckets)
+        if not self.adapters and any(v is not None for v in scoped):
+            raise ValueError("a secret that says where it may be sent must also name the "
+                             "adapters that may use it ('adapters: [...]')")
         return self
+
+    def usable_by(self, adapter: str) -> bool:
+        """Whether the adapter called ``adapter`` may read this secret at all."""
+        return adapter in (self.adapters or [])
 
 
 class ServerConfig(BaseModel):
@@ -139,13 +165,30 @@ class Config(BaseModel):
         p = Path(path).expanduser()
         return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
 
-    def secret(self, name: str) -> str:
-        """The value of the named secret. ConfigError names the secret, never its value."""
+    def secret_ref(self, name: str, *, adapter: str | None = None) -> SecretRef:
+        """The named secret's entry (never its value).
+
+        With ``adapter``, only when the entry names that adapter under ``adapters``; otherwise
+        ConfigError says how to scope it. Messages name the secret, never its value.
+        """
         ref = self.secrets.get(name)
         if ref is None:
             known = ", ".join(sorted(self.secrets)) or "none"
             raise ConfigError(f"secret '{name}' is not defined in the config; defined: {known}")
-        return resolve_secret(ref, name=name, base=self)
+        if adapter is not None and not ref.usable_by(adapter):
+            if not ref.adapters:
+                raise ConfigError(
+                    f"secret '{name}' is not scoped to any adapter, so no adapter may use it; "
+                    f"add 'adapters: [{adapter}]' and where it may be sent to its entry under "
+                    "secrets (see docs/admin.md)")
+            raise ConfigError(f"secret '{name}' is scoped to the adapters "
+                              f"{', '.join(ref.adapters)}, not to '{adapter}'")
+        return ref
+
+    def secret(self, name: str, *, adapter: str | None = None) -> str:
+        """The value of the named secret (with ``adapter``: only if scoped to it, see
+        :meth:`secret_ref`). ConfigError names the secret, never its value."""
+        return resolve_secret(self.secret_ref(name, adapter=adapter), name=name, base=self)
 
 
 def resolve_secret(ref: SecretRef, *, name: str = "?", base: Config | None = None) -> str:

@@ -172,5 +172,6 @@ def load_plugins(config: Config, *, with_store: bool = True) -> LoadedPlugins:
     for name, options in config.engines.items():
         loaded.engines[name] = _build(pm, "engine", name, dict(options), context)
     for name, options in config.adapters.items():
-        loaded.adapters[name] = _build(pm, "adapter", name, dict(options), context)
+        # An adapter reads only the secrets scoped to it (never bootstrap_admin's or the store's).
+        loaded.adapters[name] = _build(pm, "adapter", name, dict(options), context.for_adapter(name))
     return loaded

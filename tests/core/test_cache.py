@@ -40,8 +40,12 @@ def _publish(server: Any, name: str, rows: int = 200, **behaviour: Any) -> str:
     return f"/{name}.parquet"
 
 
+#: The loopback file server is a non-public address; the http adapter must be told to allow it.
+HTTP_LOOPBACK = {"allowed_hosts": ["127.0.0.1"], "allowed_networks": ["127.0.0.1/32"]}
+
+
 def _harness(tmp_path: Path, server: Any, names: list[str], **cache: Any) -> LomasHarness:
-    h = LomasHarness(tmp_path, engines={"toy_faulty": {}}, adapters={"http": {}},
+    h = LomasHarness(tmp_path, engines={"toy_faulty": {}}, adapters={"http": HTTP_LOOPBACK},
                      cache={"max_bytes": 1 << 30, "revalidate_seconds": 3600, **cache})
     for name in names:
         h.add_dataset_description(DatasetDescription(
@@ -97,7 +101,7 @@ def test_changed_source_is_picked_up(tmp_path: Path, server: Any) -> None:
 def test_change_waits_for_the_revalidation_interval(server: Any) -> None:
     """With a controlled clock: a change is seen once the interval has passed, not before."""
     _publish(server, "a")
-    config = Config(adapters={"http": {}}, engines={})
+    config = Config(adapters={"http": HTTP_LOOPBACK}, engines={})
     adapter = load_plugins(config, with_store=False).adapters["http"]
     now = [0.0]
     from lomas_core.cache import DatasetCache

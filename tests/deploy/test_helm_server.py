@@ -36,18 +36,22 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "in-chart mongodb, secrets created from values": {
         "bootstrapAdmin": {"token": ADMIN_TOKEN},
         "mongodb": {"auth": {"rootPassword": MONGO_PASSWORD}},
-        "s3": {"credentials": {"accessKeyId": S3_KEY_ID, "secretAccessKey": S3_SECRET}},
+        "s3": {"credentials": {"accessKeyId": S3_KEY_ID, "secretAccessKey": S3_SECRET,
+                               "buckets": ["research-data"]}},
     },
     "external mongodb, secrets created from values": {
         "mongodb": {"enabled": False},
         "externalMongodb": {"enabled": True, "uri": MONGO_URI},
         "bootstrapAdmin": {"token": ADMIN_TOKEN},
         "s3": {"credentials": {"accessKeyId": S3_KEY_ID, "secretAccessKey": S3_SECRET}},
+        "config": {"adapters": {"s3": {"endpoint_url": "https://minio.example.org",
+                                       "allowed_buckets": ["shared"]}}},
     },
     "existing secrets": {
         "mongodb": {"auth": {"existingSecret": "mongo-creds", "existingSecretKey": "password"}},
         "bootstrapAdmin": {"existingSecret": "lomas-admin", "existingSecretKey": "token"},
-        "s3": {"credentials": {"existingSecret": "s3-creds", "existingSecretKey": "creds"}},
+        "s3": {"credentials": {"existingSecret": "s3-creds", "existingSecretKey": "creds",
+                               "buckets": ["research-data"]}},
         "extraSecretEnv": [{"name": "DATA_API_TOKEN", "secretName": "data-api", "key": "token"}],
     },
     "external mongodb, existing secret": {
@@ -169,7 +173,10 @@ def test_secrets_created_from_values(renders: dict[str, Rendered]) -> None:
     assert data[f"{FULLNAME}-mongodb"] == {"mongodb-root-password": MONGO_PASSWORD}
     config = server_config(rendered)
     assert config["adapters"]["s3"]["default_credentials"] == "s3_credentials"
-    assert config["secrets"]["s3_credentials"] == {"env": "LOMAS_S3_CREDENTIALS"}
+    # Scoped: only the s3 adapter, with its endpoint (AWS here) and the listed buckets.
+    assert config["secrets"]["s3_credentials"] == {
+        "env": "LOMAS_S3_CREDENTIALS", "adapters": ["s3"], "endpoints": ["aws"],
+        "buckets": ["research-data"]}
     # The server composes the URI from the password Secret; the admin token stays in the init step.
     env = env_of(server_container(rendered))
     assert env["LOMAS_MONGO_URI"] == ("mongodb://$(LOMAS_MONGODB_USER):$(LOMAS_MONGODB_PASSWORD)"
@@ -179,6 +186,9 @@ def test_secrets_created_from_values(renders: dict[str, Rendered]) -> None:
         {"secretKeyRef": {"name": FULLNAME, "key": "admin-token"}}
 
     external = renders["external mongodb, secrets created from values"]
+    assert server_config(external)["secrets"]["s3_credentials"] == {
+        "env": "LOMAS_S3_CREDENTIALS", "adapters": ["s3"],
+        "endpoints": ["https://minio.example.org"], "buckets": ["shared"]}
     assert secret_data(external.docs)[FULLNAME]["mongodb-uri"] == MONGO_URI
     assert not external.of_kind("StatefulSet")
     assert env_of(server_container(external))["LOMAS_MONGO_URI"] == \
@@ -294,6 +304,8 @@ def test_schema_rejects_wrong_values(helm: HelmRun, tmp_path: Any, values: dict[
     ({"mongodb": {"enabled": False}, "replicaCount": 3,
       "config": {"store": {"name": "sqlite", "options": {"path": "/var/lib/lomas/l.db"}}}}, "sqlite"),
     ({"s3": {"credentials": {"accessKeyId": S3_KEY_ID}}}, "secretAccessKey"),
+    ({"s3": {"credentials": {"accessKeyId": S3_KEY_ID, "secretAccessKey": S3_SECRET}}},
+     "s3.credentials.buckets"),
 ])
 def test_inconsistent_values_fail_with_a_clear_message(helm: HelmRun, tmp_path: Any, values: dict[str, Any],
                                                        message: str) -> None:

@@ -194,8 +194,15 @@ the chart manages. Secrets are referenced by environment variable, never inlined
 {{- $_ := set $secrets "mongo_uri" (dict "env" "LOMAS_MONGO_URI") }}
 {{- end }}
 {{- if include "lomas-server.s3.enabled" . }}
-{{- $_ := set $secrets "s3_credentials" (dict "env" "LOMAS_S3_CREDENTIALS") }}
 {{- $adapters := get $cfg "adapters" | default dict }}
+{{- $s3cfg := get $adapters "s3" | default dict }}
+{{- /* Scoped: only the s3 adapter may use the credentials, with its endpoint and these buckets. */}}
+{{- $buckets := .Values.s3.credentials.buckets | default (get $s3cfg "allowed_buckets") }}
+{{- if not $buckets }}
+{{- fail "s3.credentials.buckets (or config.adapters.s3.allowed_buckets) must list the buckets the S3 credentials may be used with" }}
+{{- end }}
+{{- $endpoint := get $s3cfg "endpoint_url" | default "aws" }}
+{{- $_ := set $secrets "s3_credentials" (dict "env" "LOMAS_S3_CREDENTIALS" "adapters" (list "s3") "endpoints" (list $endpoint) "buckets" $buckets) }}
 {{- if hasKey $adapters "s3" }}
 {{- $s3 := get $adapters "s3" | default dict }}
 {{- if not (get $s3 "default_credentials") }}

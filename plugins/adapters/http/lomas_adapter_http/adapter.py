@@ -2,9 +2,11 @@
 
 Every request has connect/read timeouts and a whole-download deadline, bodies stop at a byte cap
 (whether or not the server sends Content-Length), redirects are followed by hand so that each hop
-is checked against the allow-list, secret headers are only sent to the dataset URL's origin, and
-an https URL never redirects to plain http. The version the dataset cache compares is the ETag
-(else Last-Modified) from a HEAD request.
+is checked against the allow-list, secret headers are only sent to the dataset URL's origin and
+only where the secret's entry allows, and an https URL never redirects to plain http. Every
+connection goes to an address checked after DNS resolution (:mod:`lomas_adapter_http.transport`):
+loopback, link-local, private and other non-public addresses are refused unless the config allows
+them. The version the dataset cache compares is the ETag (else Last-Modified) from a HEAD request.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
@@ -23,13 +25,16 @@ from lomas_adapter_http.options import (
     HttpAdapterOptions,
     HttpDatasetOptions,
     origin,
+    secret_destination_problem,
     url_problem,
 )
 from lomas_core.adapter import Adapter, Loaded
+from lomas_core.config import SecretRef
 from lomas_core.context import PluginContext
 from lomas_core.engine import validation_message
 from lomas_core.errors import ConfigError, DatasetUnavailable, InvalidRequest
 from lomas_core.io import check_format, detect_format, read_metadata_bytes, read_table_bytes
+from lomas_core.network import AddressRefused, resolve_checked
 
 if TYPE_CHECKING:
     import httpx
@@ -37,6 +42,16 @@ if TYPE_CHECKING:
 __all__ = ["HttpAdapter"]
 
 _USER_AGENT = "lomas-adapter-http/0.1"
+
+
+@dataclass(frozen=True)
+class _Header:
+    """A header to send; ``secret`` names the secret its value came from (checked on every hop)."""
+
+    name: str
+    value: str = field(repr=False)
+    secret: str | None = None
+    ref: SecretRef | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -67,13 +82,21 @@ class HttpAdapter(Adapter):
         except ValidationError as exc:
             raise ConfigError(f"adapters.http: {validation_message(exc)}") from None
         self._context = context
+        self._policy = self.opts.policy()
         import httpx
+
+        from lomas_adapter_http.transport import GuardedTransport
 
         timeout = httpx.Timeout(connect=self.opts.connect_timeout, read=self.opts.read_timeout,
                                 write=self.opts.read_timeout, pool=self.opts.connect_timeout)
+        # Without a proxy every connection goes through the guarded transport (checked, pinned
+        # address). With trust_env the environment's proxy resolves names: each hop is checked
+        # by resolving it here first (see _precheck), which cannot pin the proxy's answer.
+        transport = None if self.opts.trust_env else GuardedTransport(self._policy,
+                                                                      verify=self.opts.verify)
         self._client = httpx.Client(timeout=timeout, follow_redirects=False,
                                     trust_env=self.opts.trust_env, verify=self.opts.verify,
-                                    headers={"User-Agent": _USER_AGENT})
+                                    transport=transport, headers={"User-Agent": _USER_AGENT})
 
     # -- options --------------------------------------------------------------------------------
 
@@ -85,36 +108,85 @@ class HttpAdapter(Adapter):
 
     def check_options(self, options: Mapping[str, Any]) -> None:
         opts = self._options(options)
-        for field, url in (("url", opts.url), ("metadata_url", opts.metadata_url)):
-            if url is not None and (problem := url_problem(url, self.opts)):
-                raise InvalidRequest(f"http adapter options: {field}: {problem}")
+        for field_name, url in (("url", opts.url), ("metadata_url", opts.metadata_url)):
+            if url is not None and (problem := url_problem(url, self.opts) or
+                                    self._address_problem(url)):
+                raise InvalidRequest(f"http adapter options: {field_name}: {problem}")
         check_format(urlsplit(opts.url).path, opts.format)
         problems = opts.header_problems()
+        targets = [opts.url]
+        if opts.metadata_url and origin(opts.metadata_url) == origin(opts.url):
+            targets.append(opts.metadata_url)  # the headers go there too
         for name, value in opts.headers.items():
-            if isinstance(value, HeaderSecret) and value.secret not in self._context.config.secrets:
-                problems.append(f"header '{name}' names secret '{value.secret}', which the server "
-                                "config does not define")
+            if not isinstance(value, HeaderSecret):
+                continue
+            problem = self._secret_problem(value.secret, targets)
+            if problem is not None:
+                problems.append(f"header '{name}': {problem}")
         if problems:
             raise InvalidRequest("http adapter options: " + "; ".join(problems))
 
-    def _headers(self, dataset: str, opts: HttpDatasetOptions) -> dict[str, str]:
-        headers = {}
+    def _secret_problem(self, secret: str, urls: list[str]) -> str | None:
+        """Why the named secret may not be sent to every URL in ``urls`` (never its value)."""
+        try:
+            ref = self._context.secret_ref(secret)  # defined and scoped to this adapter
+        except ConfigError as exc:
+            return exc.message
+        for url in urls:
+            if problem := secret_destination_problem(secret, ref, url):
+                return problem
+        return None
+
+    def _address_problem(self, url: str) -> str | None:
+        """At registration: the host's current addresses, when it resolves, must be allowed.
+
+        A name that does not resolve now is not refused here; loading checks again anyway.
+        """
+        parts = urlsplit(url)
+        try:
+            resolve_checked(parts.hostname or "", parts.port or 443, self._policy)
+        except AddressRefused as exc:
+            return str(exc)
+        except OSError:
+            return None
+        return None
+
+    def _headers(self, dataset: str, opts: HttpDatasetOptions, url: str) -> list[_Header]:
+        """The dataset's headers for a request to ``url``; secret ones only if their entries allow
+        ``url``. Refused before any network I/O (DatasetUnavailable, nothing touched)."""
+        headers = []
         for name, value in opts.headers.items():
             if isinstance(value, HeaderSecret):
+                if problem := self._secret_problem(value.secret, [url]):
+                    raise DatasetUnavailable(f"dataset '{dataset}': header '{name}': {problem}")
                 try:
                     secret = self._context.secret(value.secret)
                 except ConfigError:
                     raise DatasetUnavailable(
                         f"dataset '{dataset}': a secret its source needs is not configured") from None
-                value = value.prefix + secret
-            if "\r" in value or "\n" in value:
-                raise DatasetUnavailable(f"dataset '{dataset}': header '{name}' has an invalid value")
-            headers[name] = value
+                if "\r" in secret or "\n" in secret or "\r" in value.prefix or "\n" in value.prefix:
+                    raise DatasetUnavailable(f"dataset '{dataset}': header '{name}' has an invalid value")
+                headers.append(_Header(name, value.prefix + secret, value.secret,
+                                       self._context.secret_ref(value.secret)))
+            else:
+                if "\r" in value or "\n" in value:
+                    raise DatasetUnavailable(f"dataset '{dataset}': header '{name}' has an invalid value")
+                headers.append(_Header(name, value))
         return headers
+
+    def _precheck(self, dataset: str, url: str) -> None:
+        """With a proxy (trust_env): refuse a hop whose host resolves to a refused address."""
+        parts = urlsplit(url)
+        try:
+            resolve_checked(parts.hostname or "", parts.port or 443, self._policy)
+        except AddressRefused as exc:
+            raise DatasetUnavailable(f"dataset '{dataset}': {exc}") from None
+        except OSError:
+            pass  # the proxy resolves; an unknown name fails there
 
     # -- transport ------------------------------------------------------------------------------
 
-    def _request(self, dataset: str, method: str, url: str, headers: dict[str, str],
+    def _request(self, dataset: str, method: str, url: str, headers: list[_Header],
                  limit: int) -> _Reply:
         """One logical request: redirects followed by hand, body capped at ``limit`` bytes.
 
@@ -123,6 +195,8 @@ class HttpAdapter(Adapter):
         """
         import httpx
 
+        from lomas_adapter_http.transport import refusal
+
         home = origin(url)
         deadline = time.monotonic() + self.opts.total_timeout
         current = url
@@ -130,7 +204,9 @@ class HttpAdapter(Adapter):
             if problem := url_problem(current, self.opts):
                 raise DatasetUnavailable(f"dataset '{dataset}': the source redirected to a "
                                          f"location the adapter may not read ({problem})")
-            send = headers if origin(current) == home else {}
+            send = self._hop_headers(dataset, headers, current) if origin(current) == home else {}
+            if self.opts.trust_env:
+                self._precheck(dataset, current)
             try:
                 request = self._client.build_request(method, current, headers=send)
                 response = self._client.send(request, stream=True)
@@ -138,6 +214,9 @@ class HttpAdapter(Adapter):
                 raise DatasetUnavailable(
                     f"dataset '{dataset}': the source did not answer in time") from None
             except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+                if (reason := refusal(exc)) is not None:
+                    where = "the source" if current == url else "the source redirected to a host that"
+                    raise DatasetUnavailable(f"dataset '{dataset}': {where}: {reason}") from None
                 raise DatasetUnavailable(f"dataset '{dataset}': the source is unreachable",
                                          reason=type(exc).__name__) from None
             try:
@@ -157,6 +236,19 @@ class HttpAdapter(Adapter):
                 response.close()
         raise DatasetUnavailable(f"dataset '{dataset}': the source redirected more than "
                                  f"{self.opts.max_redirects} times")
+
+    @staticmethod
+    def _hop_headers(dataset: str, headers: list[_Header], url: str) -> dict[str, str]:
+        """Headers for one hop on the home origin; a secret whose entry does not allow the hop's
+        URL stops the request (a redirect within the origin but out of the secret's prefixes)."""
+        send = {}
+        for header in headers:
+            if header.ref is not None and header.secret is not None and (
+                    problem := secret_destination_problem(header.secret, header.ref, url)):
+                raise DatasetUnavailable(f"dataset '{dataset}': the source redirected to a URL "
+                                         f"where {problem.removeprefix('secret ')}")
+            send[header.name] = header.value
+        return send
 
     @staticmethod
     def _check_status(dataset: str, status: int) -> None:
@@ -204,7 +296,7 @@ class HttpAdapter(Adapter):
     def version(self, options: Mapping[str, Any]) -> str | None:
         opts = self._options(options)
         self._usable("?", opts.url)
-        reply = self._request("?", "HEAD", opts.url, self._headers("?", opts), 0)
+        reply = self._request("?", "HEAD", opts.url, self._headers("?", opts, opts.url), 0)
         return _version(reply.headers)
 
     def load(self, dataset: str, options: Mapping[str, Any]) -> Loaded:
@@ -214,7 +306,7 @@ class HttpAdapter(Adapter):
             fmt = detect_format(urlsplit(opts.url).path, opts.format)
         except DatasetUnavailable as exc:
             raise DatasetUnavailable(f"dataset '{dataset}': {exc.message}") from None
-        reply = self._request(dataset, "GET", opts.url, self._headers(dataset, opts),
+        reply = self._request(dataset, "GET", opts.url, self._headers(dataset, opts, opts.url),
                               self.opts.max_bytes)
         assert reply.body is not None
         table = read_table_bytes(dataset, reply.body, fmt)
@@ -228,7 +320,8 @@ class HttpAdapter(Adapter):
         if not opts.metadata_url:
             return None
         self._usable(dataset, opts.metadata_url)
-        headers = self._headers(dataset, opts) if origin(opts.metadata_url) == origin(opts.url) else {}
+        headers = (self._headers(dataset, opts, opts.metadata_url)
+                   if origin(opts.metadata_url) == origin(opts.url) else [])
         reply = self._request(dataset, "GET", opts.metadata_url, headers, self.opts.max_metadata_bytes)
         assert reply.body is not None
         return read_metadata_bytes(dataset, reply.body)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lomas_core.config import SecretRef
+from lomas_core.network import AddressPolicy
 
 __all__ = [
     "HeaderSecret",
     "HttpAdapterOptions",
     "HttpDatasetOptions",
     "origin",
+    "secret_destination_problem",
     "url_problem",
 ]
 
@@ -42,14 +46,29 @@ class HttpAdapterOptions(BaseModel):
     max_bytes: int = Field(default=2 * 1024**3, ge=1)
     max_metadata_bytes: int = Field(default=1024**2, ge=1)
     max_redirects: int = Field(default=3, ge=0, le=20)
-    #: When set, every URL (and redirect target) must start with one of these prefixes.
+    #: Every URL (and redirect target) must start with one of these prefixes. With neither this
+    #: nor ``allowed_hosts`` the adapter reads from nowhere (deny by default).
     allowed_prefixes: list[str] | None = None
-    #: When set, every URL (and redirect target) must be on one of these hosts.
+    #: Every URL (and redirect target) must be on one of these hosts.
     allowed_hosts: list[str] | None = None
-    #: Use proxy settings from the environment (HTTP_PROXY, ...).
+    #: Connect to loopback, link-local, private and other non-public addresses too.
+    allow_private_networks: bool = False
+    #: Non-public networks (CIDR) the adapter may connect to anyway, e.g. [10.20.0.0/16].
+    allowed_networks: list[str] = Field(default_factory=list)
+    #: Use proxy settings from the environment (HTTP_PROXY, ...). The proxy then resolves names: the
+    #: adapter checks the addresses before each request but cannot pin the connection.
     trust_env: bool = False
     #: TLS verification: true, false, or a CA bundle path.
     verify: bool | str = True
+
+    @model_validator(mode="after")
+    def _networks(self) -> HttpAdapterOptions:
+        self.policy()  # a CIDR that does not parse is a config error
+        return self
+
+    def policy(self) -> AddressPolicy:
+        return AddressPolicy.from_options(self.allow_private_networks, self.allowed_networks,
+                                          "adapters.http")
 
 
 class HttpDatasetOptions(BaseModel):
@@ -97,11 +116,31 @@ def url_problem(url: str, opts: HttpAdapterOptions) -> str | None:
         return "the URL has no host"
     if parts.username is not None or parts.password is not None:
         return "credentials in the URL are not allowed; use headers with {secret: <name>}"
+    if opts.allowed_hosts is None and opts.allowed_prefixes is None:
+        return ("adapters.http lists no allowed_hosts or allowed_prefixes, so it reads from "
+                "nowhere; the operator must list the hosts datasets may come from")
     if opts.allowed_hosts is not None and parts.hostname.lower() not in {
             h.lower() for h in opts.allowed_hosts}:
         return "the URL's host is not in adapters.http.allowed_hosts"
     if opts.allowed_prefixes is not None and not any(_under(url, p) for p in opts.allowed_prefixes):
         return "the URL is not under adapters.http.allowed_prefixes"
+    return opts.policy().literal_problem(parts.hostname)
+
+
+def secret_destination_problem(name: str, ref: SecretRef, url: str) -> str | None:
+    """Why the secret ``name`` (entry ``ref``) may not be sent to ``url``, or None.
+
+    The entry must list ``allowed_hosts`` and/or ``allowed_prefixes``; the URL must satisfy both
+    when both are given. Never names the URL or the value.
+    """
+    if ref.allowed_hosts is None and ref.allowed_prefixes is None:
+        return (f"secret '{name}' lists no allowed_hosts or allowed_prefixes, so the http adapter "
+                "may send it nowhere; add them to its entry under secrets")
+    host = (urlsplit(url).hostname or "").lower()
+    if ref.allowed_hosts is not None and host not in {h.lower() for h in ref.allowed_hosts}:
+        return f"secret '{name}' may not be sent to this URL's host (see its allowed_hosts)"
+    if ref.allowed_prefixes is not None and not any(_under(url, p) for p in ref.allowed_prefixes):
+        return f"secret '{name}' may not be sent to this URL (see its allowed_prefixes)"
     return None
 
 

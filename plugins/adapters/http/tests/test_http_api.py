@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import HEADER_SECRET
+from conftest import API_SECRET, HEADER_SECRET, LOOPBACK
 from lomas_adapter_http.testing import FileServer, table_bytes
 
 from lomas_core.testing.engine_contract import CONTRACT_METADATA, contract_table
@@ -39,8 +39,8 @@ def harness(tmp_path, server: FileServer, monkeypatch: pytest.MonkeyPatch) -> It
     monkeypatch.setenv("LOMAS_TEST_HTTP_API", HEADER_SECRET)
     h = LomasHarness(tmp_path, engines={"toy_faulty": {}},
                      adapters={"http": {"max_bytes": MAX_BYTES, "read_timeout": 0.5,
-                                        "connect_timeout": 1}},
-                     secrets={"api": {"env": "LOMAS_TEST_HTTP_API"}})
+                                        "connect_timeout": 1, **LOOPBACK}},
+                     secrets={"api": API_SECRET})
     yield h
     h.close()
 

@@ -16,7 +16,8 @@ class TestHttpAdapter(AdapterContract):
 
     @pytest.fixture
     def adapter_options(self) -> dict[str, object]:
-        return {"connect_timeout": 2, "read_timeout": 5}
+        return {"connect_timeout": 2, "read_timeout": 5, "allowed_hosts": ["127.0.0.1"],
+                "allowed_networks": ["127.0.0.1/32"]}
 
     @pytest.fixture
     def source(self) -> Iterator[Source]:

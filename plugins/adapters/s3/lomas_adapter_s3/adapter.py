@@ -4,6 +4,11 @@ Credentials are named secrets resolved when a request is made; the filesystem ob
 by a digest of the secret's value (so a rotated secret takes effect) and nothing about them is
 ever logged, stored or put in an error message. The version the dataset cache compares comes from
 a HEAD request: the object's VersionId when the bucket is versioned, else its ETag.
+
+Deny by default: datasets may only use the configured endpoint (or ``allowed_endpoints``); every
+connection goes to an address checked after DNS resolution (:mod:`lomas_adapter_s3.resolver`), so
+loopback, link-local, private and other non-public addresses are refused unless the config allows
+them; and a credentials secret is used only with the endpoints and buckets its entry lists.
 """
 
 from __future__ import annotations
@@ -12,20 +17,24 @@ import hashlib
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from lomas_adapter_s3.options import (
     S3AdapterOptions,
     S3DatasetOptions,
+    endpoint_key,
     endpoint_problem,
     parse_credentials,
+    secret_destination_problem,
 )
 from lomas_core.adapter import Adapter, Loaded
 from lomas_core.context import PluginContext
 from lomas_core.engine import validation_message
 from lomas_core.errors import ConfigError, DatasetUnavailable, InvalidRequest
 from lomas_core.io import check_format, detect_format, read_metadata_bytes, read_table_bytes
+from lomas_core.network import AddressRefused, resolve_checked
 
 if TYPE_CHECKING:
     import s3fs
@@ -36,6 +45,11 @@ __all__ = ["S3Adapter"]
 def _failure(what: str, exc: BaseException) -> DatasetUnavailable:
     """Map an s3fs/botocore failure to a message that names no secret, URL or content."""
     kind = type(exc).__name__
+    seen: BaseException | None = exc
+    while seen is not None:  # the resolver refused the address (a name that changed since the check)
+        if isinstance(seen, AddressRefused):
+            return DatasetUnavailable(f"{what}: the store's endpoint: {seen}")
+        seen = seen.__cause__ or seen.__context__
     if isinstance(exc, FileNotFoundError | IsADirectoryError):
         return DatasetUnavailable(f"{what}: the object was not found")
     if isinstance(exc, PermissionError) or kind in ("NoCredentialsError", "PartialCredentialsError"):
@@ -56,9 +70,19 @@ class S3Adapter(Adapter):
             self.opts = S3AdapterOptions.model_validate(dict(options))
         except ValidationError as exc:
             raise ConfigError(f"adapters.s3: {validation_message(exc)}") from None
-        if self.opts.endpoint_url and (problem := endpoint_problem(self.opts.endpoint_url)):
-            raise ConfigError(f"adapters.s3: {problem}")
+        self._policy = self.opts.policy()
+        for url in filter(None, [self.opts.endpoint_url, *self.opts.allowed_endpoints]):
+            if problem := endpoint_problem(url, self._policy):
+                raise ConfigError(f"adapters.s3: {problem}")
+        self._endpoints = {endpoint_key(self.opts.endpoint_url),
+                           *(endpoint_key(url) for url in self.opts.allowed_endpoints)}
         self._context = context
+        if self.opts.default_credentials:
+            try:
+                context.secret_ref(self.opts.default_credentials)
+            except ConfigError as exc:  # an unscoped entry from before scopes: say how to migrate
+                context.logger.warning("adapters.s3.default_credentials: %s; datasets using it "
+                                       "will be refused", exc.message)
         self._filesystems: dict[str, s3fs.S3FileSystem] = {}
         self._lock = threading.Lock()
 
@@ -73,27 +97,61 @@ class S3Adapter(Adapter):
     def _secret_name(self, opts: S3DatasetOptions) -> str | None:
         return None if opts.anonymous else (opts.credentials or self.opts.default_credentials)
 
-    def check_options(self, options: Mapping[str, Any]) -> None:
-        opts = self._options(options)
+    def _endpoint(self, opts: S3DatasetOptions) -> str | None:
+        return opts.endpoint_url or self.opts.endpoint_url
+
+    def _destination_problems(self, opts: S3DatasetOptions) -> list[str]:
+        """Why this dataset may not be read from where it says (no network I/O, no values)."""
         problems = []
         if self.opts.allowed_buckets is not None and opts.bucket not in self.opts.allowed_buckets:
             problems.append(f"bucket '{opts.bucket}' is not in adapters.s3.allowed_buckets")
-        if opts.endpoint_url and (problem := endpoint_problem(opts.endpoint_url)):
+        endpoint = self._endpoint(opts)
+        if opts.endpoint_url and (problem := endpoint_problem(opts.endpoint_url, self._policy)):
             problems.append(problem)
+        elif endpoint_key(endpoint) not in self._endpoints:
+            problems.append("endpoint_url is neither adapters.s3.endpoint_url nor in "
+                            "adapters.s3.allowed_endpoints")
         secret = self._secret_name(opts)
         if secret is not None:
-            if secret not in self._context.config.secrets:
-                problems.append(f"credentials name secret '{secret}', which the server config "
-                                "does not define")
+            try:
+                ref = self._context.secret_ref(secret)  # defined and scoped to this adapter
+            except ConfigError as exc:
+                problems.append(f"credentials: {exc.message}")
             else:
-                try:
-                    value = self._context.secret(secret)
-                except ConfigError:
-                    problems.append(f"secret '{secret}' cannot be read on the server")
-                else:
-                    if parse_credentials(value) is None:
-                        problems.append(f"secret '{secret}' is not in a credentials format "
-                                        "(JSON or KEY:SECRET)")
+                if problem := secret_destination_problem(secret, ref, endpoint, opts.bucket):
+                    problems.append(f"credentials: {problem}")
+        return problems
+
+    def _address_problem(self, opts: S3DatasetOptions) -> str | None:
+        """The endpoint host's current addresses must be allowed (None when it does not resolve
+        or is AWS's default, which the resolver checks when connecting)."""
+        endpoint = self._endpoint(opts)
+        if endpoint is None:
+            return None
+        parts = urlsplit(endpoint)
+        try:
+            resolve_checked(parts.hostname or "", parts.port or 443, self._policy)
+        except AddressRefused as exc:
+            return f"endpoint_url: {str(exc).replace('the host', 'the endpoint')}"
+        except OSError:
+            return None
+        return None
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        opts = self._options(options)
+        problems = self._destination_problems(opts)
+        if not problems and (problem := self._address_problem(opts)):
+            problems.append(problem)
+        secret = self._secret_name(opts)
+        if secret is not None and not problems:
+            try:
+                value = self._context.secret(secret)
+            except ConfigError:
+                problems.append(f"secret '{secret}' cannot be read on the server")
+            else:
+                if parse_credentials(value) is None:
+                    problems.append(f"secret '{secret}' is not in a credentials format "
+                                    "(JSON or KEY:SECRET)")
         if problems:
             raise InvalidRequest("s3 adapter options: " + "; ".join(problems))
         check_format(opts.key, opts.format)
@@ -101,9 +159,13 @@ class S3Adapter(Adapter):
     # -- filesystem -----------------------------------------------------------------------------
 
     def _fs(self, what: str, opts: S3DatasetOptions) -> s3fs.S3FileSystem:
-        if self.opts.allowed_buckets is not None and opts.bucket not in self.opts.allowed_buckets:
-            raise DatasetUnavailable(f"{what}: the bucket is not in adapters.s3.allowed_buckets")
-        endpoint = opts.endpoint_url or self.opts.endpoint_url
+        # Checked again at every use (the config or the description may have changed since it
+        # was registered), before any network I/O: refused datasets charge nothing.
+        if problems := self._destination_problems(opts):
+            raise DatasetUnavailable(f"{what}: " + "; ".join(problems))
+        if problem := self._address_problem(opts):
+            raise DatasetUnavailable(f"{what}: {problem}")
+        endpoint = self._endpoint(opts)
         region = opts.region or self.opts.region
         secret_name = self._secret_name(opts)
         creds = None
@@ -128,6 +190,8 @@ class S3Adapter(Adapter):
                creds: Any) -> s3fs.S3FileSystem:
         import s3fs
 
+        from lomas_adapter_s3.resolver import GuardedResolver
+
         kwargs: dict[str, Any] = {
             "anon": anonymous,
             "endpoint_url": endpoint,
@@ -136,7 +200,9 @@ class S3Adapter(Adapter):
             "client_kwargs": {"region_name": region} if region else {},
             "config_kwargs": {"connect_timeout": self.opts.connect_timeout,
                               "read_timeout": self.opts.read_timeout,
-                              "retries": {"max_attempts": self.opts.max_attempts, "mode": "standard"}},
+                              "retries": {"max_attempts": self.opts.max_attempts, "mode": "standard"},
+                              # Every connection goes to an address checked after resolution.
+                              "connector_args": {"resolver": GuardedResolver(self._policy)}},
         }
         if creds is not None:
             kwargs.update(key=creds.access_key_id, secret=creds.secret_access_key,

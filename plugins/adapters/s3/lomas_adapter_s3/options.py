@@ -6,10 +6,16 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Credentials", "S3AdapterOptions", "S3DatasetOptions", "endpoint_problem",
-           "parse_credentials"]
+from lomas_core.config import SecretRef
+from lomas_core.network import AddressPolicy
+
+__all__ = ["AWS", "Credentials", "S3AdapterOptions", "S3DatasetOptions", "endpoint_key",
+           "endpoint_problem", "parse_credentials", "secret_destination_problem"]
+
+#: How a secret's ``endpoints`` names AWS's own endpoints (a dataset and the adapter name none).
+AWS = "aws"
 
 _BUCKET = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
 
@@ -19,7 +25,10 @@ class S3AdapterOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    #: The store's endpoint; none means AWS. Datasets may name only this one or allowed_endpoints.
     endpoint_url: str | None = None
+    #: Other endpoints datasets may name (``endpoint_url`` in their options).
+    allowed_endpoints: list[str] = Field(default_factory=list)
     region: str | None = None
     #: Secret name used when a dataset names no ``credentials`` (else the boto default chain).
     default_credentials: str | None = None
@@ -31,6 +40,19 @@ class S3AdapterOptions(BaseModel):
     read_timeout: float = Field(default=60.0, gt=0, le=3600)
     #: Attempts per S3 call (botocore's and s3fs' retries on throttling and transient errors).
     max_attempts: int = Field(default=3, ge=1, le=10)
+    #: Connect to loopback, link-local, private and other non-public addresses too.
+    allow_private_networks: bool = False
+    #: Non-public networks (CIDR) the adapter may connect to anyway, e.g. [10.20.0.0/16].
+    allowed_networks: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _networks(self) -> S3AdapterOptions:
+        self.policy()  # a CIDR that does not parse is a config error
+        return self
+
+    def policy(self) -> AddressPolicy:
+        return AddressPolicy.from_options(self.allow_private_networks, self.allowed_networks,
+                                          "adapters.s3")
 
 
 class S3DatasetOptions(BaseModel):
@@ -86,8 +108,34 @@ def parse_credentials(value: str) -> Credentials | None:
     return Credentials(parts[0], parts[1], parts[2] if len(parts) == 3 and parts[2] else None)
 
 
-def endpoint_problem(url: str) -> str | None:
-    """Why ``url`` cannot be an S3 endpoint, or None (never echoes the URL)."""
+def endpoint_key(url: str | None) -> str:
+    """An endpoint URL compared as scheme://host:port (AWS when None)."""
+    if url is None:
+        return AWS
+    parts = urlsplit(url.strip())
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+
+
+def secret_destination_problem(name: str, ref: SecretRef, endpoint: str | None,
+                               bucket: str) -> str | None:
+    """Why the credentials secret ``name`` may not be used with ``endpoint`` and ``bucket``."""
+    if not ref.endpoints or not ref.buckets:
+        return (f"secret '{name}' lists no endpoints or no buckets, so the s3 adapter may use it "
+                "nowhere; add both to its entry under secrets")
+    if endpoint_key(endpoint) not in {e if e == AWS else endpoint_key(e) for e in ref.endpoints}:
+        return f"secret '{name}' may not be used with this endpoint (see its endpoints)"
+    if bucket not in ref.buckets:
+        return f"secret '{name}' may not be used with bucket '{bucket}' (see its buckets)"
+    return None
+
+
+def endpoint_problem(url: str, policy: AddressPolicy | None = None) -> str | None:
+    """Why ``url`` cannot be an S3 endpoint, or None (never echoes the URL).
+
+    With ``policy``, an endpoint written as an IP address must be one it allows (names are checked
+    after resolution, when connecting).
+    """
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -97,4 +145,6 @@ def endpoint_problem(url: str) -> str | None:
         return "endpoint_url must be an http(s) URL with a host"
     if parts.username is not None or parts.password is not None:
         return "endpoint_url must not carry credentials; use credentials: <secret name>"
+    if policy is not None and (problem := policy.literal_problem(parts.hostname)):
+        return f"endpoint_url: {problem.replace('the host resolves to', 'the endpoint is')}"
     return None

@@ -14,6 +14,16 @@ from lomas_core.config import Config
 from lomas_core.plugins import load_plugins
 
 _buckets = itertools.count()
+#: The buckets the ``bucket`` fixture creates, in order; the test credentials are scoped to them.
+TEST_BUCKETS = [f"lomas-test-{i}" for i in range(256)]
+#: moto listens on loopback, which the s3 adapter refuses unless allowed: tests allow only it.
+LOOPBACK = {"allowed_networks": ["127.0.0.1/32"]}
+
+
+def scoped(env: str, endpoints: list[str], buckets: list[str] | None = None) -> dict[str, Any]:
+    """A secret entry from ``env`` that the s3 adapter may use with these endpoints and buckets."""
+    return {"env": env, "adapters": ["s3"], "endpoints": endpoints,
+            "buckets": [*TEST_BUCKETS, "strict", "private", "no-such-bucket"] if buckets is None else buckets}
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +34,7 @@ def moto() -> Iterator[MotoS3]:
 
 @pytest.fixture
 def bucket(moto: MotoS3) -> str:
-    name = f"lomas-test-{next(_buckets)}"
+    name = TEST_BUCKETS[next(_buckets)]
     moto.client.create_bucket(Bucket=name)
     return name
 
@@ -34,7 +44,8 @@ def make_adapter(moto: MotoS3, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
     """Build the s3 adapter through the plugin machinery, pointed at ``moto`` by default.
 
     Secrets: ``s3`` holds the test credentials, ``other`` other credentials for ``extra_secrets``,
-    ``garbled`` a value in no credentials format, ``unset`` names an unset variable.
+    ``garbled`` a value in no credentials format, ``unset`` names an unset variable. Each may be
+    used with the adapter's endpoint and the test buckets; loopback is allowed.
     """
     monkeypatch.setenv("LOMAS_TEST_S3", f"{TEST_ACCESS_KEY_ID}:{TEST_SECRET_ACCESS_KEY}")
     monkeypatch.setenv("LOMAS_TEST_S3_GARBLED", "no-colon-here")
@@ -42,13 +53,14 @@ def make_adapter(moto: MotoS3, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
 
     def factory(secrets: dict[str, str] | None = None, **options: Any) -> Adapter:
         options = {"endpoint_url": moto.endpoint_url, "region": moto.region, "max_attempts": 1,
-                   "connect_timeout": 2, "read_timeout": 5, **options}
+                   "connect_timeout": 2, "read_timeout": 5, **LOOPBACK, **options}
         for name, value in (secrets or {}).items():
             monkeypatch.setenv(f"LOMAS_TEST_S3_{name.upper()}", value)
-        config = Config(adapters={"s3": options}, engines={}, secrets={
-            "s3": {"env": "LOMAS_TEST_S3"}, "garbled": {"env": "LOMAS_TEST_S3_GARBLED"},
-            "unset": {"env": "LOMAS_TEST_S3_UNSET_VARIABLE"},
-            **{name: {"env": f"LOMAS_TEST_S3_{name.upper()}"} for name in secrets or {}}})
+        where = [options["endpoint_url"]]
+        config = Config.model_validate({"adapters": {"s3": options}, "engines": {}, "secrets": {
+            "s3": scoped("LOMAS_TEST_S3", where), "garbled": scoped("LOMAS_TEST_S3_GARBLED", where),
+            "unset": scoped("LOMAS_TEST_S3_UNSET_VARIABLE", where),
+            **{name: scoped(f"LOMAS_TEST_S3_{name.upper()}", where) for name in secrets or {}}}})
         adapter = load_plugins(config, with_store=False).adapters["s3"]
         made.append(adapter)
         return adapter

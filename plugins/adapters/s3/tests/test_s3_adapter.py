@@ -169,7 +169,7 @@ def test_timeout(make_adapter, objects, silent_endpoint: str) -> None:
 
 def test_credentials_secret_problems(make_adapter, objects) -> None:
     adapter = make_adapter()
-    for name, expected in (("undefined", "does not define"), ("garbled", "credentials format"),
+    for name, expected in (("undefined", "not defined"), ("garbled", "credentials format"),
                            ("unset", "cannot be read")):
         with pytest.raises(InvalidRequest, match=expected):
             adapter.check_options({**objects, "credentials": name})

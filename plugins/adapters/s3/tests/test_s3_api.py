@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import LOOPBACK, scoped
 from lomas_adapter_s3.testing import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, MotoS3, table_bytes
 
 from lomas_core.testing.engine_contract import CONTRACT_METADATA, contract_table
@@ -29,13 +30,27 @@ def objects(moto: MotoS3, bucket: str) -> str:
     return bucket
 
 
+def _closed_endpoint() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
 @pytest.fixture
-def harness(tmp_path, moto: MotoS3, monkeypatch: pytest.MonkeyPatch) -> Iterator[LomasHarness]:
+def closed() -> str:
+    """An endpoint nothing listens on (allowed, so that the failure is the connection's)."""
+    return _closed_endpoint()
+
+
+@pytest.fixture
+def harness(tmp_path, moto: MotoS3, closed: str,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[LomasHarness]:
     monkeypatch.setenv("LOMAS_TEST_S3_API", f"{TEST_ACCESS_KEY_ID}:{TEST_SECRET_ACCESS_KEY}")
     h = LomasHarness(tmp_path, engines={"toy_faulty": {}},
                      adapters={"s3": {"endpoint_url": moto.endpoint_url, "region": moto.region,
-                                      "max_bytes": 100_000, "max_attempts": 1, "connect_timeout": 1}},
-                     secrets={"reader": {"env": "LOMAS_TEST_S3_API"}})
+                                      "max_bytes": 100_000, "max_attempts": 1, "connect_timeout": 1,
+                                      "allowed_endpoints": [closed], **LOOPBACK}},
+                     secrets={"reader": scoped("LOMAS_TEST_S3_API", [moto.endpoint_url, closed])})
     yield h
     h.close()
 
@@ -63,12 +78,6 @@ def test_metadata_beside_the_data_and_queries(harness: LomasHarness, moto: MotoS
     assert moto.count("GET", f"/{objects}/t.parquet") == 1  # the second query came from the cache
 
 
-def _closed_endpoint() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
 @pytest.mark.parametrize(("case", "expected", "charged"), [
     ("missing key", "not found", False),
     ("too large", "larger than", False),
@@ -76,7 +85,7 @@ def _closed_endpoint() -> str:
     ("unparsable", "could not be parsed", True),
     ("columns", "does not match its metadata", True),
 ])
-def test_source_failures(harness: LomasHarness, objects: str, case: str, expected: str,
+def test_source_failures(harness: LomasHarness, objects: str, closed: str, case: str, expected: str,
                          charged: bool) -> None:
     key = {"missing key": "absent.parquet", "too large": "big.csv", "unreachable": "t.parquet",
            "unparsable": "garbage.csv", "columns": "wrong.parquet"}[case]
@@ -85,7 +94,7 @@ def test_source_failures(harness: LomasHarness, objects: str, case: str, expecte
     desc["options"].pop("metadata_key")
     desc["metadata"] = CONTRACT_METADATA
     if case == "unreachable":
-        desc["options"]["endpoint_url"] = _closed_endpoint()
+        desc["options"]["endpoint_url"] = closed
     harness.add_dataset_description(desc)
     token = harness.add_user("alice", grant={"ds": (5.0, 0.0)})
     with harness.client(token) as c:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from conftest import LOOPBACK, scoped
 from lomas_adapter_s3.testing import MotoS3, table_bytes
 
 from lomas_core.testing.adapter_contract import AdapterContract, Source
@@ -16,7 +17,8 @@ class TestS3Adapter(AdapterContract):
 
     @pytest.fixture
     def adapter_options(self, moto: MotoS3) -> dict[str, Any]:
-        return {"endpoint_url": moto.endpoint_url, "region": moto.region, "max_attempts": 1}
+        return {"endpoint_url": moto.endpoint_url, "region": moto.region, "max_attempts": 1,
+                **LOOPBACK}
 
     @pytest.fixture
     def source(self, moto: MotoS3, bucket: str, monkeypatch: pytest.MonkeyPatch) -> Source:
@@ -34,4 +36,5 @@ class TestS3Adapter(AdapterContract):
         base = {"bucket": bucket, "credentials": "s3"}
         return Source(csv={**base, "key": "t.csv"}, parquet={**base, "key": "t.parquet"},
                       missing={**base, "key": "absent.csv"}, change=change,
-                      config_overrides={"secrets": {"s3": {"env": "LOMAS_TEST_S3_CONTRACT"}}})
+                      config_overrides={"secrets": {"s3": scoped("LOMAS_TEST_S3_CONTRACT",
+                                                                   [moto.endpoint_url])}})

@@ -1,6 +1,7 @@
 """A whole run with an S3 dataset (credentials from a named secret, checked by moto's IAM mode) and an
 HTTP dataset (a header from a named secret): no response body, archive record, stored admin state,
-config file or log line ever contains either secret, including on failures with wrong secrets."""
+config file or log line ever contains either secret, including on failures with wrong secrets and
+when an admin tries to send the secrets (or the bootstrap admin token) elsewhere."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from lomas_core.testing.engine_contract import CONTRACT_METADATA, contract_table
 from lomas_core.testing.harness import LomasHarness
 
 http_testing = pytest.importorskip("lomas_adapter_http.testing")
+
+#: Both test servers are on loopback, which the network adapters refuse unless allowed.
+LOOPBACK = {"allowed_networks": ["127.0.0.1/32"]}
 
 HTTP_SECRET = "hdr-Vq3xW9-token-never-shown"
 WRONG_HTTP_SECRET = "hdr-wrong-Pz8-never-shown"
@@ -42,13 +46,15 @@ def sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         monkeypatch.setenv("LOMAS_GREP_HTTP", HTTP_SECRET)
         (tmp_path / "s3-wrong").write_text(f"{key_id}:{WRONG_S3_SECRET}\n")
         (tmp_path / "http-wrong").write_text(WRONG_HTTP_SECRET + "\n")
+        s3_scope = {"adapters": ["s3"], "endpoints": [s3.endpoint_url], "buckets": ["private"]}
+        http_scope = {"adapters": ["http"], "allowed_prefixes": [web.url("/")]}
         yield {"s3": s3, "web": web, "secrets": [secret, HTTP_SECRET, WRONG_S3_SECRET,
                                                     WRONG_HTTP_SECRET],
                "config_secrets": {
-                   "s3_reader": {"env": "LOMAS_GREP_S3"},
-                   "s3_wrong": {"file": str(tmp_path / "s3-wrong")},
-                   "portal": {"env": "LOMAS_GREP_HTTP"},
-                   "portal_wrong": {"file": str(tmp_path / "http-wrong")}}}
+                   "s3_reader": {"env": "LOMAS_GREP_S3", **s3_scope},
+                   "s3_wrong": {"file": str(tmp_path / "s3-wrong"), **s3_scope},
+                   "portal": {"env": "LOMAS_GREP_HTTP", **http_scope},
+                   "portal_wrong": {"file": str(tmp_path / "http-wrong"), **http_scope}}}
 
 
 def _descriptions(sources: dict[str, Any]) -> list[dict[str, Any]]:
@@ -65,6 +71,25 @@ def _descriptions(sources: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _attacks(sources: dict[str, Any]) -> list[dict[str, Any]]:
+    """Descriptions an attacking admin would register (each must be refused)."""
+    web = sources["web"]
+    meta = {"metadata": CONTRACT_METADATA}
+    return [
+        {"name": "leak1", "adapter": "http", **meta, "options": {
+            "url": web.url("/people.csv"), "headers": {"X-Leak": {"secret": "s3_reader"}}}},
+        {"name": "leak2", "adapter": "http", **meta, "options": {
+            "url": web.url("/people.csv"), "headers": {"X-Leak": {"secret": "harness_admin"}}}},
+        {"name": "leak3", "adapter": "s3", **meta, "options": {
+            "bucket": "private", "key": "people.parquet", "credentials": "portal"}},
+        {"name": "leak4", "adapter": "s3", **meta, "options": {
+            "bucket": "other", "key": "people.parquet", "credentials": "s3_reader"}},
+        {"name": "ssrf", "adapter": "http", **meta, "options": {
+            "url": "http://169.254.169.254/latest/meta-data/iam.csv",
+            "headers": {"Authorization": {"secret": "portal", "prefix": "Bearer "}}}},
+    ]
+
+
 def _run(h: LomasHarness, sources: dict[str, Any], client: Callable[[str | None], Any]) -> list[str]:
     """Every admin and researcher call of a typical session; returns the response bodies."""
     bodies: list[str] = []
@@ -77,6 +102,8 @@ def _run(h: LomasHarness, sources: dict[str, Any], client: Callable[[str | None]
     with client(h.admin_token) as admin:
         for desc in _descriptions(sources):
             keep(admin.post("/v1/admin/datasets?replace=true", json=desc), 201)
+        for desc in _attacks(sources):  # secrets sent elsewhere, SSRF: refused, nothing echoed
+            keep(admin.post("/v1/admin/datasets", json=desc), 400)
         keep(admin.post("/v1/admin/users", json={"name": "alice"}), 201)
         token = keep(admin.post("/v1/admin/users/alice/tokens"), 201).json()["token"]
         for dataset, (eps, delta) in GRANT.items():
@@ -128,7 +155,8 @@ def test_no_secret_in_responses_archive_state_or_logs_in_process(
     """In-process, with every logger (botocore, s3fs, httpx, lomas) captured at DEBUG."""
     h = LomasHarness(tmp_path / "lomas", engines={"toy_count": {}, "toy_faulty": {}},
                      adapters={"s3": {"endpoint_url": sources["s3"].endpoint_url, "max_attempts": 1,
-                                      "region": sources["s3"].region}, "http": {}},
+                                      "region": sources["s3"].region, **LOOPBACK},
+                               "http": {"allowed_hosts": ["127.0.0.1"], **LOOPBACK}},
                      secrets=sources["config_secrets"])
     caplog.set_level(logging.DEBUG)
     bodies = _run(h, sources, lambda token: h.client(token))
@@ -137,7 +165,7 @@ def test_no_secret_in_responses_archive_state_or_logs_in_process(
     assert any(r.name.startswith("botocore") for r in caplog.records)  # DEBUG really captured
     texts = {f"response {i}": b for i, b in enumerate(bodies)}
     texts["log"] = caplog.text + "\n".join(str(r.__dict__) for r in caplog.records)
-    _assert_clean({**texts, **_stored(h)}, sources["secrets"])
+    _assert_clean({**texts, **_stored(h)}, [*sources["secrets"], h.admin_token])
     h.close()
 
 
@@ -146,7 +174,8 @@ def test_no_secret_in_responses_archive_state_or_logs_of_a_server(
     """A real server process; its whole output (warnings and errors of every logger) is searched."""
     h = LomasHarness(tmp_path / "lomas", engines={"toy_count": {}, "toy_faulty": {}},
                      adapters={"s3": {"endpoint_url": sources["s3"].endpoint_url, "max_attempts": 1,
-                                      "region": sources["s3"].region}, "http": {}},
+                                      "region": sources["s3"].region, **LOOPBACK},
+                               "http": {"allowed_hosts": ["127.0.0.1"], **LOOPBACK}},
                      secrets=sources["config_secrets"])
     with h.serve() as url:
         bodies = _run(h, sources, lambda token: httpx.Client(
@@ -155,5 +184,5 @@ def test_no_secret_in_responses_archive_state_or_logs_of_a_server(
     assert "dataset_unavailable" in log  # the failures were logged, without their secrets
     texts = {f"response {i}": b for i, b in enumerate(bodies)}
     texts["server log"] = log
-    _assert_clean({**texts, **_stored(h)}, sources["secrets"])
+    _assert_clean({**texts, **_stored(h)}, [*sources["secrets"], h.admin_token])
     h.close()
