@@ -26,7 +26,9 @@ QUERIES = [
     "SELECT COUNT(score) AS n FROM df",
 ]
 
-CENSORED = {**METADATA, "censor_dims": True}
+# grp without public keys: its groups are released by thresholding
+CENSORED = {**METADATA, "censor_dims": True, "columns": {
+    **METADATA["columns"], "grp": {"type": "string", "categories": ["a", "b", "c"]}}}
 PERSONS = {**METADATA, "row_privacy": False, "max_ids": 2,
            "columns": {**METADATA["columns"], "pid": {"type": "int", "private_id": True}}}
 
