@@ -17,7 +17,7 @@ from lomas_core.data import DataHandle
 from lomas_core.dummy import metadata_hash
 from lomas_core.engine import DatasetInfo, Engine, validation_message
 from lomas_core.errors import ConfigError, InvalidQuery, QueryFailed
-from lomas_engine_smartnoise_sql.accounting import privacy_of, spent_by
+from lomas_engine_smartnoise_sql.accounting import analyse, privacy_of
 from lomas_engine_smartnoise_sql.backend import DuckDBDatabase, make_reader, render_subquery
 from lomas_engine_smartnoise_sql.metadata import to_snsql_metadata
 from lomas_engine_smartnoise_sql.policy import KeyPlan, plan_keys
@@ -90,8 +90,8 @@ class SmartnoiseSQLEngine(Engine):
                 self._costs.move_to_end(key)
                 return self._costs[key]
         reader = make_reader(None, self._snsql_metadata(dataset, plan), privacy_of(query))
-        epsilon, delta = spent_by(reader, prepared.sql)
-        self._check_rendering(reader, prepared.sql, dataset)
+        epsilon, delta, subquery = analyse(reader, prepared.sql)
+        self._check_rendering(subquery, dataset)
         try:
             budget = Budget.of(epsilon, delta)
         except ValueError:
@@ -104,10 +104,9 @@ class SmartnoiseSQLEngine(Engine):
         return budget
 
     @staticmethod
-    def _check_rendering(reader: Any, sql: str, dataset: DatasetInfo) -> None:
+    def _check_rendering(subquery: Any, dataset: DatasetInfo) -> None:
         """Render the rewritten query as it will run and have DuckDB's parser confirm it (free)."""
         try:
-            subquery, _ = reader._rewrite(sql)
             statement = render_subquery(subquery)
             verify(parser_connection(), statement, list(dataset.metadata.columns))
         except StatementRefused as exc:
