@@ -142,8 +142,9 @@ class SmartnoiseSQLEngine(Engine):
             check_answer(plan, meta, exact, columns, rows, key_outputs, width)
         except (ShapeError, StatementRefused, TypeError) as exc:
             # An engine bug, not the researcher's query: the rows are dropped, the charge stays.
-            self._log.warning("smartnoise_sql: a query on '%s' was stopped by a safety check "
-                              "(%s: %s); nothing was released, the charge stays", dataset.name,
+            check = "shape check" if isinstance(exc, ShapeError) else "statement check"
+            self._log.warning("smartnoise_sql: a query on '%s' failed the %s (%s: %s); nothing "
+                              "was released, the charge stays", dataset.name, check,
                               type(exc).__name__, exc)
             raise QueryFailed() from None
         import pandas as pd
