@@ -24,7 +24,7 @@ def _metadata() -> Metadata:
 
 def test_shipped_csv_matches_its_metadata() -> None:
     meta = _metadata()
-    assert (meta.max_ids, meta.rows, meta.row_privacy, meta.censor_dims) == (1, 344, True, False)
+    assert (meta.max_ids, meta.rows, meta.row_privacy, meta.censor_dims) == (1, 344, True, True)
     table = pacsv.read_csv(demo_file("penguins.csv"),
                            convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
     assert tuple(table.column_names) == COLUMNS == tuple(meta.columns)
