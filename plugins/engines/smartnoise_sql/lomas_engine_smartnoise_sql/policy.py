@@ -28,7 +28,7 @@ from typing import Any, Literal
 from lomas_core.errors import InvalidQuery
 from lomas_core.metadata import Metadata
 
-__all__ = ["MAX_PUBLIC_GROUPS", "KeyPlan", "plan_keys"]
+__all__ = ["MAX_PUBLIC_GROUPS", "KeyPlan", "declared_values", "plan_keys"]
 
 #: Most key combinations a query over public keys may list (the answer has one row for each).
 MAX_PUBLIC_GROUPS = 10_000
@@ -54,6 +54,34 @@ class KeyPlan:
     def censor_dims(self) -> bool:
         """Whether SmartNoise-SQL thresholds this query's groups."""
         return self.mode == "threshold"
+
+
+def _as_loaded(kind: str, value: Any) -> Any:
+    """A declared category as the database returns that column's values (its Python type)."""
+    if value is None:
+        return None
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "boolean":
+            return value if isinstance(value, bool) else str(value).strip().lower() == "true"
+        if kind == "datetime":
+            import pandas as pd
+
+            return pd.Timestamp(value).to_pydatetime()
+    except (TypeError, ValueError):
+        return value
+    return str(value)
+
+
+def declared_values(metadata: Metadata, name: str) -> list[Any] | None:
+    """Column ``name``'s declared categories as the database returns such values, or None."""
+    column = metadata.columns[name]
+    if column.categories is None:
+        return None
+    return list(dict.fromkeys(_as_loaded(column.type, v) for v in column.categories))
 
 
 def _column_name(column: Any, metadata: Metadata) -> str | None:
@@ -145,7 +173,7 @@ def plan_keys(query: Any, metadata: Metadata) -> KeyPlan:
                 "censor_dims: true (then queries pay a delta for it)")
         return KeyPlan(mode="threshold", keys=tuple(keys), outputs=len(named),
                        key_outputs=tuple(key_outputs))
-    sets = [list(dict.fromkeys(metadata.public_keys(k) or [])) for k in keys]
+    sets = [declared_values(metadata, k) or [] for k in keys]
     size = 1
     for values in sets:
         size *= len(values)

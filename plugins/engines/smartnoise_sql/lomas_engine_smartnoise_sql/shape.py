@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lomas_core.metadata import Metadata
-from lomas_engine_smartnoise_sql.policy import KeyPlan
+from lomas_engine_smartnoise_sql.policy import KeyPlan, declared_values
 
 __all__ = ["ExactRows", "ShapeError", "check_answer", "check_exact", "complete_public", "unquote"]
 
@@ -143,14 +143,15 @@ def check_answer(plan: KeyPlan, metadata: Metadata, exact: ExactRows, columns: S
         raise ShapeError("more rows than groups")
     full = sorted(k for _, k in key_outputs) == sorted(plan.keys) and bool(plan.keys)
     seen_values = {key: {group[i] for group in exact.groups} for i, key in enumerate(plan.keys)}
+    declared = {key: declared_values(metadata, key) for key in plan.keys}
     seen: set[tuple[Any, ...]] = set()
     for row in rows:
         if len(row) != width:
             raise ShapeError("a row with the wrong number of columns")
         for pos, key in key_outputs:
             value = _hashable(row[pos])
-            declared = metadata.columns[key].categories
-            if declared is not None and value is not None and value not in declared:
+            categories = declared[key]
+            if categories is not None and value is not None and value not in categories:
                 raise ShapeError(f"a value of {key} outside its declared categories")
             if value not in seen_values[key]:
                 raise ShapeError(f"a value of {key} that no group has")

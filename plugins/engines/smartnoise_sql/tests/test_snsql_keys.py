@@ -183,3 +183,37 @@ def test_absent_category_gets_noise_around_zero(harness: LomasHarness) -> None:
             for _ in range(5)]
     assert all(abs(answer["c"]) < 25 for answer in counts)
     assert all(answer["a"] > 1000 for answer in counts)
+
+
+def test_public_keys_of_other_types_match_the_loaded_values() -> None:
+    """Declared int and datetime categories meet the database's values: present ones keep their
+    counts, absent ones are listed with noise around zero."""
+    import pyarrow as pa
+    from lomas_engine_smartnoise_sql.engine import SmartnoiseSQLEngine
+
+    from lomas_core.data import DataHandle
+    from lomas_core.engine import DatasetInfo
+    from lomas_core.metadata import Metadata
+
+    rows = 1000
+    meta = Metadata.model_validate({
+        "max_ids": 1, "rows": rows, "row_privacy": True, "censor_dims": False, "columns": {
+            "yr": {"type": "int", "categories": [2020, 2021, 2022], "public_keys": True},
+            "d": {"type": "datetime", "categories": ["2024-01-01", "2024-01-02"],
+                    "public_keys": True}}})
+    table = pa.table({"yr": [2020 + (i % 2) for i in range(rows)],
+                      "d": pd.to_datetime(["2024-01-01"] * rows)})
+    engine = SmartnoiseSQLEngine({})
+    dataset = DatasetInfo(name="typed", metadata=meta)
+    handle = DataHandle("typed", "v1", table)
+
+    def answer(sql: str) -> list[Any]:
+        query = engine.parse({"sql": sql, "epsilon": 1.0, "delta": 1e-5})
+        engine.cost(query, dataset)
+        return engine.run(query, handle, dataset)["rows"]
+
+    years = answer("SELECT yr, COUNT(*) AS n FROM df GROUP BY yr")
+    assert [row[0] for row in years] == [2020, 2021, 2022]
+    assert abs(years[0][1] - 500) < 25 and abs(years[2][1]) < 25
+    days = answer("SELECT d, COUNT(*) AS n FROM df GROUP BY d")
+    assert len(days) == 2 and abs(days[0][1] - rows) < 25 and abs(days[1][1]) < 25
