@@ -110,8 +110,8 @@ class SmartnoiseSQLEngine(Engine):
             statement = render_subquery(subquery)
             verify(parser_connection(), statement, list(dataset.metadata.columns))
         except StatementRefused as exc:
-            raise InvalidQuery(f"the database would not read this query as SmartNoise-SQL does "
-                               f"({exc}); it is not accepted") from None
+            raise InvalidQuery(f"the statement this query becomes for the database would contain "
+                               f"{exc}, which is not accepted") from None
 
     # -- run (after the charge, or on a dummy) -----------------------------------------------------
     def _execute(self, reader: Any, sql: str, postprocess: bool) -> tuple[list[str], list[Any]]:

@@ -172,6 +172,7 @@ ACCEPTED = [
     "SELECT island, sex, SUM(flipper_length_mm) AS s FROM df WHERE species IN ('Adelie', 'x y') "
     "GROUP BY island, sex ORDER BY island",
     "SELECT species, COUNT(*) AS n FROM df WHERE island = 'a -- b /* c' GROUP BY species",
+    "SELECT COUNT(*) AS n FROM df WHERE EXTRACT(YEAR FROM CURRENT_DATE) > 2000",
 ]
 
 
