@@ -140,8 +140,9 @@ class SmartnoiseSQLEngine(Engine):
             else:
                 key_outputs, width = exact.key_positions, len(exact.columns)
             check_answer(plan, meta, exact, columns, rows, key_outputs, width)
-        except (ShapeError, StatementRefused, TypeError) as exc:
+        except (ShapeError, StatementRefused) as exc:
             # An engine bug, not the researcher's query: the rows are dropped, the charge stays.
+            # These messages name constructs and columns only, never data values.
             check = "shape check" if isinstance(exc, ShapeError) else "statement check"
             self._log.warning("smartnoise_sql: a query on '%s' failed the %s (%s: %s); nothing "
                               "was released, the charge stays", dataset.name, check,
