@@ -35,7 +35,7 @@ from lomas_core.metadata import Metadata
 from lomas_core.testing.harness import LomasHarness
 
 META: dict[str, Any] = {"max_ids": 1, "row_privacy": True, "censor_dims": False, "columns": {
-    "g": {"type": "string", "categories": ["a", "b", "c"]},
+    "g": {"type": "string", "categories": ["a", "b", "c"], "public_keys": True},
     "x": {"type": "float", "lower": 0.0, "upper": 100.0},
 }}
 EPSILON, DELTA = 1.0, 1e-6

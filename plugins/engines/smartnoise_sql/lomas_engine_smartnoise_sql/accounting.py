@@ -15,7 +15,7 @@ from lomas_core.errors import InvalidQuery
 from lomas_engine_smartnoise_sql.query import SmartnoiseSQLQuery
 from lomas_engine_smartnoise_sql.sql_check import researcher_message
 
-__all__ = ["privacy_of", "spent_by"]
+__all__ = ["analyse", "privacy_of", "spent_by"]
 
 
 def privacy_of(query: SmartnoiseSQLQuery) -> Any:
@@ -51,8 +51,9 @@ def _check_runnable(reader: Any, subquery: Any, mechs: list[Any]) -> None:
             _ = mechs[position].threshold  # raises when delta cannot pay for the threshold
 
 
-def spent_by(reader: Any, sql: str) -> tuple[float, float]:
-    """(epsilon, delta) that running ``sql`` through ``reader`` spends; nothing is run.
+def analyse(reader: Any, sql: str) -> tuple[float, float, Any]:
+    """(epsilon, delta) that running ``sql`` through ``reader`` spends, and the rewritten
+    aggregate query (SmartNoise-SQL's tree of what the database would run); nothing is run.
 
     Raises:
         InvalidQuery: SmartNoise-SQL refuses the query, or would refuse to run it.
@@ -75,4 +76,10 @@ def spent_by(reader: Any, sql: str) -> tuple[float, float]:
         if mech is not None:
             odometer.spend(Privacy(epsilon=mech.epsilon, delta=mech.delta))
     epsilon, delta = odometer.spent
-    return float(epsilon), float(delta)
+    return float(epsilon), float(delta), subquery
+
+
+def spent_by(reader: Any, sql: str) -> tuple[float, float]:
+    """(epsilon, delta) that running ``sql`` through ``reader`` spends (see :func:`analyse`)."""
+    epsilon, delta, _ = analyse(reader, sql)
+    return epsilon, delta

@@ -6,10 +6,13 @@ DuckDB, straight from Arrow, with the metadata's column types; every query then 
 its own SmartNoise-SQL reader (its own privacy settings) over a new cursor of that database.
 
 DuckDB is not one of SmartNoise-SQL's engines, so this module brings the small reader and printer
-the library needs. The database is locked down after loading: no file or network access, no
-replacement scans of Python variables, configuration locked, and only a single SELECT statement
-is ever executed (SmartNoise-SQL's grammar already allows nothing else). Row-level expressions run
-under ``TRY`` so that no database error can depend on private values.
+the library needs. The connection holds only the dataset's table and is locked down after
+loading: no file or network access, no extension install or autoload, no replacement scans of
+Python variables, configuration locked. It runs only :class:`~.render.Statement` objects: the
+rewritten query tree rendered by DuckDB's rules and verified with DuckDB's parser
+(:mod:`lomas_engine_smartnoise_sql.render`), never a string. Row-level expressions run under
+``TRY`` so that no database error can depend on private values. The exact rows are checked and,
+with public keys, completed before SmartNoise-SQL adds noise (:mod:`lomas_engine_smartnoise_sql.shape`).
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from lomas_core.metadata import Metadata
 from lomas_engine_smartnoise_sql.metadata import TABLE_NAME
+from lomas_engine_smartnoise_sql.policy import KeyPlan
+from lomas_engine_smartnoise_sql.render import LOCKED_CONFIG, Statement, render, verify
+from lomas_engine_smartnoise_sql.shape import ExactRows, check_exact, complete_public, unquote
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["DuckDBDatabase", "make_reader"]
+__all__ = ["DuckDBDatabase", "make_reader", "render_subquery"]
 
 _CASTS = {"int": "TRY_CAST({c} AS BIGINT)", "boolean": "TRY_CAST({c} AS BOOLEAN)",
           "string": "CAST({c} AS VARCHAR)", "datetime": "TRY_CAST({c} AS TIMESTAMP)",
@@ -49,11 +55,12 @@ class DuckDBDatabase:
         import duckdb
 
         self._duckdb = duckdb
-        self._con = duckdb.connect(":memory:", config={"enable_external_access": False,
-                                                       "python_enable_replacements": False})
+        self._con = duckdb.connect(":memory:", config=dict(LOCKED_CONFIG))
         self._lock = threading.Lock()
         present = set(table.column_names)
         cols = [(name, col.type) for name, col in metadata.columns.items() if name in present]
+        #: The table's columns: the only columns a statement may name.
+        self.columns: tuple[str, ...] = tuple(name for name, _ in cols)
         select = ", ".join(_CASTS[kind].format(c=_quote(name)) + " AS " + _quote(name)
                            for name, kind in cols)
         source = table.select([name for name, _ in cols])
@@ -66,15 +73,21 @@ class DuckDBDatabase:
             self._con.close()
             raise
 
-    def fetch(self, sql: str) -> list[Any]:
-        """Run one SELECT; SmartNoise-SQL's row format: a tuple of column names, then the rows."""
-        statements = self._con.extract_statements(sql)
-        if len(statements) != 1 or statements[0].type != self._duckdb.StatementType.SELECT:
-            raise ValueError("only a single SELECT statement may run on the dataset")
+    def fetch(self, statement: Statement) -> list[Any]:
+        """Run one rendered, verified SELECT; SmartNoise-SQL's row format: names, then the rows.
+
+        Raises:
+            TypeError: ``statement`` is not a :class:`~.render.Statement` (a plain string, above
+                all: researcher text never reaches the database).
+            StatementRefused: DuckDB's parser does not read the statement as it was rendered.
+        """
+        if not isinstance(statement, Statement):
+            raise TypeError("the database runs only rendered statements, never SQL text")
         with self._lock:  # cursor creation on the shared connection is serialised
             cursor = self._con.cursor()
         try:
-            cursor.execute(sql)
+            verify(cursor, statement, self.columns)
+            cursor.execute(statement.text)
             names = tuple(d[0] for d in cursor.description or ())
             return [names, *cursor.fetchall()]
         finally:
@@ -154,10 +167,17 @@ def _no_row_errors(query: Any) -> None:
             node.where.condition = wrap(node.where.condition)
 
 
+def render_subquery(query: Any) -> Statement:
+    """The statement DuckDB runs for SmartNoise-SQL's rewritten ``query`` (the tree is updated)."""
+    _reservoir_key(query)
+    _no_row_errors(query)
+    return render(query)
+
+
 @functools.cache
 def _reader_class() -> Any:
     """SmartNoise-SQL's reader interface over a :class:`DuckDBDatabase` (built on first use)."""
-    from snsql.sql.reader.base import NameCompare, Serializer, SqlReader
+    from snsql.sql.reader.base import NameCompare, SqlReader
 
     class _Names(NameCompare):  # type: ignore[misc]
         """DuckDB's rule: identifiers match case-insensitively, quoted or not."""
@@ -165,42 +185,51 @@ def _reader_class() -> Any:
         def identifier_match(self, from_query: str, from_meta: str) -> bool:
             return bool(self.strip_escapes(from_query).lower() == self.strip_escapes(from_meta).lower())
 
-    class _Printer(Serializer):  # type: ignore[misc]
-        def serialize(self, query: Any) -> str:
-            _reservoir_key(query)
-            _no_row_errors(query)
-            return str(query)
-
     class DuckDBReader(SqlReader):  # type: ignore[misc]
         ENGINE = "DuckDB"  # not a SmartNoise-SQL engine: default name rules
 
-        def __init__(self, database: DuckDBDatabase | None) -> None:
+        def __init__(self, database: DuckDBDatabase | None, plan: KeyPlan | None) -> None:
             super().__init__("duckdb")
             self.compare = _Names()
-            self.serializer = _Printer()
+            self.serializer = None
             self.database = database
-            #: Column names of the exact aggregates of this reader's query (its noisy rows' names).
-            self.columns: tuple[str, ...] = ()
+            self.plan = plan
+            #: What the exact rows of this reader's query held (for the answer's shape check).
+            self.exact = ExactRows()
 
         def execute(self, query: Any, *ignore: Any, accuracy: bool = False) -> list[Any]:
-            if self.database is None:
+            raise TypeError("the DuckDB reader runs query trees only, never SQL text")
+
+        def _execute_ast(self, query: Any, *ignore: Any, accuracy: bool = False) -> list[Any]:
+            if self.database is None or self.plan is None:
                 raise RuntimeError("this reader only analyses queries; it has no data")
-            rows = self.database.fetch(str(query))
-            self.columns = tuple(rows[0])
-            return rows
+            symbols = query._select_symbols
+            statement = render_subquery(query)
+            names, *rows = self.database.fetch(statement)
+            keys = [s.name for s in symbols if s.mechanism is None]
+            self.exact = check_exact(self.plan, names, [s.name for s in symbols], keys, rows)
+            if self.plan.mode == "public":
+                rows = complete_public(self.plan, self.exact, rows)
+            # SmartNoise-SQL binds the outer query's columns to these by unquoted name.
+            for symbol in symbols:
+                symbol.name = unquote(symbol.name)
+            return [tuple(names), *rows]
 
     return DuckDBReader
 
 
-def make_reader(database: DuckDBDatabase | None, metadata: Any, privacy: Any) -> Any:
+def make_reader(database: DuckDBDatabase | None, metadata: Any, privacy: Any,
+                plan: KeyPlan | None = None) -> Any:
     """A new SmartNoise-SQL ``PrivateReader`` for one query (nothing in it is shared).
 
     Args:
         database: the dataset version's database, or None for a reader that can only analyse
             queries (costs): it has no data to run them on.
-        metadata: a fresh SmartNoise-SQL metadata object (see ``to_snsql_metadata``).
+        metadata: a fresh SmartNoise-SQL metadata object (see ``to_snsql_metadata``), whose
+            ``censor_dims`` is the plan's.
         privacy: this query's ``snsql.Privacy``.
+        plan: the query's key plan (needed to run, not to analyse).
     """
     from snsql.sql.private_reader import PrivateReader
 
-    return PrivateReader(_reader_class()(database), metadata, privacy=privacy)
+    return PrivateReader(_reader_class()(database, plan), metadata, privacy=privacy)

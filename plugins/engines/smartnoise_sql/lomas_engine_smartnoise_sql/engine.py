@@ -16,12 +16,15 @@ from lomas_core.context import PluginContext
 from lomas_core.data import DataHandle
 from lomas_core.dummy import metadata_hash
 from lomas_core.engine import DatasetInfo, Engine, validation_message
-from lomas_core.errors import ConfigError, InvalidQuery
-from lomas_engine_smartnoise_sql.accounting import privacy_of, spent_by
-from lomas_engine_smartnoise_sql.backend import DuckDBDatabase, make_reader
+from lomas_core.errors import ConfigError, InvalidQuery, QueryFailed
+from lomas_engine_smartnoise_sql.accounting import analyse, privacy_of
+from lomas_engine_smartnoise_sql.backend import DuckDBDatabase, make_reader, render_subquery
 from lomas_engine_smartnoise_sql.metadata import to_snsql_metadata
+from lomas_engine_smartnoise_sql.policy import KeyPlan, plan_keys
 from lomas_engine_smartnoise_sql.query import SmartnoiseSQLQuery
-from lomas_engine_smartnoise_sql.sql_check import prepare_sql
+from lomas_engine_smartnoise_sql.render import StatementRefused, parser_connection, verify
+from lomas_engine_smartnoise_sql.shape import ShapeError, check_answer
+from lomas_engine_smartnoise_sql.sql_check import Prepared, prepare_sql
 
 __all__ = ["SmartnoiseSQLEngine", "SmartnoiseSQLOptions"]
 
@@ -65,24 +68,30 @@ class SmartnoiseSQLEngine(Engine):
         import duckdb  # noqa: F401
 
     # -- cost (public metadata only) ---------------------------------------------------------------
-    def _snsql_metadata(self, dataset: DatasetInfo) -> Any:
+    def _snsql_metadata(self, dataset: DatasetInfo, plan: KeyPlan) -> Any:
         try:
-            return to_snsql_metadata(dataset.metadata)
+            return to_snsql_metadata(dataset.metadata, censor_dims=plan.censor_dims)
         except ValueError as exc:
             raise InvalidQuery("the dataset's metadata cannot be used by SmartNoise-SQL: "
                                + " ".join(str(exc).split())[:200]) from None
 
+    @staticmethod
+    def _plan(query: SmartnoiseSQLQuery, dataset: DatasetInfo) -> tuple[Prepared, KeyPlan]:
+        prepared = prepare_sql(query.sql, dataset.name)
+        return prepared, plan_keys(prepared.query, dataset.metadata)
+
     def cost(self, query: Any, dataset: DatasetInfo) -> Budget:
         assert isinstance(query, SmartnoiseSQLQuery)
-        sql = prepare_sql(query.sql, dataset.name)
-        key: _CostKey = (metadata_hash(dataset.metadata), sql, query.epsilon, query.delta,
+        prepared, plan = self._plan(query, dataset)
+        key: _CostKey = (metadata_hash(dataset.metadata), prepared.sql, query.epsilon, query.delta,
                          tuple((query.mechanisms or {}).items()))
         with self._costs_lock:
             if key in self._costs:
                 self._costs.move_to_end(key)
                 return self._costs[key]
-        reader = make_reader(None, self._snsql_metadata(dataset), privacy_of(query))
-        epsilon, delta = spent_by(reader, sql)
+        reader = make_reader(None, self._snsql_metadata(dataset, plan), privacy_of(query))
+        epsilon, delta, subquery = analyse(reader, prepared.sql)
+        self._check_rendering(subquery, dataset)
         try:
             budget = Budget.of(epsilon, delta)
         except ValueError:
@@ -94,22 +103,54 @@ class SmartnoiseSQLEngine(Engine):
                     self._costs.popitem(last=False)
         return budget
 
+    @staticmethod
+    def _check_rendering(subquery: Any, dataset: DatasetInfo) -> None:
+        """Render the rewritten query as it will run and have DuckDB's parser confirm it (free)."""
+        try:
+            statement = render_subquery(subquery)
+            verify(parser_connection(), statement, list(dataset.metadata.columns))
+        except StatementRefused as exc:
+            raise InvalidQuery(f"the statement this query becomes for the database would contain "
+                               f"{exc}, which is not accepted") from None
+
     # -- run (after the charge, or on a dummy) -----------------------------------------------------
+    def _execute(self, reader: Any, sql: str, postprocess: bool) -> tuple[list[str], list[Any]]:
+        """SmartNoise-SQL's answer: its column names and rows."""
+        if postprocess:
+            header, *rows = reader.execute(sql)
+            return [str(c) for c in header], [list(row) for row in rows]
+        rows = [list(row) for row in reader.execute(sql, postprocess=False)]
+        # Without post-processing SmartNoise-SQL returns the noisy exact-aggregate rows without
+        # their header; their names are those of the aggregate query the reader executed.
+        return [str(c) for c in reader.reader.exact.columns], rows
+
     def run(self, query: Any, data: DataHandle, dataset: DatasetInfo) -> Any:
         assert isinstance(query, SmartnoiseSQLQuery)
-        sql = prepare_sql(query.sql, dataset.name)
+        prepared, plan = self._plan(query, dataset)
         meta = dataset.metadata
         database = data.memo(f"smartnoise_sql:{metadata_hash(meta)}",
                              lambda: DuckDBDatabase(data.table, meta))
-        reader = make_reader(database, self._snsql_metadata(dataset), privacy_of(query))
-        if query.postprocess:
-            return results.table_from_pandas(reader.execute_df(sql))
-        # Without post-processing SmartNoise-SQL returns the noisy exact-aggregate rows without
-        # their header; their names are those of the aggregate query the reader executed.
+        reader = make_reader(database, self._snsql_metadata(dataset, plan), privacy_of(query),
+                             plan)
+        try:
+            columns, rows = self._execute(reader, prepared.sql, query.postprocess)
+            exact = reader.reader.exact
+            if query.postprocess:
+                key_outputs, width = plan.key_outputs, plan.outputs
+            else:
+                key_outputs, width = exact.key_positions, len(exact.columns)
+            check_answer(plan, meta, exact, columns, rows, key_outputs, width)
+        except (ShapeError, StatementRefused) as exc:
+            # An engine bug, not the researcher's query: the rows are dropped, the charge stays.
+            # These messages name constructs and columns only, never data values.
+            check = "shape check" if isinstance(exc, ShapeError) else "statement check"
+            self._log.warning("smartnoise_sql: a query on '%s' failed the %s (%s: %s); nothing "
+                              "was released, the charge stays", dataset.name, check,
+                              type(exc).__name__, exc)
+            raise QueryFailed() from None
         import pandas as pd
 
-        rows = [list(row) for row in reader.execute(sql, postprocess=False)]
-        return results.table_from_pandas(pd.DataFrame(rows, columns=list(reader.reader.columns)))
+        return results.table_from_pandas(pd.DataFrame(rows, columns=columns))
 
     def close(self) -> None:
         with self._costs_lock:

@@ -4,8 +4,9 @@ lomas metadata is SmartNoise-style already; the differences handled here:
 
 * the table: SmartNoise-SQL names tables in its metadata; the engine always uses one table,
   ``df`` (no schema), and rewrites ``FROM <dataset name>`` to it;
-* defaults: lomas columns are non-nullable and tables have ``censor_dims: false`` unless the
-  metadata says otherwise; SmartNoise-SQL defaults to the opposite, so both are always passed;
+* defaults: lomas columns are non-nullable unless the metadata says otherwise; SmartNoise-SQL
+  defaults to the opposite, so nullability is always passed. ``censor_dims`` is decided per
+  query by the key release policy (:mod:`lomas_engine_smartnoise_sql.policy`) and passed in;
 * categories: SmartNoise-SQL has no category lists. A string column's categories become its
   ``cardinality`` (informational only). A numeric column with categories and no bounds gets
   the smallest and largest category as bounds: every value is one of them, so they are true
@@ -68,8 +69,11 @@ def _column(name: str, col: ColumnMetadata) -> Any:
     return DateTime(name, **common)
 
 
-def to_snsql_metadata(meta: Metadata, table_name: str = TABLE_NAME) -> Any:
+def to_snsql_metadata(meta: Metadata, table_name: str = TABLE_NAME,
+                      censor_dims: bool | None = None) -> Any:
     """A new ``snsql.metadata.Metadata`` with one table ``table_name`` described by ``meta``.
+
+    ``censor_dims`` overrides the metadata's setting (the engine passes the query's key policy).
 
     Raises:
         ValueError: SmartNoise-SQL refuses the metadata (e.g. a sensitivity without bounds).
@@ -81,5 +85,7 @@ def to_snsql_metadata(meta: Metadata, table_name: str = TABLE_NAME) -> Any:
     options = {k: bool(extra[k]) for k in _TABLE_PASSTHROUGH if k in extra}
     columns = [_column(name, col) for name, col in meta.columns.items()]
     table = Table("", table_name, columns, rowcount=meta.rows or 0, row_privacy=meta.row_privacy,
-                  max_ids=meta.max_ids, censor_dims=meta.censor_dims, use_dpsu=False, **options)
+                  max_ids=meta.max_ids,
+                  censor_dims=meta.censor_dims if censor_dims is None else censor_dims,
+                  use_dpsu=False, **options)
     return SnsqlMetadata([table], "lomas", dbname="lomas")

@@ -1,9 +1,15 @@
 """Checks of the researcher's SQL before SmartNoise-SQL sees it with the metadata.
 
 The SQL is parsed by SmartNoise-SQL's own parser (its small SELECT-only grammar: no DDL, no
-``ATTACH``, no ``PRAGMA``, no set operations, no arbitrary functions). On top of that:
+``ATTACH``, no ``PRAGMA``, no set operations, no arbitrary functions). Before it:
 
-* exactly one statement;
+* a lexical check (:func:`lexical_check`) refuses text that SmartNoise-SQL's lexer and DuckDB's
+  could read differently (backslashes, prefixed, dollar-quoted or doubled-quote strings, comments,
+  odd quoted identifiers): the refusal comes at cost time, free, rather than a guess.
+
+On top of it:
+
+* exactly one statement; what goes on is the parsed tree printed, never the text received;
 * every table reference must name the dataset's table: ``df`` or the dataset's name (case
   insensitive, quotes allowed). Both are rewritten to the engine's one table name, so catalog
   tables (``sqlite_master``, ``information_schema``...) and any other relation are refused;
@@ -13,12 +19,13 @@ The SQL is parsed by SmartNoise-SQL's own parser (its small SELECT-only grammar:
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from lomas_core.errors import InvalidQuery
 from lomas_engine_smartnoise_sql.metadata import TABLE_NAME
 
-__all__ = ["MAX_NESTING", "prepare_sql", "researcher_message"]
+__all__ = ["MAX_NESTING", "Prepared", "lexical_check", "prepare_sql", "researcher_message"]
 
 _MAX_MESSAGE = 300
 #: Deepest parenthesis nesting accepted; the parser's time grows steeply with nesting.
@@ -60,6 +67,68 @@ def _normalise(name: str) -> str:
     return ".".join(parts)
 
 
+_SIMPLE_QUOTED = re.compile(r'"[A-Za-z_][A-Za-z0-9_]*"')
+_IDENT_CHAR = re.compile(r"[A-Za-z0-9_]")
+
+
+def lexical_check(sql: str) -> None:
+    """Refuse text that SmartNoise-SQL's lexer and DuckDB's could read differently.
+
+    SmartNoise-SQL reads ``\\'`` inside a string literal as an escaped quote, DuckDB does not;
+    DuckDB reads ``''`` as one quote, ``E'...'``, ``U&'...'``, ``$$...$$`` and nested comments,
+    SmartNoise-SQL does not. Rather than guess, such text is refused before any charge:
+    backslashes, ``$``, control characters, comments, doubled quotes, prefixed or unterminated
+    string literals, quoted identifiers other than ``"name"`` (letters, digits, underscore),
+    back-quoted or bracketed identifiers, and non-ASCII characters outside string literals.
+
+    Raises:
+        InvalidQuery: naming the construct (never quoting the text).
+    """
+    def refuse(what: str) -> NoReturn:
+        raise InvalidQuery(f"the SQL contains {what}, which is not accepted: SmartNoise-SQL and "
+                           "the database could read it differently")
+
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch == "\\":
+            refuse("a backslash")
+        if ch == "$":
+            refuse("a '$' (dollar quoting or a parameter)")
+        if ch < " " and ch not in "\t\n\r" or ch == "\x7f":
+            refuse("a control character")
+        if ch == "'":
+            if i > 0 and (_IDENT_CHAR.match(sql[i - 1]) or sql[i - 1] == "&"):
+                refuse("a prefixed string literal (such as E'...', N'...' or U&'...')")
+            end = sql.find("'", i + 1)
+            if end < 0:
+                refuse("an unterminated string literal")
+            content = sql[i + 1:end]
+            if "\\" in content:
+                refuse("a backslash")
+            if any(c < " " and c not in "\t\n\r" or c == "\x7f" for c in content):
+                refuse("a control character")
+            if end + 1 < n and sql[end + 1] == "'":
+                refuse("a doubled quote inside a string literal")
+            i = end + 1
+            continue
+        if ch == '"':
+            quoted = _SIMPLE_QUOTED.match(sql, i)
+            if quoted is None:
+                refuse("a quoted identifier with characters other than letters, digits and '_'")
+            i = quoted.end()
+            continue
+        if ch in "`[]":
+            refuse("a back-quoted or bracketed identifier")
+        if sql.startswith("--", i) or sql.startswith("/*", i) or sql.startswith("*/", i):
+            refuse("a comment")
+        if ch == "&" and i + 1 < n and sql[i + 1] in "'\"":
+            refuse("a unicode escape (U&)")
+        if ord(ch) > 0x7E:
+            refuse("a non-ASCII character outside a string literal")
+        i += 1
+
+
 def _nesting(sql: str) -> int:
     """Deepest parenthesis nesting outside quoted strings and identifiers."""
     depth = deepest = 0
@@ -78,17 +147,28 @@ def _nesting(sql: str) -> int:
     return deepest
 
 
-def prepare_sql(sql: str, dataset: str) -> str:
-    """Parse ``sql`` alone and return it with its table reference rewritten to the engine's table.
+@dataclass(frozen=True)
+class Prepared:
+    """The researcher's query once checked: its parsed tree and that tree printed."""
+
+    #: The tree printed (table reference rewritten); SmartNoise-SQL reads it as the tree.
+    sql: str
+    #: SmartNoise-SQL's tree of the query (no metadata symbols loaded).
+    query: Any
+
+
+def prepare_sql(sql: str, dataset: str) -> Prepared:
+    """Check ``sql`` lexically, parse it alone and rewrite its table reference to the engine's table.
 
     Raises:
-        InvalidQuery: not exactly one parsable SELECT statement, or a reference to any table other
-            than ``df`` / ``dataset``.
+        InvalidQuery: text the two SQL dialects could read differently, not exactly one parsable
+            SELECT statement, or a reference to any table other than ``df`` / ``dataset``.
     """
     from snsql._ast.ast import Table
     from snsql._ast.tokens import Identifier
     from snsql.sql.parse import QueryParser
 
+    lexical_check(sql)
     if _nesting(sql) > MAX_NESTING:
         raise InvalidQuery(f"the SQL nests parentheses more than {MAX_NESTING} deep")
     try:
@@ -101,16 +181,13 @@ def prepare_sql(sql: str, dataset: str) -> str:
         raise InvalidQuery("send exactly one SELECT statement")
     query = queries[0]
     allowed = {TABLE_NAME, _normalise(dataset)}
-    renamed = False
     for table in query.find_nodes(Table):
         if _normalise(table.name) not in allowed:
             raise InvalidQuery(_clean(f"unknown table {str(table.name)!r}: the dataset's table is "
                                       f"named {TABLE_NAME} (or {dataset})"))
-        if str(table.name) != TABLE_NAME:
-            table.name = Identifier(TABLE_NAME)
-            renamed = True
+        table.name = Identifier(TABLE_NAME)
     if not query.find_nodes(Table):
         raise InvalidQuery(f"the query must read FROM {TABLE_NAME} (or {dataset})")
-    # SmartNoise-SQL itself re-parses the printed AST when it rewrites a query, so the printed
-    # form is one it reads the same way.
-    return str(query) if renamed else sql
+    # What goes on is the tree printed, never the text received: SmartNoise-SQL reads the
+    # printed form as the same tree (it re-parses printed trees itself when it rewrites).
+    return Prepared(sql=str(query), query=query)

@@ -16,7 +16,7 @@ METADATA: dict[str, Any] = {
     "row_privacy": True,
     "censor_dims": False,
     "columns": {
-        "grp": {"type": "string", "categories": ["a", "b", "c"]},
+        "grp": {"type": "string", "categories": ["a", "b", "c"], "public_keys": True},
         "age": {"type": "int", "lower": 0, "upper": 100},
         "income": {"type": "float", "lower": 0.0, "upper": 1000.0, "nullable": True},
         "flag": {"type": "boolean"},

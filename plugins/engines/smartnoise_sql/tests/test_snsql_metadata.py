@@ -52,7 +52,8 @@ def test_table_level_fields() -> None:
 
 def test_defaults_are_lomas_defaults() -> None:
     table = _table({"columns": {"x": {"type": "int", "lower": 0, "upper": 1}}})
-    assert (table.max_ids, table.rowcount, table.row_privacy, table.censor_dims) == (1, 0, True, False)
+    # thresholding (censor_dims) is lomas' default too; the engine overrides it per query
+    assert (table.max_ids, table.rowcount, table.row_privacy, table.censor_dims) == (1, 0, True, True)
     assert table.clamp_columns is True and table.clamp_counts is False
 
 
