@@ -108,10 +108,10 @@ def opendp_catalogue(metadata: Metadata) -> list[AuditQuery]:
     }
     out = [AuditQuery(name=name, query=make_payload(m, column="bill_depth_mm"),
                       stat=name == "pipeline sum") for name, m in pipelines.items()]
+    candidates = [lo + i * (hi - lo) / 20 for i in range(21)]
     try:
         quantile = (space >> dp.t.then_clamp((lo, hi))
-                    >> dp.m.then_private_quantile(dp.max_divergence(), candidates=[lo + i * (hi - lo) / 20
-                                                              for i in range(21)],
+                    >> dp.m.then_private_quantile(dp.max_divergence(), candidates=candidates,
                                                   alpha=0.5, scale=2.0))
         out.append(AuditQuery(name="pipeline median", expect="any",
                               query=make_payload(quantile, column="bill_depth_mm")))
