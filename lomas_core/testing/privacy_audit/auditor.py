@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -104,7 +105,7 @@ class AuditReport:
         lines = [f"privacy audit of engine '{self.engine}': {len(self.outcomes)} queries, "
                  f"{self.samples} releases per dataset per tested query, "
                  f"confidence {1 - self.alpha:g}, {self.seconds:.0f} s", text]
-        problems = self.problems + [p for o in self.outcomes for p in o.problems]
+        problems = list(dict.fromkeys(self.problems + [p for o in self.outcomes for p in o.problems]))
         if problems:
             lines.append("problems:")
             lines += [f"  - {p}" for p in problems]
@@ -176,8 +177,17 @@ class PrivacyAudit:
         problems: list[str] = []
         outcomes: list[QueryOutcome] = []
         try:
-            with h_d.client(rich_d) as c_d, h_p.client(rich_p) as c_p, \
-                    h_d.client(poor_d) as poor_c_d, h_p.client(poor_p) as poor_c_p:
+            with ExitStack() as stack:
+                try:
+                    c_d, c_p, poor_c_d, poor_c_p = (
+                        stack.enter_context(h.client(t)) for h, t in
+                        ((h_d, rich_d), (h_p, rich_p), (h_d, poor_d), (h_p, poor_p)))
+                except Exception as exc:  # noqa: BLE001 - a broken engine is a finding, not a crash
+                    reason = f"the server did not start: {type(exc).__name__}: {str(exc)[:200]}"
+                    outcomes = [QueryOutcome(q.name, status="not run", problems=[reason])
+                                for q in self.queries]
+                    return AuditReport(self.engine, self.samples, self.alpha, outcomes, [reason],
+                                       time.monotonic() - started)
                 problems += self._dataset_channels(c_d, c_p)
                 for i, q in enumerate(self.queries, 1):
                     self.progress(f"[{i}/{len(self.queries)}] {q.name}: server checks")
@@ -232,7 +242,7 @@ class PrivacyAudit:
             if cost[0][0] == 200 and (cost[0][1]["epsilon"], cost[0][1]["delta"]) != \
                     (b_d["epsilon"], b_d["delta"]):
                 out.problems.append("the charge differs from the cost endpoint's answer")
-            thresholded = out.delta > 0
+            thresholded = q.thresholded if q.thresholded is not None else out.delta > 0
             problems, notes = compare_shapes("released structure", b_d["result"], b_p["result"],
                                              thresholded=thresholded)
             out.problems += problems

@@ -39,6 +39,9 @@ class AuditQuery(BaseModel):
     stat: bool = False
     #: ``answered``: the engine must answer; ``refused``: it must refuse; ``any``: either.
     expect: Literal["answered", "refused", "any"] = "answered"
+    #: May the released keys vary with the data (a threshold)? ``None``: yes when a delta is
+    #: charged; ``false`` for queries grouped on public keys only (exactly the declared keys).
+    thresholded: bool | None = None
 
 
 def load_catalogue(path: str | Path) -> list[AuditQuery]:
@@ -54,23 +57,24 @@ def load_catalogue(path: str | Path) -> list[AuditQuery]:
 
 # -- smartnoise_sql -----------------------------------------------------------------------------------
 def _sql(name: str, sql: str, *, epsilon: float = 1.0, delta: float = 1e-5, stat: bool = False,
-         expect: str = "answered") -> AuditQuery:
+         expect: str = "answered", thresholded: bool | None = None) -> AuditQuery:
     return AuditQuery(name=name, query={"sql": sql, "epsilon": epsilon, "delta": delta},
-                      stat=stat, expect=expect)  # type: ignore[arg-type]
+                      stat=stat, expect=expect, thresholded=thresholded)  # type: ignore[arg-type]
 
 
 def smartnoise_sql_catalogue(metadata: Metadata) -> list[AuditQuery]:
     """COUNT, SUM, AVG, GROUP BY on public keys and with thresholding, WHERE clauses, refusals."""
     return [
         _sql("count", "SELECT COUNT(*) AS n FROM df", stat=True),
-        _sql("sum", "SELECT SUM(body_mass_g) AS s FROM df", stat=True),
+        _sql("sum", "SELECT SUM(body_mass_g) AS s FROM df"),
         _sql("avg", "SELECT AVG(flipper_length_mm) AS m FROM df"),
         _sql("count distinct-free where", "SELECT COUNT(*) AS n FROM df WHERE bill_depth_mm > 20"),
         _sql("sum where", "SELECT SUM(body_mass_g) AS s FROM df WHERE sex = 'MALE'"),
         _sql("group by public key", "SELECT species, COUNT(*) AS n FROM df GROUP BY species",
-             stat=True),
+             thresholded=False),
         _sql("group by two public keys",
-             "SELECT species, sex, AVG(body_mass_g) AS m FROM df GROUP BY species, sex"),
+             "SELECT species, sex, AVG(body_mass_g) AS m FROM df GROUP BY species, sex",
+             thresholded=False),
         _sql("group by thresholded", "SELECT island, COUNT(*) AS n FROM df GROUP BY island",
              stat=True),
         _sql("group by thresholded sum",
@@ -104,7 +108,7 @@ def opendp_catalogue(metadata: Metadata) -> list[AuditQuery]:
         >> dp.m.then_laplace(max(abs(lo), abs(hi))),
         "pipeline mean": space >> dp.t.then_clamp((lo, hi))
         >> dp.t.then_resize(size=rows, constant=(lo + hi) / 2) >> dp.t.then_mean()
-        >> dp.m.then_laplace(4 * (hi - lo) / rows),
+        >> dp.m.then_laplace((hi - lo) / rows),
     }
     out = [AuditQuery(name=name, query=make_payload(m, column="bill_depth_mm"),
                       stat=name == "pipeline sum") for name, m in pipelines.items()]
@@ -120,21 +124,22 @@ def opendp_catalogue(metadata: Metadata) -> list[AuditQuery]:
     lf = placeholder(metadata.model_dump())
     blo, bhi = _bounds(metadata, "body_mass_g")
     flo, fhi = _bounds(metadata, "flipper_length_mm")
-    plans: list[tuple[str, Any, dict[str, Any], bool]] = [
-        ("plan len", lf.select(pl.len().dp.noise()), {"epsilon": 1.0}, True),
-        ("plan sum", lf.select(pl.col("body_mass_g").dp.sum((blo, bhi))), {"epsilon": 1.0}, False),
+    plans: list[tuple[str, Any, dict[str, Any], bool | None]] = [
+        ("plan len", lf.select(pl.len().dp.noise()), {"epsilon": 1.0}, None),
+        ("plan sum", lf.select(pl.col("body_mass_g").dp.sum((blo, bhi))), {"epsilon": 1.0}, None),
         ("plan mean", lf.select(pl.col("flipper_length_mm").dp.mean((flo, fhi))),
-         {"epsilon": 1.0}, False),
+         {"epsilon": 1.0}, None),
         ("plan group by public key", lf.group_by("species").agg(pl.len().dp.noise()),
-         {"epsilon": 1.0}, True),
+         {"epsilon": 1.0}, False),
         ("plan group by thresholded", lf.group_by("island").agg(pl.len().dp.noise()),
          {"epsilon": 1.0, "delta": 1e-5}, True),
         ("plan group by thresholded sum",
-         lf.group_by("island").agg(pl.col("body_mass_g").dp.sum((blo, bhi))),
-         {"epsilon": 1.0, "delta": 1e-5}, False),
+         lf.group_by("island").agg(pl.len().dp.noise(), pl.col("body_mass_g").dp.sum((blo, bhi))),
+         {"epsilon": 1.0, "delta": 1e-5}, True),
     ]
-    out += [AuditQuery(name=name, query=make_payload(plan, **opts), stat=stat)
-            for name, plan, opts, stat in plans]
+    fast = ("plan len", "plan group by public key", "plan group by thresholded")
+    out += [AuditQuery(name=name, query=make_payload(plan, **opts), stat=name in fast,
+                       thresholded=thresholded) for name, plan, opts, thresholded in plans]
     out.append(AuditQuery(name="pipeline without noise", expect="refused",
                           query={"pipeline": json.dumps({"__function__": "make_count",
                                                          "__module__": "transformations"})}))

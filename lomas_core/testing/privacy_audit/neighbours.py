@@ -11,7 +11,9 @@ and in every column the value that moves answers most:
 
 The built-in audit dataset is the demo's synthetic penguins table with metadata that exercises
 both key policies: ``species`` and ``sex`` have public keys, ``island`` does not (its groups are
-released through thresholding) and declares a fourth island absent from the data.
+released through thresholding). ``species`` and ``island`` each declare one category absent from
+the data, which the canary brings: a public key released only when present, or a non-public key
+released without a threshold, shows up as a structural difference.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ def audit_dataset() -> tuple[Metadata, pa.Table]:
     from lomas_core.demo import demo_file
 
     raw = yaml.safe_load(demo_file("penguins_metadata.yaml").read_text())
+    raw["columns"]["species"]["categories"].append("Emperor")
     raw["columns"]["island"] = {"type": "string",
                                 "categories": ["Biscoe", "Dream", "Torgersen", "Anvers"]}
     meta = Metadata.model_validate(raw)
