@@ -68,7 +68,7 @@ def smartnoise_sql_catalogue(metadata: Metadata) -> list[AuditQuery]:
         _sql("count", "SELECT COUNT(*) AS n FROM df", stat=True),
         _sql("sum", "SELECT SUM(body_mass_g) AS s FROM df"),
         _sql("avg", "SELECT AVG(flipper_length_mm) AS m FROM df"),
-        _sql("count distinct-free where", "SELECT COUNT(*) AS n FROM df WHERE bill_depth_mm > 20"),
+        _sql("count where", "SELECT COUNT(*) AS n FROM df WHERE bill_depth_mm > 20"),
         _sql("sum where", "SELECT SUM(body_mass_g) AS s FROM df WHERE sex = 'MALE'"),
         _sql("group by public key", "SELECT species, COUNT(*) AS n FROM df GROUP BY species",
              thresholded=False),
