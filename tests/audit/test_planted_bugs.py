@@ -49,6 +49,12 @@ def test_data_dependent_cost_is_caught_by_the_uncharged_channel_check(tmp_path: 
     assert any(p.startswith("budget after the run") for p in report.problems), report.problems
 
 
+def test_dummy_answers_that_depend_on_the_data_are_caught(tmp_path: Path) -> None:
+    report = _audit(tmp_path, "audit_dummy_leak", COUNT, samples=200).run()
+    problems = report.outcome("count").problems
+    assert any(p.startswith("free dummy answers differ in distribution") for p in problems), problems
+
+
 @pytest.mark.slow
 def test_under_noise_is_caught_at_small_epsilon_and_large_samples(tmp_path: Path) -> None:
     query = AuditQuery(name="count", query={"epsilon": 0.3}, stat=True)

@@ -131,6 +131,8 @@ class PrivacyAudit:
         statistical: which queries get the statistical test: ``"marked"`` (``stat: true``),
             ``"all"`` answered ones, or ``"none"``.
         alpha: probability that any of the statistical tests wrongly fails an honest engine.
+        dummy_samples: dummy answers per dataset (through HTTP, fresh seeds) for each
+            statistically tested query; their distribution must not depend on D (epsilon 0).
         progress: called with short human-readable progress messages.
     """
 
@@ -139,7 +141,7 @@ class PrivacyAudit:
                  engine_options: Mapping[str, Any] | None = None,
                  plugin_paths: Sequence[Path] = (), samples: int = 2000,
                  statistical: Statistical = "marked", alpha: float = 1e-3,
-                 canary: dict[str, Any] | None = None,
+                 canary: dict[str, Any] | None = None, dummy_samples: int = 100,
                  progress: Callable[[str], None] | None = None) -> None:
         if (metadata is None) != (table is None):
             raise ValueError("give both metadata and table, or neither")
@@ -155,6 +157,7 @@ class PrivacyAudit:
         self.engine_options = dict(engine_options or {})
         self.plugin_paths = [Path(p) for p in plugin_paths]
         self.samples = samples
+        self.dummy_samples = dummy_samples
         self.statistical = statistical
         self.alpha = alpha
         self.progress = progress or (lambda message: None)
@@ -188,12 +191,13 @@ class PrivacyAudit:
                                 for q in self.queries]
                     return AuditReport(self.engine, self.samples, self.alpha, outcomes, [reason],
                                        time.monotonic() - started)
-                problems += self._dataset_channels(c_d, c_p)
+                problems += self._dataset_channels(c_d, c_p, self.engine)
                 for i, q in enumerate(self.queries, 1):
                     self.progress(f"[{i}/{len(self.queries)}] {q.name}: server checks")
                     outcomes.append(self._server_checks(q, (c_d, c_p), (poor_c_d, poor_c_p)))
                 problems += compare_exact("budget after the run", _get(c_d, "budget"),
                                           _get(c_p, "budget"))
+                problems += compare_exact("archive after the run", _archive(c_d), _archive(c_p))
                 tested = [(q, o) for q, o in zip(self.queries, outcomes, strict=True)
                           if o.status == "answered" and o.epsilon is not None
                           and (self.statistical == "all" or (self.statistical == "marked" and q.stat))]
@@ -207,13 +211,17 @@ class PrivacyAudit:
 
     # -- checks --------------------------------------------------------------------------------------
     @staticmethod
-    def _dataset_channels(c_d: Any, c_p: Any) -> list[str]:
+    def _dataset_channels(c_d: Any, c_p: Any, engine: str) -> list[str]:
         problems: list[str] = []
         for what in ("", "metadata", "budget", "queries"):
             problems += compare_exact(f"GET {what or 'datasets'}", _get(c_d, what), _get(c_p, what))
         problems += compare_exact("dummy dataset", _post(c_d, "dummy", DUMMY), _post(c_p, "dummy", DUMMY))
-        problems += compare_exact("unknown engine", _post(c_d, "cost", {"engine": "zz-none", "query": {}}),
-                                  _post(c_p, "cost", {"engine": "zz-none", "query": {}}))
+        for what, body in (("unknown engine", {"engine": "zz-none", "query": {}}),
+                           ("empty query", {"engine": engine, "query": {}}),
+                           ("malformed query", {"engine": engine, "query": {"zz": [1, "x"]}})):
+            for route in ("cost", "query"):
+                problems += compare_exact(f"{what} ({route})", _post(c_d, route, body),
+                                          _post(c_p, route, body))
         return problems
 
     def _server_checks(self, q: AuditQuery, clients: tuple[Any, Any],
@@ -276,6 +284,9 @@ class PrivacyAudit:
                     last = time.monotonic()
                     self.progress(f"{q.name}: {i + 1}/{self.samples} releases on {side}")
             releases.append(got)
+        if self.dummy_samples >= 4:
+            alpha /= 2
+            self._dummy_distribution(q, out, clients, alpha=alpha)
         bound = epsilon_lower_bound(releases[0], releases[1], out.delta or 0.0, alpha=alpha)
         out.epsilon_lb, out.event = bound.epsilon_lb, bound.event
         assert out.epsilon is not None
@@ -284,6 +295,21 @@ class PrivacyAudit:
                                 f"{1 - alpha:.4g}, charged {out.epsilon:.4g} (event: {bound.event})")
         self.progress(f"{q.name}: epsilon lower bound {bound.epsilon_lb:.3f} "
                       f"(charged {out.epsilon:.4g})")
+
+
+    def _dummy_distribution(self, q: AuditQuery, out: QueryOutcome, clients: tuple[Any, Any], *,
+                            alpha: float) -> None:
+        """Dummy answers are free: their distribution must be the same on D and D'."""
+        answers: list[list[Any]] = [[], []]
+        for i in range(self.dummy_samples):
+            body = {"engine": self.engine, "query": q.query, "dummy": {**DUMMY, "seed": 1000 + i}}
+            for side, client in enumerate(clients):
+                status, got = _post(client, "query", body)
+                answers[side].append(got.get("result") if status == 200 else {"status": status})
+        bound = epsilon_lower_bound(answers[0], answers[1], 0.0, alpha=alpha)
+        if bound.epsilon_lb > 0:
+            out.problems.append(f"free dummy answers differ in distribution between D and D' "
+                                f"(epsilon >= {bound.epsilon_lb:.3f}, event: {bound.event})")
 
 
 def _get(client: Any, what: str) -> tuple[int, Any]:
@@ -295,6 +321,15 @@ def _get(client: Any, what: str) -> tuple[int, Any]:
 def _post(client: Any, what: str, body: Mapping[str, Any]) -> tuple[int, Any]:
     r = client.post(f"/v1/datasets/{DATASET}/{what}", json=dict(body))
     return r.status_code, _json(r)
+
+
+def _archive(client: Any) -> tuple[int, Any]:
+    """The archive without results and times: which requests succeeded or failed, at what cost."""
+    status, body = _get(client, "queries")
+    if status != 200 or not isinstance(body, Mapping):
+        return status, body
+    keep = ("engine", "request", "epsilon", "delta", "status", "error")
+    return status, [{k: r.get(k) for k in keep} for r in body.get("queries", [])]
 
 
 def _json(response: Any) -> Any:

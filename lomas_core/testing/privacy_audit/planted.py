@@ -5,6 +5,8 @@
   so a key present only in D' is released exactly, with delta = 0 charged.
 * ``audit_peeking_cost``: its cost endpoint scales the charge with the real row count, which it
   reads from the dataset file, so the free cost answer depends on the data.
+* ``audit_dummy_leak``: keeps the real row count of its last charged run on ``self`` and answers
+  dummy queries with it, so the free dummy answers depend on the data.
 
 ``honest_count`` is the control: a correctly calibrated noisy count, which must pass.
 This module is the entry module of the planted-engine plugin distribution that
@@ -94,8 +96,21 @@ class PeekingCost(HonestCount):
         return Budget.of(round(query.epsilon * max(1.0, rows / declared), 9))
 
 
+class DummyLeak(HonestCount):
+    """Planted bug: per-request state on ``self`` carries the real row count into dummy answers."""
+
+    name = "audit_dummy_leak"
+    real_rows = 0
+
+    def run(self, query: Any, data: DataHandle, dataset: DatasetInfo) -> Any:
+        if data.dummy:
+            return results.value(float(self.real_rows))
+        self.real_rows = data.table.num_rows
+        return super().run(query, data, dataset)
+
+
 PLANTED_ENGINES: dict[str, type[Engine]] = {
-    cls.name: cls for cls in (HonestCount, UnderNoisedCount, ExactKeyGroups, PeekingCost)}
+    cls.name: cls for cls in (HonestCount, UnderNoisedCount, ExactKeyGroups, PeekingCost, DummyLeak)}
 
 
 @hookimpl
