@@ -9,8 +9,9 @@ Example (an engine author's test, or what ``lomas audit`` runs)::
     print(report.table())
     assert report.ok, report.table()
 
-See :mod:`.auditor` for the checks, :mod:`.stats` for the statistical test, :mod:`.neighbours`
-for D and D', :mod:`.catalogue` for catalogues and :mod:`.planted` for the planted-bug engines.
+See :mod:`.auditor` for the checks, :mod:`.report` for the findings, :mod:`.stats` for the
+statistical test, :mod:`.neighbours` for D and D', :mod:`.catalogue` for catalogues and
+:mod:`.planted` for the planted-bug engines.
 Heavy imports (the server, numpy) happen when the submodules are used.
 """
 
@@ -19,18 +20,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lomas_core.testing.privacy_audit.auditor import AuditReport, PrivacyAudit, QueryOutcome
+    from lomas_core.testing.privacy_audit.auditor import PrivacyAudit
     from lomas_core.testing.privacy_audit.catalogue import (
         AuditQuery,
         builtin_catalogue,
         load_catalogue,
     )
     from lomas_core.testing.privacy_audit.neighbours import audit_dataset, neighbours
+    from lomas_core.testing.privacy_audit.report import AuditReport, QueryOutcome
 
 __all__ = ["AuditQuery", "AuditReport", "PrivacyAudit", "QueryOutcome", "audit_dataset",
            "builtin_catalogue", "load_catalogue", "neighbours"]
 
-_WHERE = {"AuditReport": "auditor", "PrivacyAudit": "auditor", "QueryOutcome": "auditor",
+_WHERE = {"AuditReport": "report", "PrivacyAudit": "auditor", "QueryOutcome": "report",
           "AuditQuery": "catalogue", "builtin_catalogue": "catalogue", "load_catalogue": "catalogue",
           "audit_dataset": "neighbours", "neighbours": "neighbours"}
 
