@@ -28,7 +28,7 @@ class QueryOutcome:
     @property
     def verdict(self) -> str:
         if self.problems:
-            return "FAIL"
+            return "FAIL (not run)" if self.status == "not run" else "FAIL"
         return "pass" if self.status == "answered" else "pass (refused)"
 
     def as_dict(self) -> dict[str, Any]:
