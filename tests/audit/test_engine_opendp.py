@@ -28,7 +28,7 @@ from lomas_core.testing.privacy_audit import (  # noqa: E402
 
 ENGINE = "opendp"
 FAST_SAMPLES = 1000
-FULL_SAMPLES = 10_000
+FULL_SAMPLES = 5000
 CATALOGUE = builtin_catalogue(ENGINE, audit_dataset()[0])
 
 #: Every test waits for this fix: the pre-fix engine's warmup builds a plan grouped on keys that
