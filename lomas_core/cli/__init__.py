@@ -6,6 +6,7 @@
     lomas plugins [--json]
     lomas admin user|token|dataset|grant|revoke|budget|archive|import|copy ...
     lomas demo [--dir .lomas-demo]
+    lomas audit ENGINE [--queries FILE] [--samples N]
 
 The config comes from ``--config PATH`` (before or after the subcommand), else ``$LOMAS_CONFIG``,
 else the built-in defaults. Admin commands work on the configured store directly (not over HTTP).
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from lomas_core import __version__
-from lomas_core.cli import admin, datasets, demo, serve, transfer
+from lomas_core.cli import admin, audit, datasets, demo, serve, transfer
 from lomas_core.cli.common import UsageError, add_config_option, invalid
 from lomas_core.errors import LomasError
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.register(admin_sub)
     transfer.register(admin_sub)
     demo.register(sub)
+    audit.register(sub)
     return parser
 
 
