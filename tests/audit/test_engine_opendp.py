@@ -31,24 +31,6 @@ FAST_SAMPLES = 1000
 FULL_SAMPLES = 5000
 CATALOGUE = builtin_catalogue(ENGINE, audit_dataset()[0])
 
-#: Every test waits for this fix: the pre-fix engine's warmup builds a plan grouped on keys that
-#: are public only without censor_dims, so with censor_dims now the default the server fails to
-#: start and nothing can be audited.
-SERVER_FIX = ("OpenDP fix 'public keys only when declared': the pre-fix engine's warmup fails "
-              "under the censor_dims default, so its server does not start")
-#: query name -> a further fix it waits for
-AFTER_FIX: dict[str, str] = {
-    "plan group by public key": "OpenDP fix 'public keys only when declared': a plan grouped on "
-                                "public_keys columns is answered without delta",
-}
-pytestmark = pytest.mark.xfail(reason=SERVER_FIX, strict=False)
-
-
-def _params() -> list[object]:
-    return [pytest.param(q.name, marks=pytest.mark.xfail(reason=AFTER_FIX[q.name], strict=False))
-            if q.name in AFTER_FIX else q.name for q in CATALOGUE]
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> AuditReport:
     return PrivacyAudit(ENGINE, CATALOGUE, workdir=tmp_path_factory.mktemp("audit-opendp"),
@@ -59,7 +41,7 @@ def test_dataset_channels_identical(report: AuditReport) -> None:
     assert not report.problems, report.table()
 
 
-@pytest.mark.parametrize("name", _params())
+@pytest.mark.parametrize("name", [q.name for q in CATALOGUE])
 def test_catalogue_query(report: AuditReport, name: str) -> None:
     outcome = report.outcome(name)
     assert outcome.ok, "\n".join(outcome.problems)

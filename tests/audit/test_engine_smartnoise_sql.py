@@ -29,21 +29,6 @@ FAST_DUMMY_SAMPLES = 60
 FULL_SAMPLES = 1000  # SmartNoise-SQL answers ~40 queries a second here: ~15 minutes
 CATALOGUE = builtin_catalogue(ENGINE, audit_dataset()[0])
 
-#: query name -> the engine fix it waits for
-AFTER_FIX: dict[str, str] = {
-    "group by public key": "SmartNoise-SQL key release policy: a GROUP BY on public_keys columns "
-                           "lists exactly the declared keys (pre-fix it thresholds them, so even "
-                           "the free dummy answer's key set varies)",
-    "group by two public keys": "SmartNoise-SQL key release policy (as above; the species x sex "
-                                "cross product has small groups, so it fails often, not always)",
-}
-
-
-def _params() -> list[object]:
-    return [pytest.param(q.name, marks=pytest.mark.xfail(reason=AFTER_FIX[q.name], strict=False))
-            if q.name in AFTER_FIX else q.name for q in CATALOGUE]
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> AuditReport:
     return PrivacyAudit(ENGINE, CATALOGUE, workdir=tmp_path_factory.mktemp("audit-snsql"),
@@ -55,7 +40,7 @@ def test_dataset_channels_identical(report: AuditReport) -> None:
     assert not report.problems, report.table()
 
 
-@pytest.mark.parametrize("name", _params())
+@pytest.mark.parametrize("name", [q.name for q in CATALOGUE])
 def test_catalogue_query(report: AuditReport, name: str) -> None:
     outcome = report.outcome(name)
     assert outcome.ok, "\n".join(outcome.problems)
@@ -73,6 +58,6 @@ def test_full_statistical_audit(tmp_path: Path, capsys: pytest.CaptureFixture[st
                         statistical="all").run()
     with capsys.disabled():
         print("\n" + full.table())
-    failing = [o.name for o in full.outcomes if not o.ok and o.name not in AFTER_FIX]
+    failing = [o.name for o in full.outcomes if not o.ok]
     assert not failing and not full.problems, full.table()
     assert all(o.epsilon_lb is not None for o in full.outcomes if o.status == "answered")

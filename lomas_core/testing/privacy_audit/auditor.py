@@ -78,8 +78,11 @@ class PrivacyAudit:
         self.engine = engine
         self.queries = list(queries)
         self.workdir = Path(workdir)
-        self.metadata = metadata
         self.d, self.d_prime = neighbours(metadata, table, canary)
+        if metadata.rows is not None and metadata.rows < self.d_prime.num_rows:
+            # `rows` is a public upper bound the server enforces: it must admit D' too.
+            metadata = metadata.model_copy(update={"rows": self.d_prime.num_rows})
+        self.metadata = metadata
         self.engine_options = dict(engine_options or {})
         self.plugin_paths = [Path(p) for p in plugin_paths]
         self.samples = samples

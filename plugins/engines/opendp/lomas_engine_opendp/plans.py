@@ -374,8 +374,8 @@ def _prepare(data: DataHandle, meta: Metadata) -> Any:
             expr = expr.fill_nan(None)
         categories = meta.columns[name].categories
         if categories:
-            expr = pl.when(expr.is_in(pl.Series(categories, dtype=dtype))).then(expr).otherwise(
-                None)
+            allowed = pl.lit(pl.Series(categories, dtype=dtype)).implode()
+            expr = pl.when(expr.is_in(allowed)).then(expr).otherwise(None)
         exprs.append(expr.alias(name))
     frame = frame.select(exprs)
     required = [n for n in schema if not meta.columns[n].nullable]
