@@ -12,6 +12,7 @@ Every implementation must pass the contract suite in :mod:`lomas_core.testing.st
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from lomas_core.budget import Budget
@@ -25,6 +26,17 @@ class BudgetStore(ABC):
 
     #: Short name admins use in the config (``sqlite``, ``mongodb``).
     name: str = ""
+
+    #: Test hook for crash-point tests: when set, stores call it with a step name between the
+    #: backend operations of :meth:`charge`, :meth:`complete` and :meth:`release`. A hook that
+    #: raises a BaseException simulates the process dying at that point (nothing after it runs,
+    #: an open transaction is rolled back).
+    fault_hook: Callable[[str], None] | None = None
+
+    def _step(self, name: str) -> None:
+        hook = self.fault_hook
+        if hook is not None:
+            hook(name)
 
     # -- users and tokens -------------------------------------------------------------------------
     @abstractmethod
@@ -154,6 +166,16 @@ class BudgetStore(ABC):
     @abstractmethod
     def import_state(self, state: dict[str, Any]) -> None:
         """Load what :meth:`export_state` produced into an empty store. Conflict if not empty."""
+
+    def recover(self, grace_seconds: float | None = None) -> Any:
+        """Finish what a crash interrupted, for leftovers older than ``grace_seconds``.
+
+        A pending record whose process died stays charged and becomes ``failed`` with the error
+        code ``charged_failure`` (its request kept, so a same-key retry replays that outcome); a
+        charge without a record never exists. Stores run this at start-up with their configured
+        grace (``None``); the default does nothing.
+        """
+        return None
 
     def ping(self) -> None:
         """Raise StoreUnavailable when the backend is unreachable. Used by ``/health``."""

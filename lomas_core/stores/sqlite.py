@@ -11,8 +11,10 @@ conditional ``UPDATE`` plus the pending archive insert inside one ``BEGIN IMMEDI
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,6 +22,7 @@ from lomas_core.budget import Budget
 from lomas_core.errors import (
     AccessDenied,
     BudgetExceeded,
+    ChargedFailure,
     ConfigError,
     Conflict,
     IdempotencyConflict,
@@ -41,9 +44,24 @@ from lomas_core.stores.sqlite_rows import (
 )
 from lomas_core.stores.state import Token, build_state, format_time, parse_state
 
-__all__ = ["SQLiteStore", "parse_options"]
+__all__ = ["INTERRUPTED", "SQLiteStore", "parse_options", "recovery_grace"]
 
-_OPTIONS = {"path", "busy_timeout_seconds"}
+log = logging.getLogger("lomas.stores.sqlite")
+
+_OPTIONS = {"path", "busy_timeout_seconds", "recovery_grace_seconds"}
+
+#: The error of a query whose server died while it ran (the charge stays).
+INTERRUPTED = ChargedFailure("The server stopped while this query was being answered; "
+                             "its cost stays charged.").to_dict()["error"]
+
+
+def recovery_grace(options: Mapping[str, Any]) -> float:
+    """``recovery_grace_seconds`` (default 600): pending records younger than this are left alone
+    at start-up, since another process sharing the file may still be running them."""
+    grace = options.get("recovery_grace_seconds", 600.0)
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < float("inf"):
+        raise ConfigError("sqlite store: 'recovery_grace_seconds' must be a number >= 0")
+    return float(grace)
 
 
 def parse_options(options: Mapping[str, Any], resolve: Any = Path) -> tuple[Path, float]:
@@ -68,9 +86,30 @@ class SQLiteStore(BudgetStore):
 
     name = "sqlite"
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,
+                 recovery_grace_seconds: float = 600.0) -> None:
         self.path = Path(path)
+        self.recovery_grace_seconds = recovery_grace_seconds
         self.db = SQLiteDatabase(self.path, busy_timeout=busy_timeout)
+        self.recover()
+
+    def recover(self, grace_seconds: float | None = None) -> int:
+        """Mark pending records older than the grace ``failed`` (charge kept); returns how many.
+
+        A charge and its record are one transaction here, so a crash can only leave a pending
+        record whose query never finished.
+        """
+        grace = self.recovery_grace_seconds if grace_seconds is None else grace_seconds
+        cutoff = format_time(utcnow() - timedelta(seconds=grace))
+        with self.db.write() as c:
+            count = int(c.execute(
+                "UPDATE archive SET status = 'failed', error = ?, completed_at = ? "
+                "WHERE status = 'pending' AND created_at < ?",
+                (dump_json(INTERRUPTED), format_time(utcnow()), cutoff)).rowcount)
+        if count:
+            log.warning("sqlite store %s: %d interrupted queries archived as failed (charged)",
+                        self.path, count)
+        return count
 
     # -- users and tokens -------------------------------------------------------------------------
     def add_user(self, user: User) -> None:
@@ -199,6 +238,7 @@ class SQLiteStore(BudgetStore):
                 {"e": e, "d": d, "u": record.user, "ds": record.dataset}).fetchone()
             if row is None:
                 self._refuse(c, record)
+            self._step("charge:charged")
             remaining = (budget(row["initial_eps"], row["initial_delta"])
                          - budget(row["spent_eps"], row["spent_delta"]))
             stored = record.model_copy(update={"status": "pending", "remaining": remaining,
@@ -210,6 +250,8 @@ class SQLiteStore(BudgetStore):
                     raise IdempotencyConflict(
                         "this Idempotency-Key was already used for another request") from None
                 raise Conflict(f"query id '{record.id}' already exists") from None
+            self._step("charge:recorded")
+        self._step("charge:archived")
         record.status = "pending"
         record.remaining = remaining
         return remaining
@@ -237,6 +279,8 @@ class SQLiteStore(BudgetStore):
             if cur.rowcount == 0 and c.execute("SELECT 1 FROM archive WHERE id = ?",
                                                (query_id,)).fetchone() is None:
                 raise NotFound(f"query '{query_id}' does not exist")
+            self._step("complete:marked")
+        self._step("complete:committed")
 
     def release(self, query_id: str) -> None:
         with self.db.write() as c:
@@ -248,9 +292,11 @@ class SQLiteStore(BudgetStore):
                 return
             c.execute("UPDATE archive SET status = 'released', completed_at = ? WHERE id = ?",
                       (format_time(utcnow()), query_id))
+            self._step("release:marked")
             c.execute("UPDATE grants SET spent_eps = dec_sub_floor(spent_eps, ?), "
                       "spent_delta = dec_sub_floor(spent_delta, ?) WHERE user = ? AND dataset = ?",
                       (row["cost_eps"], row["cost_delta"], row["user"], row["dataset"]))
+        self._step("release:committed")
 
     def get_record(self, query_id: str) -> ArchiveRecord:
         rows = self.db.execute(f"SELECT {RECORD_COLUMNS} FROM archive WHERE id = ?", (query_id,))

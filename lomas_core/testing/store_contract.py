@@ -50,7 +50,8 @@ from lomas_core.models import ArchiveRecord, DatasetDescription, User
 from lomas_core.plugins import make_store
 from lomas_core.store import BudgetStore
 
-__all__ = ["StoreContract", "StoreSpec", "build_store", "derive_spec", "make_record", "seed"]
+__all__ = ["SimulatedCrash", "StoreContract", "StoreSpec", "build_store", "derive_spec",
+           "make_record", "seed"]
 
 #: ``(name, options)`` or ``(name, options, extra Config kwargs)``.
 StoreSpec = tuple[Any, ...]
@@ -97,9 +98,36 @@ def seed(store: BudgetStore, user: str = "alice", dataset: str = "ds",
 def make_record(user: str = "alice", dataset: str = "ds", epsilon: Any = "0.1", delta: Any = 0,
                 **kwargs: Any) -> ArchiveRecord:
     """A pending archive record costing (epsilon, delta)."""
+    kwargs.setdefault("request", {"sql": "SELECT COUNT(*) FROM t", "epsilon": 0.1})
     return ArchiveRecord(user=user, dataset=dataset, engine="smartnoise_sql",
-                         request={"sql": "SELECT COUNT(*) FROM t", "epsilon": 0.1},
                          cost=Budget.of(epsilon, delta), **kwargs)
+
+
+class SimulatedCrash(BaseException):  # noqa: N818 - it is not an error, it is a kill
+    """Raised by a fault hook: the process "dies" at a step (nothing after it runs)."""
+
+
+def _lifecycle(store: BudgetStore, record: ArchiveRecord, outcome: str) -> None:
+    """What the server does with a query: charge, then complete or release."""
+    store.charge(record)
+    if outcome == "release":
+        store.release(record.id)
+    elif outcome == "success":
+        store.complete(record.id, "success", result={"type": "value", "value": 1})
+    else:
+        store.complete(record.id, "failed", error={"code": "query_failed", "message": "x"})
+
+
+def _crash_at(step: str) -> Any:
+    def hook(name: str) -> None:
+        if name == step:
+            raise SimulatedCrash(step)
+    return hook
+
+
+def _archived_spend(store: BudgetStore, user: str, dataset: str) -> Budget:
+    return sum((r.cost for r in store.list_archive(user=user, dataset=dataset)
+                if r.status != "released"), Budget.of(0, 0))
 
 
 def _dataset(name: str) -> DatasetDescription:
@@ -487,6 +515,70 @@ class StoreContract:
         assert len(archived) == 10
         assert grant.spent == sum((r.cost for r in archived), Budget.of(0, 0))
         assert grant.remaining.epsilon == 0 and grant.remaining.delta >= 0
+
+    # -- crash points ----------------------------------------------------------------------------
+    @pytest.mark.parametrize("outcome", ["success", "failed", "release"])
+    def test_crash_between_every_two_store_operations(self, store: BudgetStore,
+                                                      store_spec: StoreSpec, outcome: str) -> None:
+        """Kill the "process" at every step of charge + complete/release, restart, recover.
+
+        After each restart: spent equals the sum of the archive exactly, no key is charged twice,
+        and a retry with the same key gets a final answer (replayed, or charged once if the first
+        attempt left nothing).
+        """
+        seed(store, initial=Budget.of("100", "0.001"))
+        steps: list[str] = []
+        store.fault_hook = steps.append
+        _lifecycle(store, make_record(idempotency_key=f"probe-{outcome}"), outcome)
+        store.fault_hook = None
+        assert steps, "the store reports no steps to its fault_hook"
+        current = store
+        try:
+            for i, step in enumerate(steps):
+                key = f"{outcome}-{i}"
+                first = make_record(epsilon="0.125", idempotency_key=key,
+                                    request={"sql": "SELECT COUNT(*) FROM t", "step": step})
+                before = current.get_grant("alice", "ds")
+                assert before is not None
+                current.fault_hook = _crash_at(step)
+                with pytest.raises(SimulatedCrash):
+                    _lifecycle(current, first, outcome)
+                current.fault_hook = None
+                # Another server sharing the store: if the charge landed, the key finds its record.
+                other = build_store(store_spec)
+                try:
+                    during = other.get_grant("alice", "ds")
+                    assert during is not None
+                    if during.spent != before.spent:
+                        seen = other.find_by_idempotency_key("alice", key)
+                        assert seen is not None and seen.request == first.request, step
+                finally:
+                    other.close()
+                # Restart: the dead process's store is abandoned, a new one recovers.
+                current.close()
+                current = build_store(store_spec)
+                current.recover(grace_seconds=0)
+                found = current.find_by_idempotency_key("alice", key)
+                if found is None:  # nothing was charged: the retry runs (and is charged once)
+                    grant = current.get_grant("alice", "ds")
+                    assert grant is not None and grant.spent == before.spent, step
+                    _lifecycle(current, first.model_copy(update={"id": make_record().id}), outcome)
+                    found = current.find_by_idempotency_key("alice", key)
+                assert found is not None, step
+                assert found.status in ("success", "failed", "released"), (step, found.status)
+                assert found.request == first.request, step
+                if found.status == "failed" and found.error is not None:
+                    assert found.error.get("code") in ("query_failed", "charged_failure"), found.error
+                grant = current.get_grant("alice", "ds")
+                assert grant is not None
+                assert grant.spent == _archived_spend(current, "alice", "ds"), step
+                keyed = [r for r in current.list_archive(user="alice") if r.idempotency_key == key]
+                assert len(keyed) == 1, step
+                assert current.pending_records() == [], step
+        finally:
+            current.fault_hook = None
+            if current is not store:
+                current.close()
 
     def test_errors_are_lomas_errors(self, store: BudgetStore) -> None:
         with pytest.raises(LomasError):

@@ -114,3 +114,27 @@ def test_plugin_module_is_cheap_to_import() -> None:
             "print('lomas_core.stores.sqlite' in sys.modules, 'sqlite3' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_start_up_finishes_queries_whose_process_died(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    seed(store)
+    record = make_record(idempotency_key="k")
+    store.charge(record)  # ... and the process dies while the query runs
+    store.close()
+    young = _store(tmp_path)  # another process starting now: the query may still be running
+    assert young.get_record(record.id).status == "pending"
+    young.close()
+    restarted = _store(tmp_path, recovery_grace_seconds=0)
+    found = restarted.find_by_idempotency_key("alice", "k")
+    assert found is not None and found.status == "failed" and found.request == record.request
+    assert found.error is not None and found.error["code"] == "charged_failure"
+    grant = restarted.get_grant("alice", "ds")
+    assert grant is not None and grant.spent.epsilon == Decimal("0.1")
+    restarted.close()
+
+
+@pytest.mark.parametrize("grace", [-1, "10", True, float("nan")])
+def test_recovery_grace_is_validated(tmp_path: Path, grace: object) -> None:
+    with pytest.raises(ConfigError, match="recovery_grace_seconds"):
+        _store(tmp_path, recovery_grace_seconds=grace)
