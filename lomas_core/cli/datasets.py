@@ -137,6 +137,27 @@ def dataset_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def dataset_check(args: argparse.Namespace) -> int:
+    """Check every stored dataset (or the named ones) against the current config; exit 1 on any
+    problem. Reads metadata documents but never the data."""
+    config = config_from_args(args)
+    with open_store(config) as store:
+        descs = ([store.get_dataset(n) for n in args.names] if args.names
+                 else store.list_datasets())
+    problems: dict[str, str] = {}
+    with DatasetChecker(config) as checker:
+        for desc in descs:
+            try:
+                checker.check(desc)
+            except LomasError as exc:
+                problems[desc.name] = exc.message
+    rows = [{"name": d.name, "adapter": d.adapter, "status": "error" if d.name in problems else "ok",
+             "problem": problems.get(d.name, "")} for d in descs]
+    emit(args, {"datasets": rows, "problems": len(problems)},
+         format_table(rows, ["name", "adapter", "status", "problem"]))
+    return 1 if problems else 0
+
+
 def dataset_list(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
         rows = [{"name": d.name, "adapter": d.adapter, "description": d.description}
@@ -160,13 +181,18 @@ def dataset_remove(args: argparse.Namespace) -> int:
 
 
 def register(admin_sub: Any) -> None:
-    """Add ``lomas admin dataset add|list|show|remove``."""
-    dataset = admin_sub.add_parser("dataset", help="add, list, show and remove datasets")
+    """Add ``lomas admin dataset add|check|list|show|remove``."""
+    dataset = admin_sub.add_parser("dataset", help="add, check, list, show and remove datasets")
     sub = dataset.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sub.add_parser("add", help="add a dataset from a description YAML")
     p.add_argument("file", help="YAML with name, adapter, options, metadata (mapping or file)")
     p.add_argument("--replace", action="store_true", help="update the dataset if it exists")
     p.set_defaults(func=dataset_add)
+    p = sub.add_parser("check", help="check every dataset against the current config "
+                       "(adapter enabled, options and paths allowed, metadata); exit 1 on problems")
+    p.add_argument("names", nargs="*", help="only these datasets")
+    add_json_option(p)
+    p.set_defaults(func=dataset_check)
     p = sub.add_parser("list", help="list datasets")
     p.set_defaults(func=dataset_list)
     add_json_option(p)

@@ -95,9 +95,10 @@ def test_source_failures(harness: LomasHarness, server: FileServer, path: str, e
     token = harness.add_user("alice", grant={"ds": (5.0, 0.0)})
     with harness.client(token) as c:
         r = c.post("/v1/datasets/ds/query", json=QUERY)
-    assert r.status_code == 503, r.text
+    # Read but unusable: charged, and said so with its own code (not a retryable 503).
+    assert r.status_code == (422 if charged else 503), r.text
     error = r.json()["error"]
-    assert error["code"] == "dataset_unavailable"
+    assert error["code"] == ("charged_failure" if charged else "dataset_unavailable")
     assert "dataset 'ds'" in error["message"] and expected in error["message"]
     assert "Traceback" not in r.text
     spent = float(harness.grant("alice", "ds").spent.epsilon)
