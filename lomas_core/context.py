@@ -16,6 +16,9 @@ class PluginContext:
 
     config: Config
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("lomas"))
+    #: Store factories may create a missing or empty store only when this is true (``lomas admin
+    #: init``, ``lomas demo``, an import target); otherwise they refuse to open one.
+    create_store: bool = False
 
     def secret(self, name: str) -> str:
         """The value of the secret named ``name`` in the config's ``secrets`` section.

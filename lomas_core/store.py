@@ -177,6 +177,16 @@ class BudgetStore(ABC):
         """
         return None
 
+    def backup(self, target: Any) -> str:
+        """Write a consistent copy of the store to ``target`` while it serves; returns a summary.
+
+        Stores whose backend has its own tools raise InvalidRequest explaining them.
+        """
+        from lomas_core.errors import InvalidRequest
+
+        raise InvalidRequest(f"the {self.name or 'configured'} store has no built-in backup; "
+                             "use its database's own tools")
+
     def ping(self) -> None:
         """Raise StoreUnavailable when the backend is unreachable. Used by ``/health``."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,7 +21,7 @@ from lomas_core.cli.common import (
     note,
     open_store,
 )
-from lomas_core.errors import InvalidRequest, NotFound
+from lomas_core.errors import ConfigError, InvalidRequest, NotFound
 from lomas_core.models import Grant, User
 from lomas_core.tokens import hash_token, new_token
 
@@ -47,6 +48,32 @@ def check_budget(epsilon: str, delta: str) -> Budget:
     if budget.delta >= 1:
         raise InvalidRequest(f"delta must be below 1, got {delta}")
     return budget
+
+
+# -- the store itself -------------------------------------------------------------------------------
+def init(args: argparse.Namespace) -> int:
+    """Create the configured store when it does not exist yet (the only command that may)."""
+    config = config_from_args(args)
+    from lomas_core.plugins import make_store
+
+    try:
+        make_store(config).close()
+    except ConfigError:
+        pass  # missing or empty: create it below (a damaged store fails again there)
+    else:
+        print(f"the {config.store.name} store already exists; nothing changed")
+        return 0
+    with open_store(config, create=True):
+        pass
+    print(f"created a new, empty {config.store.name} store")
+    return 0
+
+
+def backup(args: argparse.Namespace) -> int:
+    """A consistent copy of the store while the server runs (or how to make one)."""
+    with open_store(config_from_args(args)) as store:
+        print(store.backup(Path(args.target)))
+    return 0
 
 
 # -- users and tokens ------------------------------------------------------------------------------
@@ -157,7 +184,14 @@ def archive_show(args: argparse.Namespace) -> int:
 
 
 def register(admin_sub: Any) -> None:
-    """Add the user, token, grant, revoke, budget and archive subcommands to ``lomas admin``."""
+    """Add the init, backup, user, token, grant, revoke, budget and archive subcommands."""
+    p = _leaf(admin_sub, "init", "create the configured budget store (servers and other commands "
+              "refuse a missing or empty one)")
+    p.set_defaults(func=init)
+    p = _leaf(admin_sub, "backup", "write a consistent copy of the store while it serves "
+              "(sqlite: online backup; mongodb: prints the mongodump command)")
+    p.add_argument("target", help="the backup file to create")
+    p.set_defaults(func=backup)
     user = admin_sub.add_parser("user", help="add, list and remove users")
     user_sub = user.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = _leaf(user_sub, "add", "create a user")

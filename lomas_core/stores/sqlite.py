@@ -87,10 +87,10 @@ class SQLiteStore(BudgetStore):
     name = "sqlite"
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,
-                 recovery_grace_seconds: float = 600.0) -> None:
+                 recovery_grace_seconds: float = 600.0, create: bool = False) -> None:
         self.path = Path(path)
         self.recovery_grace_seconds = recovery_grace_seconds
-        self.db = SQLiteDatabase(self.path, busy_timeout=busy_timeout)
+        self.db = SQLiteDatabase(self.path, busy_timeout=busy_timeout, create=create)
         self.recover()
 
     def recover(self, grace_seconds: float | None = None) -> int:
@@ -354,6 +354,10 @@ class SQLiteStore(BudgetStore):
                 c.executemany(INSERT_RECORD, [record_params(r) for r in parsed.archive])
             except sqlite3.IntegrityError as exc:
                 raise InvalidRequest(f"the state is inconsistent: {exc}") from None
+
+    def backup(self, target: Path) -> str:
+        self.db.backup(Path(target))
+        return f"consistent copy written to {target} (SQLite online backup, integrity checked)"
 
     def ping(self) -> None:
         self.db.execute("SELECT 1 FROM meta LIMIT 1")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -26,6 +27,9 @@ __all__ = ["SCHEMA_VERSION", "SQLiteDatabase", "dec_add", "dec_le", "dec_sub_flo
 log = logging.getLogger("lomas.stores.sqlite")
 
 SCHEMA_VERSION = 1
+
+#: sqlite error texts that mean the file is damaged, not busy.
+_DAMAGE = re.compile(r"malformed|not a database|corrupt|disk I/O error", re.IGNORECASE)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -80,7 +84,7 @@ def dec_le(a: str, b: str) -> int:
 class SQLiteDatabase:
     """One SQLite file shared by threads and processes."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0, create: bool = False) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self._local = threading.local()
@@ -89,7 +93,11 @@ class SQLiteDatabase:
         self._write_lock = threading.Lock()
         self._pid = os.getpid()
         self._closed = False
-        self._create_schema()
+        if create:
+            self._create_schema()
+        else:
+            self._check_existing()
+        self._check_integrity()
 
     # -- connections ---------------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
@@ -125,6 +133,68 @@ class SQLiteDatabase:
         except sqlite3.Error as exc:
             log.error("sqlite store %s cannot be opened: %s", self.path, exc)
             raise StoreUnavailable("The budget store cannot be reached; nothing was charged.") from None
+
+    def _check_existing(self) -> None:
+        """Refuse a store that is missing, empty or not a lomas store: never create one here."""
+        where = f"sqlite store {self.path}"
+        hint = ("restore it from a backup (lomas admin backup), or create a new, empty store "
+                "explicitly with `lomas admin init`")
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            raise ConfigError(f"{where} does not exist; {hint}") from None
+        except OSError as exc:
+            raise ConfigError(f"{where} cannot be read: {exc.strerror or type(exc).__name__}") from None
+        if size == 0:
+            raise ConfigError(f"{where} is empty (0 bytes): it was truncated or never initialised; "
+                              f"{hint}")
+        try:
+            conn = self._open()
+            try:
+                tables = {r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                row = (conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                       if "meta" in tables else None)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"{where} is damaged or not an SQLite database ({exc}); {hint}") from None
+        missing = {"meta", "users", "tokens", "datasets", "grants", "archive"} - tables
+        if row is None or missing:
+            raise ConfigError(f"{where} is not an initialised lomas store (missing: "
+                              f"{', '.join(sorted(missing)) or 'schema version'}); {hint}")
+        if int(row[0]) > SCHEMA_VERSION:
+            raise ConfigError(f"{where} has schema version {row[0]}; this lomas understands up to "
+                              f"{SCHEMA_VERSION}")
+
+    def _check_integrity(self) -> None:
+        """``PRAGMA quick_check`` at start-up: a damaged file is named, not served."""
+        try:
+            conn = self._open()
+            try:
+                problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            raise ConfigError(f"sqlite store {self.path} is damaged (PRAGMA quick_check: "
+                              f"{'; '.join(problems)}); restore it from a backup (lomas admin backup)")
+
+    def backup(self, target: Path) -> None:
+        """A consistent copy of the whole store at ``target`` while it serves (SQLite online backup)."""
+        if target.exists():
+            raise ConfigError(f"backup target {target} already exists; choose a new file")
+        source = self.connection()
+        dest = sqlite3.connect(str(target))
+        try:
+            with self._translate(source):
+                source.backup(dest, pages=1024)
+            check = dest.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            dest.close()
+        if check != "ok":
+            raise StoreUnavailable(f"the backup at {target} failed its integrity check: {check}")
 
     def _create_schema(self) -> None:
         try:
@@ -197,6 +267,11 @@ class SQLiteDatabase:
                     conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            if isinstance(exc, sqlite3.DatabaseError) and _DAMAGE.search(str(exc)):
+                log.critical("sqlite store %s is damaged (%s): restore it from a backup",
+                             self.path, exc)
+                raise StoreUnavailable("The budget store is damaged; nothing was charged. "
+                                       "An administrator must restore it.") from None
             raise StoreUnavailable("The budget store is busy or unreachable; nothing was charged.") \
                 from None
 

@@ -39,6 +39,7 @@ from lomas_core.config import Config, PluginConfig
 from lomas_core.errors import (
     AccessDenied,
     BudgetExceeded,
+    ConfigError,
     Conflict,
     IdempotencyConflict,
     InvalidRequest,
@@ -60,12 +61,15 @@ SPENDERS = 64
 PROCESSES = 2
 
 
-def build_store(spec: StoreSpec) -> BudgetStore:
-    """Build a store from a spec through the plugin machinery (as the server does)."""
+def build_store(spec: StoreSpec, *, create: bool = False) -> BudgetStore:
+    """Build a store from a spec through the plugin machinery (as the server does).
+
+    ``create`` as ``lomas admin init`` does; without it a missing or empty store must be refused.
+    """
     name, options, *rest = spec
     extra: dict[str, Any] = dict(rest[0]) if rest else {}
     config = Config(store=PluginConfig(name=name, options=dict(options)), **extra)
-    return make_store(config)
+    return make_store(config, create=create)
 
 
 def derive_spec(spec: StoreSpec, suffix: str = "second") -> StoreSpec | None:
@@ -187,9 +191,28 @@ class StoreContract:
 
     @pytest.fixture
     def store(self, store_spec: StoreSpec) -> Iterator[BudgetStore]:
-        store = build_store(store_spec)
+        store = build_store(store_spec, create=True)
         yield store
         store.close()
+
+    # -- explicit creation -----------------------------------------------------------------------
+    def test_a_missing_store_is_refused_not_created(self, second_store_spec: StoreSpec | None) -> None:
+        if second_store_spec is None:
+            pytest.skip("no second store spec")
+        with pytest.raises(ConfigError, match="lomas admin init"):
+            build_store(second_store_spec)
+        created = build_store(second_store_spec, create=True)
+        try:
+            seed(created)
+        finally:
+            created.close()
+        again = build_store(second_store_spec, create=True)  # init on an existing store keeps it
+        try:
+            assert again.get_grant("alice", "ds") is not None
+        finally:
+            again.close()
+        reopened = build_store(second_store_spec)
+        reopened.close()
 
     # -- basics --------------------------------------------------------------------------------
     def test_is_budget_store(self, store: BudgetStore, store_spec: StoreSpec) -> None:
@@ -452,7 +475,7 @@ class StoreContract:
         text = json.dumps(state)  # JSON-safe
         spent = state["grants"][0]["spent"]
         assert (Decimal(spent["epsilon"]), Decimal(spent["delta"])) == (Decimal("0.15"), 0)
-        other = build_store(second_store_spec)
+        other = build_store(second_store_spec, create=True)
         try:
             with pytest.raises(InvalidRequest):
                 other.import_state({"users": [{"nope": 1}]})

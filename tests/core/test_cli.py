@@ -38,6 +38,7 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "small.yaml").write_text(
         "name: small\nadapter: local\noptions: {path: data/small.csv}\n"
         "metadata: data/small_meta.yaml\ndescription: three rows\n")
+    assert main(["admin", "init", "--config", str(config)]) == 0
     return config
 
 

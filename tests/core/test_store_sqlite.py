@@ -25,9 +25,9 @@ class TestSQLiteStore(StoreContract):
         return ("sqlite", {"path": str(tmp_path / "s.db")})
 
 
-def _store(tmp_path: Path, **options: object) -> SQLiteStore:
+def _store(tmp_path: Path, *, create: bool = True, **options: object) -> SQLiteStore:
     store = make_store(Config(store=PluginConfig(name="sqlite", options={"path": "s.db", **options}),
-                              base_dir=str(tmp_path)))
+                              base_dir=str(tmp_path)), create=create)
     assert isinstance(store, SQLiteStore)
     return store
 
@@ -138,3 +138,76 @@ def test_start_up_finishes_queries_whose_process_died(tmp_path: Path) -> None:
 def test_recovery_grace_is_validated(tmp_path: Path, grace: object) -> None:
     with pytest.raises(ConfigError, match="recovery_grace_seconds"):
         _store(tmp_path, recovery_grace_seconds=grace)
+
+
+def _populated(tmp_path: Path) -> Path:
+    store = _store(tmp_path)
+    seed(store)
+    store.charge(make_record())
+    store.close()
+    return tmp_path / "s.db"
+
+
+def test_a_deleted_store_is_refused_not_recreated(tmp_path: Path) -> None:
+    path = _populated(tmp_path)
+    path.unlink()
+    for extra in ("-wal", "-shm"):
+        Path(f"{path}{extra}").unlink(missing_ok=True)
+    with pytest.raises(ConfigError, match="does not exist.*lomas admin init"):
+        _store(tmp_path, create=False)
+    assert not path.exists()
+
+
+def test_a_truncated_store_is_refused(tmp_path: Path) -> None:
+    path = _populated(tmp_path)
+    path.write_bytes(b"")
+    for extra in ("-wal", "-shm"):
+        Path(f"{path}{extra}").unlink(missing_ok=True)
+    with pytest.raises(ConfigError, match=r"empty \(0 bytes\)"):
+        _store(tmp_path, create=False)
+
+
+def test_a_damaged_page_is_named_at_start_up(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    seed(store)
+    for _ in range(200):  # enough rows for several pages
+        store.charge(make_record(epsilon="0.000001"))
+    store.close()
+    path = tmp_path / "s.db"
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = raw.execute("PRAGMA page_size").fetchone()[0]
+    raw.close()
+    data = bytearray(path.read_bytes())
+    assert len(data) > 4 * page_size
+    data[3 * page_size + 8: 3 * page_size + 200] = b"\xff" * 192  # scribble over a b-tree page
+    path.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="damaged"):
+        _store(tmp_path, create=False)
+
+
+def test_not_a_lomas_store_is_refused(tmp_path: Path) -> None:
+    raw = sqlite3.connect(tmp_path / "s.db")
+    raw.execute("CREATE TABLE other (x)")
+    raw.close()
+    with pytest.raises(ConfigError, match="not an initialised lomas store"):
+        _store(tmp_path, create=False)
+
+
+def test_backup_while_serving_is_a_consistent_store(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    seed(store)
+    record = make_record()
+    store.charge(record)  # pending: the backup keeps it charged
+    target = tmp_path / "backup.db"
+    assert "consistent copy" in store.backup(target)
+    with pytest.raises(ConfigError, match="already exists"):
+        store.backup(target)
+    store.close()
+    copy = SQLiteStore(target)
+    try:
+        grant = copy.get_grant("alice", "ds")
+        assert grant is not None and grant.spent.epsilon == Decimal("0.1")
+        assert copy.get_record(record.id).status == "pending"
+    finally:
+        copy.close()

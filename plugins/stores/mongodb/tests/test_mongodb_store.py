@@ -314,3 +314,13 @@ def test_recovery_finishes_a_query_whose_server_died_while_it_ran(make_store: Ma
     assert restarted.pending_records() == []
     grant = restarted.get_grant("alice", "ds")
     assert grant is not None and grant.spent.epsilon == Decimal("0.1")
+
+
+def test_a_dropped_database_is_refused_not_recreated(make_store: MakeStore, mongodb_uri: str) -> None:
+    store = make_store()
+    _setup(store)
+    MongoClient(mongodb_uri).drop_database(store.db.name)
+    with pytest.raises(ConfigError, match="lomas admin init"):
+        make_store(create=False)
+    with pytest.raises(Exception, match="mongodump"):
+        store.backup("/tmp/x")
