@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from lomas_core.admin_input import grant_budget
 from lomas_core.budget import Budget
 from lomas_core.cli.common import (
     add_config_option,
@@ -21,7 +22,7 @@ from lomas_core.cli.common import (
     note,
     open_store,
 )
-from lomas_core.errors import ConfigError, InvalidRequest, NotFound
+from lomas_core.errors import ConfigError, NotFound
 from lomas_core.models import Grant, User
 from lomas_core.tokens import hash_token, new_token
 
@@ -43,11 +44,8 @@ def grant_view(grant: Grant) -> dict[str, Any]:
 
 
 def check_budget(epsilon: str, delta: str) -> Budget:
-    """An exact grant budget; delta must be below 1."""
-    budget = Budget.of(epsilon, delta)
-    if budget.delta >= 1:
-        raise InvalidRequest(f"delta must be below 1, got {delta}")
-    return budget
+    """An exact grant budget (the admin API's rule: :func:`lomas_core.admin_input.grant_budget`)."""
+    return grant_budget(epsilon, delta)
 
 
 # -- the store itself -------------------------------------------------------------------------------

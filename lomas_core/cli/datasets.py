@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from lomas_core.adapter import Adapter
+from lomas_core.admin_input import check_description
 from lomas_core.cli.common import (
     add_config_option,
     add_json_option,
@@ -22,7 +23,6 @@ from lomas_core.cli.common import (
 )
 from lomas_core.config import Config
 from lomas_core.errors import InvalidRequest, LomasError
-from lomas_core.metadata import Metadata
 from lomas_core.models import DatasetDescription
 
 __all__ = ["DatasetChecker", "description_from_mapping", "read_description", "read_yaml", "register"]
@@ -95,25 +95,9 @@ class DatasetChecker:
         return self._adapters[name]
 
     def check(self, desc: DatasetDescription) -> None:
-        """Raise InvalidRequest when the adapter refuses the options or no metadata can be found."""
-        adapter = self._adapter(desc.adapter)
-        try:
-            adapter.check_options(desc.options)
-            raw_meta = None if desc.metadata is not None else adapter.load_metadata(desc.name,
-                                                                                   desc.options)
-        except LomasError as exc:
-            raise InvalidRequest(f"dataset '{desc.name}': {exc.message}") from None
-        except Exception as exc:  # noqa: BLE001 - adapter internals: report the kind only
-            raise InvalidRequest(f"dataset '{desc.name}': the adapter refused its options "
-                                 f"({type(exc).__name__})") from None
-        if desc.metadata is None:
-            if raw_meta is None:
-                raise InvalidRequest(f"dataset '{desc.name}' has no metadata: add 'metadata' (a "
-                                     "mapping or a YAML file) or the adapter's metadata option")
-            try:
-                Metadata.model_validate(raw_meta)
-            except ValidationError as exc:
-                raise invalid(exc, f"dataset '{desc.name}': invalid metadata") from None
+        """Raise InvalidRequest when the adapter refuses the options or no metadata can be found
+        (the same check as the admin API: :func:`lomas_core.admin_input.check_description`)."""
+        check_description(desc, self._adapter(desc.adapter))
 
     def close(self) -> None:
         for loaded in self._loaded:

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
+from lomas_core.admin_input import check_description, grant_budget
 from lomas_core.budget import Budget
-from lomas_core.errors import InvalidRequest, LomasError
+from lomas_core.errors import InvalidRequest
 from lomas_core.models import DatasetDescription, Grant, User
 from lomas_core.plugins import installed_plugins
 from lomas_core.server.auth import admin_user
@@ -29,10 +30,7 @@ def _grant_view(grant: Grant) -> dict[str, Any]:
 
 
 def _budget(body: BudgetBody) -> Budget:
-    try:
-        return Budget.of(body.epsilon, body.delta)
-    except ValueError as exc:
-        raise InvalidRequest(f"invalid budget: {exc}") from None
+    return grant_budget(body.epsilon, body.delta)  # the CLI's rule too
 
 
 # -- plugins ---------------------------------------------------------------------------------------
@@ -93,12 +91,7 @@ async def add_dataset(body: DatasetDescription, state: StateDep,
     if adapter is None:
         enabled = ", ".join(sorted(state.plugins.adapters)) or "none"
         raise InvalidRequest(f"adapter '{body.adapter}' is not enabled; enabled: {enabled}")
-    try:
-        await run_in_threadpool(adapter.check_options, body.options)
-    except LomasError as exc:
-        raise InvalidRequest(f"dataset '{body.name}': {exc.message}") from None
-    except Exception:  # noqa: BLE001 - adapter internals stay server-side
-        raise InvalidRequest(f"dataset '{body.name}': the adapter refused its options") from None
+    await run_in_threadpool(check_description, body, adapter)  # the CLI's checks too
     await run_in_threadpool(lambda: state.store.put_dataset(body, replace=replace))
     state.forget(body.name)
     return body.model_dump(mode="json")

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
+from lomas_core.admin_input import budget_value
 from lomas_core.models import NAME_PATTERN
 
 __all__ = [
@@ -85,8 +86,14 @@ class BudgetBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epsilon: float = Field(ge=0, allow_inf_nan=False)
-    delta: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
+    #: A number or an exact decimal string ("0.1"); never a boolean, NaN or infinity.
+    epsilon: float | str
+    delta: float | str = 0.0
+
+    @field_validator("epsilon", "delta", mode="before")
+    @classmethod
+    def _exact(cls, value: Any) -> str:
+        return budget_value(value)
 
 
 class GrantRequest(BudgetBody):
