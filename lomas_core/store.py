@@ -11,14 +11,68 @@ Every implementation must pass the contract suite in :mod:`lomas_core.testing.st
 
 from __future__ import annotations
 
+import base64
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from lomas_core.budget import Budget
 from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, QueryStatus, User
 
-__all__ = ["BudgetStore"]
+__all__ = ["MAX_PAGE", "ArchiveFilter", "ArchivePage", "BudgetStore", "decode_cursor",
+           "encode_cursor"]
+
+#: The largest page of archive records one call returns.
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class ArchiveFilter:
+    """Which archive records to list (every field optional; times compare ``created_at``)."""
+
+    user: str | None = None
+    dataset: str | None = None
+    status: str | None = None
+    engine: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, record: ArchiveRecord) -> bool:
+        return ((self.user is None or record.user == self.user)
+                and (self.dataset is None or record.dataset == self.dataset)
+                and (self.status is None or record.status == self.status)
+                and (self.engine is None or record.engine == self.engine)
+                and (self.since is None or record.created_at >= self.since)
+                and (self.until is None or record.created_at < self.until))
+
+
+@dataclass
+class ArchivePage:
+    """One page of archive records, oldest first; ``next_cursor`` is None on the last page."""
+
+    records: list[ArchiveRecord] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+def encode_cursor(position: list[Any]) -> str:
+    """An opaque cursor for a store's position (JSON-safe values)."""
+    return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    """The position in a cursor; InvalidRequest when it was not made by :func:`encode_cursor`."""
+    from lomas_core.errors import InvalidRequest
+
+    try:
+        position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, UnicodeError):
+        raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page") from None
+    if not isinstance(position, list):
+        raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page")
+    return position
 
 
 class BudgetStore(ABC):
@@ -149,6 +203,24 @@ class BudgetStore(ABC):
     @abstractmethod
     def list_archive(self, user: str | None = None, dataset: str | None = None) -> list[ArchiveRecord]:
         """Archive records, oldest first, optionally filtered."""
+
+    def list_archive_page(self, where: ArchiveFilter, *, cursor: str | None = None,
+                          limit: int = 100) -> ArchivePage:
+        """One page of the archive records matching ``where``, in a stable order.
+
+        ``cursor`` is the ``next_cursor`` of the previous page. Stores should override this with
+        a query on their indexes; the default filters :meth:`list_archive`.
+        """
+        limit = max(1, min(limit, MAX_PAGE))
+        records = [r for r in self.list_archive(where.user, where.dataset) if where.matches(r)]
+        start = 0
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            ids = [r.id for r in records]
+            start = ids.index(position[0]) + 1 if position and position[0] in ids else len(ids)
+        page = records[start:start + limit]
+        more = start + limit < len(records)
+        return ArchivePage(page, encode_cursor([page[-1].id]) if more and page else None)
 
     @abstractmethod
     def pending_records(self) -> list[ArchiveRecord]:

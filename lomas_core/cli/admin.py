@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from lomas_core.cli.common import (
 )
 from lomas_core.errors import ConfigError, NotFound
 from lomas_core.models import Grant, User
+from lomas_core.store import MAX_PAGE, ArchiveFilter
 from lomas_core.tokens import hash_token, new_token
 
 __all__ = ["grant_view", "register"]
@@ -173,9 +175,29 @@ def budget_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_arg(text: str) -> datetime:
+    """argparse ``type``: an ISO date or time (UTC when no zone is given)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: use ISO 8601, e.g. 2026-01-31 "
+                                         "or 2026-01-31T12:00:00+00:00") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def archive_show(args: argparse.Namespace) -> int:
+    where = ArchiveFilter(user=args.user, dataset=args.dataset, status=args.status,
+                          engine=args.engine, since=args.since, until=args.until)
+    records: list[dict[str, Any]] = []
     with open_store(config_from_args(args)) as store:
-        records = [r.public_view() for r in store.list_archive(args.user, args.dataset)]
+        cursor: str | None = None
+        while args.limit is None or len(records) < args.limit:
+            want = MAX_PAGE if args.limit is None else min(MAX_PAGE, args.limit - len(records))
+            page = store.list_archive_page(where, cursor=cursor, limit=want)
+            records.extend(r.public_view() for r in page.records)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
     columns = ["id", "dataset", "engine", "status", "epsilon", "delta", "created_at"]
     emit(args, {"queries": records}, format_table(records, columns))
     return 0
@@ -236,7 +258,12 @@ def register(admin_sub: Any) -> None:
 
     archive = admin_sub.add_parser("archive", help="the query archive")
     archive_sub = archive.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = _leaf(archive_sub, "show", "a user's archived queries", json_out=True)
+    p = _leaf(archive_sub, "show", "a user's archived queries, oldest first", json_out=True)
     p.add_argument("user")
     p.add_argument("dataset", nargs="?")
+    p.add_argument("--status", choices=["pending", "success", "failed", "released"])
+    p.add_argument("--engine")
+    p.add_argument("--since", type=_time_arg, help="created at or after (ISO time, UTC default)")
+    p.add_argument("--until", type=_time_arg, help="created before (ISO time, UTC default)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many (default: all)")
     p.set_defaults(func=archive_show)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
 from lomas_core.admin_input import check_description, grant_budget
@@ -13,8 +13,9 @@ from lomas_core.errors import InvalidRequest
 from lomas_core.models import DatasetDescription, Grant, User
 from lomas_core.plugins import installed_plugins
 from lomas_core.server.auth import admin_user
-from lomas_core.server.schemas import BudgetBody, GrantRequest, UserRequest
+from lomas_core.server.schemas import AdminArchiveQuery, BudgetBody, GrantRequest, UserRequest
 from lomas_core.server.state import ServerState, get_state
+from lomas_core.store import ArchiveFilter
 from lomas_core.tokens import hash_token, new_token
 
 __all__ = ["router"]
@@ -140,8 +141,12 @@ async def remove_grant(user: str, dataset: str, state: StateDep) -> dict[str, An
 
 
 # -- archive ---------------------------------------------------------------------------------------
-@router.get("/archive", summary="Archived queries, optionally filtered")
-async def list_archive(state: StateDep, user: str | None = None,
-                       dataset: str | None = None) -> dict[str, Any]:
-    records = await run_in_threadpool(state.store.list_archive, user, dataset)
-    return {"queries": [r.public_view() for r in records]}
+@router.get("/archive", summary="Archived queries, filtered, oldest first, a page at a time")
+async def list_archive(state: StateDep,
+                       params: Annotated[AdminArchiveQuery, Query()]) -> dict[str, Any]:
+    """Pass ``next_cursor`` back as ``cursor`` for the next page (null on the last one)."""
+    where = ArchiveFilter(user=params.user, dataset=params.dataset, status=params.status,
+                          engine=params.engine, since=params.since, until=params.until)
+    page = await run_in_threadpool(
+        lambda: state.store.list_archive_page(where, cursor=params.cursor, limit=params.limit))
+    return {"queries": [r.public_view() for r in page.records], "next_cursor": page.next_cursor}

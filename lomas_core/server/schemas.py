@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
@@ -11,6 +12,8 @@ from lomas_core.admin_input import budget_value
 from lomas_core.models import NAME_PATTERN
 
 __all__ = [
+    "AdminArchiveQuery",
+    "ArchiveQuery",
     "BudgetBody",
     "CostRequest",
     "DummyRequest",
@@ -70,6 +73,33 @@ class QueryRequest(CostRequest):
     """``POST /v1/datasets/{name}/query``; ``dummy`` runs on a dummy dataset for free."""
 
     dummy: DummySpec | None = None
+
+
+class ArchiveQuery(BaseModel):
+    """Query parameters of the archive listings (``/queries``, ``/admin/archive``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=512)
+    status: Literal["pending", "success", "failed", "released"] | None = None
+    engine: str | None = Field(default=None, max_length=64)
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # times without a zone are UTC, like the archive's
+        return value
+
+
+class AdminArchiveQuery(ArchiveQuery):
+    """``GET /v1/admin/archive``: any user's and dataset's records."""
+
+    user: str | None = Field(default=None, max_length=64)
+    dataset: str | None = Field(default=None, max_length=64)
 
 
 class UserRequest(BaseModel):

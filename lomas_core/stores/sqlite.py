@@ -30,7 +30,14 @@ from lomas_core.errors import (
     NotFound,
 )
 from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, QueryStatus, User, utcnow
-from lomas_core.store import BudgetStore
+from lomas_core.store import (
+    MAX_PAGE,
+    ArchiveFilter,
+    ArchivePage,
+    BudgetStore,
+    decode_cursor,
+    encode_cursor,
+)
 from lomas_core.stores.sqlite_db import SQLiteDatabase
 from lomas_core.stores.sqlite_rows import (
     GRANT_COLUMNS,
@@ -314,6 +321,31 @@ class SQLiteStore(BudgetStore):
             f"SELECT {RECORD_COLUMNS} FROM archive WHERE (:u IS NULL OR user = :u) "
             "AND (:ds IS NULL OR dataset = :ds) ORDER BY created_at, seq", {"u": user, "ds": dataset})
         return [record_from_row(r) for r in rows]
+
+    def list_archive_page(self, where: ArchiveFilter, *, cursor: str | None = None,
+                          limit: int = 100) -> ArchivePage:
+        """Keyset pagination on ``seq`` (insertion order), filters in SQL."""
+        limit = max(1, min(int(limit), MAX_PAGE))
+        after = 0
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            if len(position) != 1 or not isinstance(position[0], int):
+                raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page")
+            after = position[0]
+        params: dict[str, object] = {"after": after, "u": where.user, "ds": where.dataset, "st": where.status,
+                  "en": where.engine, "limit": limit + 1,
+                  "since": format_time(where.since) if where.since else None,
+                  "until": format_time(where.until) if where.until else None}
+        rows = self.db.execute(
+            f"SELECT seq, {RECORD_COLUMNS} FROM archive WHERE seq > :after "
+            "AND (:u IS NULL OR user = :u) AND (:ds IS NULL OR dataset = :ds) "
+            "AND (:st IS NULL OR status = :st) AND (:en IS NULL OR engine = :en) "
+            "AND (:since IS NULL OR created_at >= :since) AND (:until IS NULL OR created_at < :until) "
+            "ORDER BY seq LIMIT :limit", params)
+        page = rows[:limit]
+        more = len(rows) > limit
+        return ArchivePage([record_from_row(r) for r in page],
+                           encode_cursor([page[-1]["seq"]]) if more else None)
 
     def pending_records(self) -> list[ArchiveRecord]:
         rows = self.db.execute(f"SELECT {RECORD_COLUMNS} FROM archive WHERE status = 'pending' "

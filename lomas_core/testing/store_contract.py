@@ -49,7 +49,7 @@ from lomas_core.errors import (
 from lomas_core.metadata import Metadata
 from lomas_core.models import ArchiveRecord, DatasetDescription, User
 from lomas_core.plugins import make_store
-from lomas_core.store import BudgetStore
+from lomas_core.store import ArchiveFilter, BudgetStore
 
 __all__ = ["SimulatedCrash", "StoreContract", "StoreSpec", "build_store", "derive_spec",
            "make_record", "seed"]
@@ -103,8 +103,8 @@ def make_record(user: str = "alice", dataset: str = "ds", epsilon: Any = "0.1", 
                 **kwargs: Any) -> ArchiveRecord:
     """A pending archive record costing (epsilon, delta)."""
     kwargs.setdefault("request", {"sql": "SELECT COUNT(*) FROM t", "epsilon": 0.1})
-    return ArchiveRecord(user=user, dataset=dataset, engine="smartnoise_sql",
-                         cost=Budget.of(epsilon, delta), **kwargs)
+    kwargs.setdefault("engine", "smartnoise_sql")
+    return ArchiveRecord(user=user, dataset=dataset, cost=Budget.of(epsilon, delta), **kwargs)
 
 
 class SimulatedCrash(BaseException):  # noqa: N818 - it is not an error, it is a kill
@@ -538,6 +538,50 @@ class StoreContract:
         assert len(archived) == 10
         assert grant.spent == sum((r.cost for r in archived), Budget.of(0, 0))
         assert grant.remaining.epsilon == 0 and grant.remaining.delta >= 0
+
+    # -- archive pages ---------------------------------------------------------------------------
+    def test_archive_pages_with_cursor_and_filters(self, store: BudgetStore) -> None:
+        seed(store, initial=Budget.of("10", "0.001"))
+        seed(store, user="bob")
+        made = []
+        for i in range(7):
+            record = make_record(epsilon="0.1", engine="opendp" if i % 3 == 0 else "smartnoise_sql")
+            store.charge(record)
+            if i % 2 == 0:
+                store.complete(record.id, "success", result={"type": "value", "value": i})
+            made.append(record.id)
+        store.charge(make_record(user="bob"))
+        where = ArchiveFilter(user="alice", dataset="ds")
+        seen: list[str] = []
+        cursor = None
+        pages = 0
+        while True:
+            page = store.list_archive_page(where, cursor=cursor, limit=3)
+            assert len(page.records) <= 3
+            seen.extend(r.id for r in page.records)
+            pages += 1
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+            if pages == 1:  # a record archived meanwhile shows up on a later page
+                late = make_record()
+                store.charge(late)
+                made.append(late.id)
+        assert seen == made and pages == 3
+        assert [r.id for r in store.list_archive_page(where, limit=1000).records] == made
+        done = store.list_archive_page(ArchiveFilter(user="alice", status="success")).records
+        assert [r.id for r in done] == made[0:7:2]
+        opendp = store.list_archive_page(ArchiveFilter(user="alice", engine="opendp")).records
+        assert [r.id for r in opendp] == [made[0], made[3], made[6]]
+        assert {r.user for r in store.list_archive_page(ArchiveFilter()).records} == {"alice", "bob"}
+        records = store.list_archive(user="alice")
+        middle = records[3].created_at
+        later = store.list_archive_page(ArchiveFilter(user="alice", since=middle)).records
+        assert [r.id for r in later] == [r.id for r in records if r.created_at >= middle]
+        earlier = store.list_archive_page(ArchiveFilter(user="alice", until=middle)).records
+        assert [r.id for r in earlier] == [r.id for r in records if r.created_at < middle]
+        with pytest.raises(InvalidRequest, match="cursor"):
+            store.list_archive_page(where, cursor="not-a-cursor")
 
     # -- crash points ----------------------------------------------------------------------------
     @pytest.mark.parametrize("outcome", ["success", "failed", "release"])

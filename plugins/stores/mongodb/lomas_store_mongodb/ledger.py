@@ -43,6 +43,7 @@ from lomas_core.errors import (
     StoreUnavailable,
 )
 from lomas_core.models import ArchiveRecord, QueryStatus, utcnow
+from lomas_core.store import MAX_PAGE, ArchiveFilter, ArchivePage, decode_cursor, encode_cursor
 from lomas_store_mongodb.base import MongoBase, log
 from lomas_store_mongodb.codec import (
     budget_from_doc,
@@ -299,6 +300,36 @@ class LedgerMixin(MongoBase):
         if dataset is not None:
             query["dataset"] = dataset
         return self._find_records(query)
+
+    def list_archive_page(self, where: ArchiveFilter, *, cursor: str | None = None,
+                          limit: int = 100) -> ArchivePage:
+        """Keyset pagination on ``(seq, _id)`` (insertion order); times are compared here, since
+        some wire-compatible servers compare time strings loosely."""
+        limit = max(1, min(int(limit), MAX_PAGE))
+        query: dict[str, Any] = {k: v for k, v in (("user", where.user), ("dataset", where.dataset),
+                                                    ("status", where.status), ("engine", where.engine))
+                                 if v is not None}
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            if (len(position) != 2 or not isinstance(position[0], int)
+                    or not isinstance(position[1], str)):
+                raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page")
+            seq, last = position
+            query["$or"] = [{"seq": {"$gt": seq}}, {"seq": seq, "_id": {"$gt": last}}]
+        records: list[ArchiveRecord] = []
+        more = False
+        with self.guard("list_archive"):
+            for doc in self.archive.find(query).sort([("seq", 1), ("_id", 1)]).batch_size(limit + 1):
+                record = record_from_doc(doc)
+                if not where.matches(record):
+                    continue
+                if len(records) == limit:
+                    more = True
+                    break
+                records.append(record)
+                last_doc = doc
+        next_cursor = encode_cursor([int(last_doc["seq"]), last_doc["_id"]]) if more else None
+        return ArchivePage(records, next_cursor)
 
     def pending_records(self) -> list[ArchiveRecord]:
         records = self._find_records({"status": "pending"})

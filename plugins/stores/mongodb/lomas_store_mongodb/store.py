@@ -87,6 +87,7 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
                                   partialFilterExpression={"idem": {"$type": "string"}})
         self.archive.create_index([("created_at", ASCENDING), ("seq", ASCENDING)], name="archive_time")
         self.archive.create_index([("status", ASCENDING)], name="archive_status")
+        self.archive.create_index([("seq", ASCENDING)], name="archive_pages")  # + _id: not on nx-27017
 
     def _check_scale(self, create: bool) -> None:
         """The ``units`` record marks an initialised store and fixes its unit scale.
