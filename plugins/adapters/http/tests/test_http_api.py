@@ -74,7 +74,9 @@ def test_metadata_beside_the_data_and_queries(harness: LomasHarness, server: Fil
             r = c.post(f"/v1/datasets/{name}/query", json=QUERY)
             assert r.status_code == 200, r.text
             assert r.json()["result"]["value"] == 200
-    assert server.count("GET", "/t.yaml") == 2  # once per dataset, then remembered
+    # Per dataset: once when the admin adds it (validated like the CLI does), once when first
+    # served, then remembered.
+    assert server.count("GET", "/t.yaml") == 4
 
 
 @pytest.mark.parametrize(("path", "expected", "charged"), [
