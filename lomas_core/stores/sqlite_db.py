@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from lomas_core.budget import DECIMAL_CONTEXT
 from lomas_core.errors import ConfigError, StoreUnavailable
+from lomas_core.stores.sqlite_wal import wal_damage
 
 __all__ = ["SCHEMA_VERSION", "SQLiteDatabase", "dec_add", "dec_le", "dec_sub_floor"]
 
@@ -93,6 +95,7 @@ class SQLiteDatabase:
         self._write_lock = threading.Lock()
         self._pid = os.getpid()
         self._closed = False
+        self._check_wal()
         if create:
             self._create_schema()
         else:
@@ -166,6 +169,42 @@ class SQLiteDatabase:
         if int(row[0]) > SCHEMA_VERSION:
             raise ConfigError(f"{where} has schema version {row[0]}; this lomas understands up to "
                               f"{SCHEMA_VERSION}")
+
+    def _check_wal(self) -> None:
+        """Refuse a WAL holding damaged frames of its current generation (SQLite would drop them
+        and every later transaction, silently). Read first without a lock, then confirmed under
+        the write lock so that another process's write in progress is not mistaken for damage.
+        The finding sticks (a ``.damaged`` note beside the store, a copy of the WAL) because
+        closing the last connection lets SQLite checkpoint and delete the WAL."""
+        note = Path(f"{self.path}.damaged")
+        if note.exists():
+            raise ConfigError(note.read_text(encoding="utf-8").strip())
+        wal = Path(f"{self.path}-wal")
+        if wal_damage(wal) is None:
+            return
+        kept = wal.with_name(f"{wal.name}.damaged-{os.getpid()}")
+        shutil.copyfile(wal, kept)
+        conn = None
+        try:
+            conn = self._open()
+            conn.execute("BEGIN IMMEDIATE")
+            damage = wal_damage(wal)
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            damage = f"{wal.name}: cannot be checked ({exc})"
+        if damage is None:
+            if conn is not None:
+                conn.close()
+            kept.unlink(missing_ok=True)  # a write in progress, not damage
+            return
+        message = (f"sqlite store {self.path}: its write-ahead log is damaged ({damage}); SQLite "
+                   f"drops the transactions from there on, so charges may be missing. A copy of the "
+                   f"log is at {kept}. Restore the store from a backup; to accept the loss instead, "
+                   f"delete {note}")
+        note.write_text(message + "\n", encoding="utf-8")
+        if conn is not None:
+            conn.close()
+        raise ConfigError(message)
 
     def _check_integrity(self) -> None:
         """``PRAGMA quick_check`` at start-up: a damaged file is named, not served."""

@@ -211,3 +211,39 @@ def test_backup_while_serving_is_a_consistent_store(tmp_path: Path) -> None:
         assert copy.get_record(record.id).status == "pending"
     finally:
         copy.close()
+
+
+def test_a_damaged_wal_tail_is_refused_not_silently_dropped(tmp_path: Path) -> None:
+    """The issue's case: the last committed charge sits in a WAL frame that got damaged."""
+    live = tmp_path / "live"
+    live.mkdir()
+    store = _store(live)
+    seed(store)
+    keep = sqlite3.connect(live / "s.db")  # keeps the WAL from being checkpointed away
+    keep.execute("SELECT count(*) FROM meta").fetchall()  # really attached to the WAL
+    store.charge(make_record())
+    store.charge(make_record())
+    store.close()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for suffix in ("", "-wal"):
+        (copy / f"s.db{suffix}").write_bytes((live / f"s.db{suffix}").read_bytes())
+    keep.close()
+    wal = copy / "s.db-wal"
+    data = bytearray(wal.read_bytes())
+    data[-100] ^= 0xFF  # one flipped bit pattern in the last committed frame
+    wal.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="write-ahead log is damaged.*fails its checksum"):
+        _store(copy, create=False)
+    with pytest.raises(ConfigError, match="write-ahead log is damaged"):  # and it stays refused
+        _store(copy, create=False)
+    assert list(copy.glob("s.db-wal.damaged-*"))
+    (copy / "s.db.damaged").unlink()  # the admin accepts the loss
+    accepted = _store(copy, create=False)
+    grant = accepted.get_grant("alice", "ds")
+    assert grant is not None and grant.spent.epsilon == Decimal("0.1")  # the second charge is gone
+    accepted.close()
+    healthy = _store(live, create=False)  # an intact WAL is never flagged
+    grant = healthy.get_grant("alice", "ds")
+    assert grant is not None and grant.spent.epsilon == Decimal("0.2")
+    healthy.close()
