@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lomas_core.adapter import Adapter, Loaded
+from lomas_core.budget import Budget
 from lomas_core.errors import InvalidRequest
 from lomas_core.models import ArchiveRecord
 from lomas_core.reads import DataReads, note_read
@@ -153,3 +154,28 @@ def test_adapter_bug_after_reading_keeps_the_charge(h: LomasHarness) -> None:
     assert spent(h) == Decimal("0.1")
     assert [rec.status for rec in h.store.list_archive()] == ["failed"]
     assert isinstance(h.store.list_archive()[0], ArchiveRecord)
+
+
+def test_same_key_retry_after_a_crash_replays_the_final_outcome(tmp_path: Path) -> None:
+    """A server died while answering (charged, record pending); after the restart the identical
+    retry gets the recovered outcome, and is not charged again."""
+    h = LomasHarness(tmp_path, engines={"toy_count": {}},
+                     store={"name": "sqlite", "options": {"path": str(tmp_path / "lomas.db"),
+                                                          "recovery_grace_seconds": 0}})
+    try:
+        h.add_dataset("ds", FRAME, META)
+        token = h.add_user("alice", grant={"ds": (1.0, 0.0)})
+        body = q()
+        crashed = ArchiveRecord(user="alice", dataset="ds", engine="toy_count",
+                                request=body["query"], cost=Budget.of("0.1"), idempotency_key="k")
+        h.store.charge(crashed)  # ... and the process died before completing it
+        with h.client(token) as c:  # the restart runs recovery
+            first = c.post("/v1/datasets/ds/query", json=body, headers={"Idempotency-Key": "k"})
+            again = c.post("/v1/datasets/ds/query", json=body, headers={"Idempotency-Key": "k"})
+        assert first.status_code == 422, first.text
+        assert first.json()["error"]["code"] == "charged_failure"
+        assert again.json() == first.json()
+        assert spent(h) == Decimal("0.1")
+        assert [r.status for r in h.store.list_archive()] == ["failed"]
+    finally:
+        h.close()
