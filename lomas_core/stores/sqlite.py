@@ -101,18 +101,27 @@ class SQLiteStore(BudgetStore):
         self.recover()
 
     def recover(self, grace_seconds: float | None = None) -> int:
-        """Mark pending records older than the grace ``failed`` (charge kept); returns how many.
+        """Mark pending records whose process died ``failed`` (charge kept); returns how many.
 
         A charge and its record are one transaction here, so a crash can only leave a pending
-        record whose query never finished.
+        record whose query never finished. Its process is known dead when it no longer holds its
+        owner lock (same host), or assumed dead once the record is older than the grace.
         """
         grace = self.recovery_grace_seconds if grace_seconds is None else grace_seconds
         cutoff = format_time(utcnow() - timedelta(seconds=grace))
-        with self.db.write() as c:
-            count = int(c.execute(
-                "UPDATE archive SET status = 'failed', error = ?, completed_at = ? "
-                "WHERE status = 'pending' AND created_at < ?",
-                (dump_json(INTERRUPTED), format_time(utcnow()), cutoff)).rowcount)
+        rows = self.db.execute("SELECT a.id, a.created_at, o.owner FROM archive a "
+                               "LEFT JOIN owners o ON o.query_id = a.id WHERE a.status = 'pending'")
+        dead = [r["id"] for r in rows if r["created_at"] < cutoff
+                or (r["owner"] is not None and not self.db.owner_alive(r["owner"]))]
+        count = 0
+        if dead:
+            with self.db.write() as c:
+                for qid in dead:
+                    count += int(c.execute(
+                        "UPDATE archive SET status = 'failed', error = ?, completed_at = ? "
+                        "WHERE id = ? AND status = 'pending'",
+                        (dump_json(INTERRUPTED), format_time(utcnow()), qid)).rowcount)
+                    c.execute("DELETE FROM owners WHERE query_id = ?", (qid,))
         if count:
             log.warning("sqlite store %s: %d interrupted queries archived as failed (charged)",
                         self.path, count)
@@ -257,6 +266,7 @@ class SQLiteStore(BudgetStore):
                     raise IdempotencyConflict(
                         "this Idempotency-Key was already used for another request") from None
                 raise Conflict(f"query id '{record.id}' already exists") from None
+            c.execute("INSERT INTO owners (query_id, owner) VALUES (?, ?)", (record.id, self.db.owner))
             self._step("charge:recorded")
         self._step("charge:archived")
         record.status = "pending"
@@ -286,6 +296,7 @@ class SQLiteStore(BudgetStore):
             if cur.rowcount == 0 and c.execute("SELECT 1 FROM archive WHERE id = ?",
                                                (query_id,)).fetchone() is None:
                 raise NotFound(f"query '{query_id}' does not exist")
+            c.execute("DELETE FROM owners WHERE query_id = ?", (query_id,))
             self._step("complete:marked")
         self._step("complete:committed")
 
@@ -299,6 +310,7 @@ class SQLiteStore(BudgetStore):
                 return
             c.execute("UPDATE archive SET status = 'released', completed_at = ? WHERE id = ?",
                       (format_time(utcnow()), query_id))
+            c.execute("DELETE FROM owners WHERE query_id = ?", (query_id,))
             self._step("release:marked")
             c.execute("UPDATE grants SET spent_eps = dec_sub_floor(spent_eps, ?), "
                       "spent_delta = dec_sub_floor(spent_delta, ?) WHERE user = ? AND dataset = ?",

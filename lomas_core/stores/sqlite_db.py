@@ -15,10 +15,16 @@ import re
 import shutil
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal, localcontext
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows: recovery then relies on the grace period
+    fcntl = None  # type: ignore[assignment]
 
 from lomas_core.budget import DECIMAL_CONTEXT
 from lomas_core.errors import ConfigError, StoreUnavailable
@@ -101,6 +107,61 @@ class SQLiteDatabase:
         else:
             self._check_existing()
         self._check_integrity()
+        self._ensure_owners_table()
+        self.owner = uuid.uuid4().hex
+        self._owner_pid = os.getpid()
+        self._owner_dir = Path(f"{self.path}.owners")
+        self._owner_fd = self._hold_owner_lock()
+
+    # -- which process owns a pending query ----------------------------------------------------
+    def _ensure_owners_table(self) -> None:
+        """``owners`` maps a pending query to the process answering it (additive, no migration)."""
+        try:
+            conn = self._open()
+            try:
+                conn.execute("CREATE TABLE IF NOT EXISTS owners "
+                             "(query_id TEXT PRIMARY KEY, owner TEXT NOT NULL)")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"sqlite store {self.path} cannot be opened: {exc}") from None
+
+    def _hold_owner_lock(self) -> int | None:
+        """Hold an exclusive lock on ``<store>.owners/<owner>.lock`` while this object lives: the
+        kernel drops it when the process dies, which tells recovery the owner is gone."""
+        if fcntl is None:
+            return None
+        try:
+            self._owner_dir.mkdir(exist_ok=True)
+            fd = os.open(self._owner_dir / f"{self.owner}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            log.warning("sqlite store %s: no owner lock (%s); recovery waits for the grace period",
+                        self.path, exc)
+            return None
+        return fd
+
+    def owner_alive(self, owner: str) -> bool:
+        """Whether the process that owns ``owner`` still runs (same host; True when unknowable)."""
+        if owner == self.owner:
+            return True
+        if fcntl is None or self._owner_fd is None or not all(c in "0123456789abcdef" for c in owner):
+            return True
+        lock = self._owner_dir / f"{owner}.lock"
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            return False  # its process closed the store: nothing of it still runs
+        except OSError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True  # locked: alive
+        finally:
+            os.close(fd)
+        lock.unlink(missing_ok=True)  # a dead owner's leftover
+        return False
 
     # -- connections ---------------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
@@ -321,7 +382,24 @@ class SQLiteDatabase:
             return list(conn.execute(sql, params).fetchall())
 
     def close(self) -> None:
-        """Close every connection this object opened."""
+        """Close every connection this object opened and release the owner lock."""
+        if self._closed:
+            return
+        if self._owner_fd is not None and os.getpid() == self._owner_pid:
+            # A clean close hands this process's pending queries over to the grace period (an
+            # embedding program may reopen the store and finish them); only a process that dies
+            # holding its lock makes them recoverable at once.
+            try:
+                with self.write() as c:
+                    c.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                log.debug("sqlite store %s: could not release owned queries", self.path)
+            try:
+                (self._owner_dir / f"{self.owner}.lock").unlink(missing_ok=True)
+                os.close(self._owner_fd)
+            except OSError:  # best effort
+                pass
+            self._owner_fd = None
         self._closed = True
         with self._conns_lock:
             conns, self._conns = self._conns, []

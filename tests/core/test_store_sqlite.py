@@ -120,7 +120,7 @@ def test_start_up_finishes_queries_whose_process_died(tmp_path: Path) -> None:
     store = _store(tmp_path)
     seed(store)
     record = make_record(idempotency_key="k")
-    store.charge(record)  # ... and the process dies while the query runs
+    store.charge(record)  # ... and the store is closed while the query runs
     store.close()
     young = _store(tmp_path)  # another process starting now: the query may still be running
     assert young.get_record(record.id).status == "pending"
@@ -132,6 +132,31 @@ def test_start_up_finishes_queries_whose_process_died(tmp_path: Path) -> None:
     grant = restarted.get_grant("alice", "ds")
     assert grant is not None and grant.spent.epsilon == Decimal("0.1")
     restarted.close()
+
+
+def test_a_killed_owner_is_recognised_by_its_released_lock(tmp_path: Path) -> None:
+    """kill -9 while a query runs: the next start finishes it at once, without the grace wait
+    (so a same-key retry after a single server's restart gets its final answer)."""
+    store = _store(tmp_path)
+    seed(store)
+    store.close()
+    code = ("import os, sys; from lomas_core.stores.sqlite import SQLiteStore; "
+            "from lomas_core.testing.store_contract import make_record; "
+            f"s = SQLiteStore({str(tmp_path / 's.db')!r}); "
+            "s.charge(make_record(idempotency_key='killed')); os.kill(os.getpid(), 9)")
+    done = subprocess.run([sys.executable, "-c", code], check=False)
+    assert done.returncode == -9
+    alive = _store(tmp_path)
+    alive.charge(make_record(idempotency_key="running"))  # a live owner's query is left alone
+    restarted = _store(tmp_path)  # default grace of 600 s, yet no waiting
+    found = restarted.find_by_idempotency_key("alice", "killed")
+    assert found is not None and found.status == "failed"
+    running = restarted.find_by_idempotency_key("alice", "running")
+    assert running is not None and running.status == "pending"
+    assert len(list((tmp_path / "s.db.owners").iterdir())) == 2  # the dead one's lock is gone
+    restarted.close()
+    alive.close()
+    assert list((tmp_path / "s.db.owners").iterdir()) == []
 
 
 @pytest.mark.parametrize("grace", [-1, "10", True, float("nan")])
@@ -208,7 +233,8 @@ def test_backup_while_serving_is_a_consistent_store(tmp_path: Path) -> None:
     try:
         grant = copy.get_grant("alice", "ds")
         assert grant is not None and grant.spent.epsilon == Decimal("0.1")
-        assert copy.get_record(record.id).status == "pending"
+        # Restored, the query that was running has no process any more: finished, charge kept.
+        assert copy.get_record(record.id).status == "failed"
     finally:
         copy.close()
 
@@ -223,11 +249,11 @@ def test_a_damaged_wal_tail_is_refused_not_silently_dropped(tmp_path: Path) -> N
     keep.execute("SELECT count(*) FROM meta").fetchall()  # really attached to the WAL
     store.charge(make_record())
     store.charge(make_record())
-    store.close()
-    copy = tmp_path / "copy"
+    copy = tmp_path / "copy"  # the files as a crash would leave them: the charge is the last write
     copy.mkdir()
     for suffix in ("", "-wal"):
         (copy / f"s.db{suffix}").write_bytes((live / f"s.db{suffix}").read_bytes())
+    store.close()
     keep.close()
     wal = copy / "s.db-wal"
     data = bytearray(wal.read_bytes())
