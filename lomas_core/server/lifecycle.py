@@ -263,7 +263,8 @@ class QueryService:
             log.error("loading dataset '%s' failed: %s", dataset, _where(exc))
             reason = f"dataset '{dataset}' could not be loaded"
         if not read:
-            if not isinstance(exc, DatasetUnavailable):
+            if isinstance(exc, LomasError) and not isinstance(exc, DatasetUnavailable):
+                # e.g. InvalidRequest: the path left adapters.local.allowed_dirs meanwhile
                 log.error("loading dataset '%s' was refused before reading: %s", dataset, reason)
                 reason = (f"dataset '{dataset}' cannot be read with this server's configuration "
                           "(an administrator must fix it)")
