@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         rows: list[tuple[str, Any, Any, Any]] = []
         try:
             for name, spec in specs.items():
-                store = make_store(Config(store=spec))
+                store = make_store(Config(store=spec), create=True)
                 try:
                     _seed(store)
                     rate = bench_charges(store, args.charges, args.threads)

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         name, options = _spec(args, Path(tmp))
-        store = make_store(Config(store=PluginConfig(name=name, options=options)))
+        store = make_store(Config(store=PluginConfig(name=name, options=options)), create=True)
         try:
             print(f"store={name} charges={args.charges} epsilon/charge={EPSILON}")
             print(f"{'threads':>7} {'charges':>8} {'p50 ms':>8} {'p99 ms':>8} {'charges/s':>10}")

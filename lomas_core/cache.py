@@ -29,6 +29,7 @@ from lomas_core.errors import DatasetUnavailable
 from lomas_core.metadata import Metadata
 from lomas_core.models import DatasetDescription
 from lomas_core.prepare import prepare_table
+from lomas_core.reads import note_read
 
 __all__ = ["DatasetCache"]
 
@@ -128,6 +129,7 @@ class DatasetCache:
     def _load(self, key: str, description: DatasetDescription, adapter: Adapter,
               metadata: Metadata) -> DataHandle:
         loaded = adapter.load(description.name, description.options)
+        note_read()  # a table came back: whatever fails from here on has seen its content
         table = prepare_table(description.name, loaded.table, metadata)
         handle = DataHandle(description.name, loaded.version, table)
         nbytes = handle.nbytes

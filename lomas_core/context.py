@@ -21,6 +21,9 @@ class PluginContext:
 
     config: Config
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("lomas"))
+    #: Store factories may create a missing or empty store only when this is true (``lomas admin
+    #: init``, ``lomas demo``, an import target); otherwise they refuse to open one.
+    create_store: bool = False
     #: The adapter this context belongs to; None for the core, engines and stores.
     adapter: str | None = None
 

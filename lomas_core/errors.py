@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 __all__ = [
     "AccessDenied",
     "BudgetExceeded",
+    "ChargedFailure",
     "ConfigError",
     "Conflict",
     "DatasetUnavailable",
@@ -140,6 +141,23 @@ class QueryFailed(LomasError):
 
     def __init__(self, message: str = "The query failed while running on the dataset; "
                  "its cost stays charged.", **details: Any) -> None:
+        super().__init__(message, **details)
+
+
+class ChargedFailure(LomasError):
+    """The query failed after private data was read, or its server died; its cost stays charged.
+
+    Not retryable as such: sending the query again is a new, charged query. Covers data that was
+    read but cannot be used (a missing column, a text value in a numeric column, a truncated
+    file) and queries interrupted by a server crash. ``details.charged`` is always true.
+    """
+
+    code = "charged_failure"
+    status = 422
+
+    def __init__(self, message: str = "The query failed after the dataset was read; "
+                 "its cost stays charged.", **details: Any) -> None:
+        details.setdefault("charged", True)
         super().__init__(message, **details)
 
 

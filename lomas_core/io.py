@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import yaml
 
 from lomas_core.errors import DatasetUnavailable, InvalidRequest
+from lomas_core.reads import note_read
 
 if TYPE_CHECKING:
     import fsspec
@@ -103,6 +104,7 @@ def read_table(dataset: str, stream: IO[bytes], fmt: str) -> pa.Table:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
+    note_read()  # from here on a failure may depend on the content: its charge stays
     try:
         stream = _seekable(stream)
         if fmt == "parquet":

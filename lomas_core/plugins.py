@@ -9,7 +9,7 @@ registered with a pluggy :class:`pluggy.PluginManager`, which then builds the ob
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata as importlib_metadata
 from typing import Any, Literal
 
@@ -145,10 +145,16 @@ def _build(pm: pluggy.PluginManager, kind: Kind, name: str, options: dict[str, A
 
 
 def make_store(config: Config, pm: pluggy.PluginManager | None = None,
-               context: PluginContext | None = None) -> BudgetStore:
-    """Import the configured store plugin and build the store (used by admin commands too)."""
+               context: PluginContext | None = None, *, create: bool = False) -> BudgetStore:
+    """Import the configured store plugin and build the store (used by admin commands too).
+
+    Without ``create`` a missing or empty store is refused (ConfigError): creating one is an
+    explicit step (``lomas admin init``), never a side effect of starting a server.
+    """
     pm = pm or make_plugin_manager()
     context = context or PluginContext(config)
+    if create and not context.create_store:
+        context = replace(context, create_store=True)
     _import(pm, "store", config.store.name)
     store: BudgetStore = _build(pm, "store", config.store.name, dict(config.store.options), context)
     return store

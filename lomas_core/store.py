@@ -11,13 +11,68 @@ Every implementation must pass the contract suite in :mod:`lomas_core.testing.st
 
 from __future__ import annotations
 
+import base64
+import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from lomas_core.budget import Budget
 from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, QueryStatus, User
 
-__all__ = ["BudgetStore"]
+__all__ = ["MAX_PAGE", "ArchiveFilter", "ArchivePage", "BudgetStore", "decode_cursor",
+           "encode_cursor"]
+
+#: The largest page of archive records one call returns.
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class ArchiveFilter:
+    """Which archive records to list (every field optional; times compare ``created_at``)."""
+
+    user: str | None = None
+    dataset: str | None = None
+    status: str | None = None
+    engine: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, record: ArchiveRecord) -> bool:
+        return ((self.user is None or record.user == self.user)
+                and (self.dataset is None or record.dataset == self.dataset)
+                and (self.status is None or record.status == self.status)
+                and (self.engine is None or record.engine == self.engine)
+                and (self.since is None or record.created_at >= self.since)
+                and (self.until is None or record.created_at < self.until))
+
+
+@dataclass
+class ArchivePage:
+    """One page of archive records, oldest first; ``next_cursor`` is None on the last page."""
+
+    records: list[ArchiveRecord] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+def encode_cursor(position: list[Any]) -> str:
+    """An opaque cursor for a store's position (JSON-safe values)."""
+    return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    """The position in a cursor; InvalidRequest when it was not made by :func:`encode_cursor`."""
+    from lomas_core.errors import InvalidRequest
+
+    try:
+        position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, UnicodeError):
+        raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page") from None
+    if not isinstance(position, list):
+        raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page")
+    return position
 
 
 class BudgetStore(ABC):
@@ -25,6 +80,17 @@ class BudgetStore(ABC):
 
     #: Short name admins use in the config (``sqlite``, ``mongodb``).
     name: str = ""
+
+    #: Test hook for crash-point tests: when set, stores call it with a step name between the
+    #: backend operations of :meth:`charge`, :meth:`complete` and :meth:`release`. A hook that
+    #: raises a BaseException simulates the process dying at that point (nothing after it runs,
+    #: an open transaction is rolled back).
+    fault_hook: Callable[[str], None] | None = None
+
+    def _step(self, name: str) -> None:
+        hook = self.fault_hook
+        if hook is not None:
+            hook(name)
 
     # -- users and tokens -------------------------------------------------------------------------
     @abstractmethod
@@ -138,6 +204,24 @@ class BudgetStore(ABC):
     def list_archive(self, user: str | None = None, dataset: str | None = None) -> list[ArchiveRecord]:
         """Archive records, oldest first, optionally filtered."""
 
+    def list_archive_page(self, where: ArchiveFilter, *, cursor: str | None = None,
+                          limit: int = 100) -> ArchivePage:
+        """One page of the archive records matching ``where``, in a stable order.
+
+        ``cursor`` is the ``next_cursor`` of the previous page. Stores should override this with
+        a query on their indexes; the default filters :meth:`list_archive`.
+        """
+        limit = max(1, min(limit, MAX_PAGE))
+        records = [r for r in self.list_archive(where.user, where.dataset) if where.matches(r)]
+        start = 0
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            ids = [r.id for r in records]
+            start = ids.index(position[0]) + 1 if position and position[0] in ids else len(ids)
+        page = records[start:start + limit]
+        more = start + limit < len(records)
+        return ArchivePage(page, encode_cursor([page[-1].id]) if more and page else None)
+
     @abstractmethod
     def pending_records(self) -> list[ArchiveRecord]:
         """Records still pending (left by a crash); for recovery and audit."""
@@ -154,6 +238,26 @@ class BudgetStore(ABC):
     @abstractmethod
     def import_state(self, state: dict[str, Any]) -> None:
         """Load what :meth:`export_state` produced into an empty store. Conflict if not empty."""
+
+    def recover(self, grace_seconds: float | None = None) -> Any:
+        """Finish what a crash interrupted, for leftovers older than ``grace_seconds``.
+
+        A pending record whose process died stays charged and becomes ``failed`` with the error
+        code ``charged_failure`` (its request kept, so a same-key retry replays that outcome); a
+        charge without a record never exists. Stores run this at start-up with their configured
+        grace (``None``); the default does nothing.
+        """
+        return None
+
+    def backup(self, target: Any) -> str:
+        """Write a consistent copy of the store to ``target`` while it serves; returns a summary.
+
+        Stores whose backend has its own tools raise InvalidRequest explaining them.
+        """
+        from lomas_core.errors import InvalidRequest
+
+        raise InvalidRequest(f"the {self.name or 'configured'} store has no built-in backup; "
+                             "use its database's own tools")
 
     def ping(self) -> None:
         """Raise StoreUnavailable when the backend is unreachable. Used by ``/health``."""

@@ -38,6 +38,7 @@ def _err(code: str, status: int) -> tuple[int, dict[str, object]]:
     ("query_in_progress", 409, lc.QueryInProgressError),
     ("payload_too_large", 413, lc.PayloadTooLargeError),
     ("query_failed", 422, lc.QueryFailedError),
+    ("charged_failure", 422, lc.ChargedFailureError),
     ("too_many_queries", 429, lc.TooManyQueriesError),
     ("dataset_unavailable", 503, lc.DatasetUnavailableError),
     ("store_unavailable", 503, lc.DatasetUnavailableError),
@@ -155,3 +156,35 @@ def test_missing_url_or_dataset_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
     with lc.Client(url="http://127.0.0.1:9") as client, pytest.raises(ValueError,
                                                                       match="LOMAS_DATASET"):
         client.get_dataset_metadata()
+
+
+def test_charged_failure_is_final_and_not_retried(scripted: Scripted) -> None:
+    scripted.push(_err("charged_failure", 422))
+    with _client(scripted.url) as client, pytest.raises(lc.QueryFailedError) as info:
+        client.query("smartnoise_sql", {"sql": "SELECT 1"})
+    assert isinstance(info.value, lc.ChargedFailureError) and len(scripted.requests) == 1
+
+
+def _record(i: int) -> dict[str, object]:
+    return {"id": f"q{i}", "engine": "opendp", "status": "success", "epsilon": 0.1, "delta": 0.0,
+            "result": {"type": "value", "value": i}}
+
+
+def test_previous_queries_follow_the_cursor(scripted: Scripted) -> None:
+    scripted.push((200, {"queries": [_record(0), _record(1)], "next_cursor": "c1"}),
+                  (200, {"queries": [_record(2)], "next_cursor": None}))
+    with _client(scripted.url) as client:
+        past = client.get_previous_queries(status="success", engine="opendp", page_size=2,
+                                           since="2026-01-01")
+    assert [p["id"] for p in past] == ["q0", "q1", "q2"] and past[2]["result"] == 2
+    first, second = (r["path"] for r in scripted.requests)
+    assert first.startswith("/v1/datasets/ds/queries?") and "cursor" not in first
+    assert "status=success" in first and "engine=opendp" in first and "limit=2" in first
+    assert "since=2026-01-01" in first and "cursor=c1" in second
+
+
+def test_previous_queries_limit_stops_early(scripted: Scripted) -> None:
+    scripted.push((200, {"queries": [_record(0), _record(1)], "next_cursor": "c1"}))
+    with _client(scripted.url) as client:
+        assert [p["id"] for p in client.get_previous_queries(limit=1)] == ["q0"]
+    assert len(scripted.requests) == 1

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from lomas_core.admin_input import grant_budget
 from lomas_core.budget import Budget
 from lomas_core.cli.common import (
     add_config_option,
@@ -20,8 +23,9 @@ from lomas_core.cli.common import (
     note,
     open_store,
 )
-from lomas_core.errors import InvalidRequest, NotFound
+from lomas_core.errors import ConfigError, NotFound
 from lomas_core.models import Grant, User
+from lomas_core.store import MAX_PAGE, ArchiveFilter
 from lomas_core.tokens import hash_token, new_token
 
 __all__ = ["grant_view", "register"]
@@ -42,11 +46,34 @@ def grant_view(grant: Grant) -> dict[str, Any]:
 
 
 def check_budget(epsilon: str, delta: str) -> Budget:
-    """An exact grant budget; delta must be below 1."""
-    budget = Budget.of(epsilon, delta)
-    if budget.delta >= 1:
-        raise InvalidRequest(f"delta must be below 1, got {delta}")
-    return budget
+    """An exact grant budget (the admin API's rule: :func:`lomas_core.admin_input.grant_budget`)."""
+    return grant_budget(epsilon, delta)
+
+
+# -- the store itself -------------------------------------------------------------------------------
+def init(args: argparse.Namespace) -> int:
+    """Create the configured store when it does not exist yet (the only command that may)."""
+    config = config_from_args(args)
+    from lomas_core.plugins import make_store
+
+    try:
+        make_store(config).close()
+    except ConfigError:
+        pass  # missing or empty: create it below (a damaged store fails again there)
+    else:
+        print(f"the {config.store.name} store already exists; nothing changed")
+        return 0
+    with open_store(config, create=True):
+        pass
+    print(f"created a new, empty {config.store.name} store")
+    return 0
+
+
+def backup(args: argparse.Namespace) -> int:
+    """A consistent copy of the store while the server runs (or how to make one)."""
+    with open_store(config_from_args(args)) as store:
+        print(store.backup(Path(args.target)))
+    return 0
 
 
 # -- users and tokens ------------------------------------------------------------------------------
@@ -148,16 +175,43 @@ def budget_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_arg(text: str) -> datetime:
+    """argparse ``type``: an ISO date or time (UTC when no zone is given)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid time {text!r}: use ISO 8601, e.g. 2026-01-31 "
+                                         "or 2026-01-31T12:00:00+00:00") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def archive_show(args: argparse.Namespace) -> int:
+    where = ArchiveFilter(user=args.user, dataset=args.dataset, status=args.status,
+                          engine=args.engine, since=args.since, until=args.until)
+    records: list[dict[str, Any]] = []
     with open_store(config_from_args(args)) as store:
-        records = [r.public_view() for r in store.list_archive(args.user, args.dataset)]
+        cursor: str | None = None
+        while args.limit is None or len(records) < args.limit:
+            want = MAX_PAGE if args.limit is None else min(MAX_PAGE, args.limit - len(records))
+            page = store.list_archive_page(where, cursor=cursor, limit=want)
+            records.extend(r.public_view() for r in page.records)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
     columns = ["id", "dataset", "engine", "status", "epsilon", "delta", "created_at"]
     emit(args, {"queries": records}, format_table(records, columns))
     return 0
 
 
 def register(admin_sub: Any) -> None:
-    """Add the user, token, grant, revoke, budget and archive subcommands to ``lomas admin``."""
+    """Add the init, backup, user, token, grant, revoke, budget and archive subcommands."""
+    p = _leaf(admin_sub, "init", "create the configured budget store (servers and other commands "
+              "refuse a missing or empty one)")
+    p.set_defaults(func=init)
+    p = _leaf(admin_sub, "backup", "write a consistent copy of the store while it serves "
+              "(sqlite: online backup; mongodb: prints the mongodump command)")
+    p.add_argument("target", help="the backup file to create")
+    p.set_defaults(func=backup)
     user = admin_sub.add_parser("user", help="add, list and remove users")
     user_sub = user.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = _leaf(user_sub, "add", "create a user")
@@ -204,7 +258,12 @@ def register(admin_sub: Any) -> None:
 
     archive = admin_sub.add_parser("archive", help="the query archive")
     archive_sub = archive.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = _leaf(archive_sub, "show", "a user's archived queries", json_out=True)
+    p = _leaf(archive_sub, "show", "a user's archived queries, oldest first", json_out=True)
     p.add_argument("user")
     p.add_argument("dataset", nargs="?")
+    p.add_argument("--status", choices=["pending", "success", "failed", "released"])
+    p.add_argument("--engine")
+    p.add_argument("--since", type=_time_arg, help="created at or after (ISO time, UTC default)")
+    p.add_argument("--until", type=_time_arg, help="created before (ISO time, UTC default)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many (default: all)")
     p.set_defaults(func=archive_show)

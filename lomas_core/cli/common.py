@@ -56,11 +56,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 @contextmanager
-def open_store(config: Config) -> Iterator[BudgetStore]:
-    """The configured budget store (through its plugin), closed on exit."""
+def open_store(config: Config, *, create: bool = False) -> Iterator[BudgetStore]:
+    """The configured budget store (through its plugin), closed on exit.
+
+    A missing or empty store is refused unless ``create`` (``lomas admin init``, demo, copy target).
+    """
     from lomas_core.plugins import make_store
 
-    store = make_store(config)
+    store = make_store(config, create=create)
     try:
         yield store
     finally:

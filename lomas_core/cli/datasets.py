@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from lomas_core.adapter import Adapter
+from lomas_core.admin_input import check_description
 from lomas_core.cli.common import (
     add_config_option,
     add_json_option,
@@ -22,7 +23,6 @@ from lomas_core.cli.common import (
 )
 from lomas_core.config import Config
 from lomas_core.errors import InvalidRequest, LomasError
-from lomas_core.metadata import Metadata
 from lomas_core.models import DatasetDescription
 
 __all__ = ["DatasetChecker", "description_from_mapping", "read_description", "read_yaml", "register"]
@@ -95,25 +95,9 @@ class DatasetChecker:
         return self._adapters[name]
 
     def check(self, desc: DatasetDescription) -> None:
-        """Raise InvalidRequest when the adapter refuses the options or no metadata can be found."""
-        adapter = self._adapter(desc.adapter)
-        try:
-            adapter.check_options(desc.options)
-            raw_meta = None if desc.metadata is not None else adapter.load_metadata(desc.name,
-                                                                                   desc.options)
-        except LomasError as exc:
-            raise InvalidRequest(f"dataset '{desc.name}': {exc.message}") from None
-        except Exception as exc:  # noqa: BLE001 - adapter internals: report the kind only
-            raise InvalidRequest(f"dataset '{desc.name}': the adapter refused its options "
-                                 f"({type(exc).__name__})") from None
-        if desc.metadata is None:
-            if raw_meta is None:
-                raise InvalidRequest(f"dataset '{desc.name}' has no metadata: add 'metadata' (a "
-                                     "mapping or a YAML file) or the adapter's metadata option")
-            try:
-                Metadata.model_validate(raw_meta)
-            except ValidationError as exc:
-                raise invalid(exc, f"dataset '{desc.name}': invalid metadata") from None
+        """Raise InvalidRequest when the adapter refuses the options or no metadata can be found
+        (the same check as the admin API: :func:`lomas_core.admin_input.check_description`)."""
+        check_description(desc, self._adapter(desc.adapter))
 
     def close(self) -> None:
         for loaded in self._loaded:
@@ -135,6 +119,27 @@ def dataset_add(args: argparse.Namespace) -> int:
         store.put_dataset(desc, replace=args.replace)
     print(f"{'saved' if args.replace else 'added'} dataset {desc.name} (adapter {desc.adapter})")
     return 0
+
+
+def dataset_check(args: argparse.Namespace) -> int:
+    """Check every stored dataset (or the named ones) against the current config; exit 1 on any
+    problem. Reads metadata documents but never the data."""
+    config = config_from_args(args)
+    with open_store(config) as store:
+        descs = ([store.get_dataset(n) for n in args.names] if args.names
+                 else store.list_datasets())
+    problems: dict[str, str] = {}
+    with DatasetChecker(config) as checker:
+        for desc in descs:
+            try:
+                checker.check(desc)
+            except LomasError as exc:
+                problems[desc.name] = exc.message
+    rows = [{"name": d.name, "adapter": d.adapter, "status": "error" if d.name in problems else "ok",
+             "problem": problems.get(d.name, "")} for d in descs]
+    emit(args, {"datasets": rows, "problems": len(problems)},
+         format_table(rows, ["name", "adapter", "status", "problem"]))
+    return 1 if problems else 0
 
 
 def dataset_list(args: argparse.Namespace) -> int:
@@ -160,13 +165,18 @@ def dataset_remove(args: argparse.Namespace) -> int:
 
 
 def register(admin_sub: Any) -> None:
-    """Add ``lomas admin dataset add|list|show|remove``."""
-    dataset = admin_sub.add_parser("dataset", help="add, list, show and remove datasets")
+    """Add ``lomas admin dataset add|check|list|show|remove``."""
+    dataset = admin_sub.add_parser("dataset", help="add, check, list, show and remove datasets")
     sub = dataset.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sub.add_parser("add", help="add a dataset from a description YAML")
     p.add_argument("file", help="YAML with name, adapter, options, metadata (mapping or file)")
     p.add_argument("--replace", action="store_true", help="update the dataset if it exists")
     p.set_defaults(func=dataset_add)
+    p = sub.add_parser("check", help="check every dataset against the current config "
+                       "(adapter enabled, options and paths allowed, metadata); exit 1 on problems")
+    p.add_argument("names", nargs="*", help="only these datasets")
+    add_json_option(p)
+    p.set_defaults(func=dataset_check)
     p = sub.add_parser("list", help="list datasets")
     p.set_defaults(func=dataset_list)
     add_json_option(p)

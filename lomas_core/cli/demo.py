@@ -81,7 +81,7 @@ def write_demo(folder: Path, port: int = 8000) -> dict[str, Any]:
     with DatasetChecker(config) as checker:
         checker.check(desc)
     token = new_token()
-    with open_store(config) as store:
+    with open_store(config, create=True) as store:  # the demo creates its store explicitly
         store.put_dataset(desc, replace=True)
         if DEMO_USER not in {u.name for u in store.list_users()}:
             store.add_user(User(name=DEMO_USER))

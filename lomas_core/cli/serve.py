@@ -13,6 +13,7 @@ from lomas_core.cli.common import (
     config_from_args,
     emit,
     format_table,
+    open_store,
     port_arg,
 )
 
@@ -30,6 +31,9 @@ def _workers(text: str) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Validate the config, then hand over to uvicorn (which re-reads it through LOMAS_CONFIG)."""
     config = config_from_args(args)  # fail fast, with a clear message, on a bad config
+    # ... and on a missing, empty or damaged store: one line, never a fresh empty store.
+    with open_store(config):
+        pass
     path = getattr(args, "config", None) or os.environ.get("LOMAS_CONFIG")
     if path:
         os.environ["LOMAS_CONFIG"] = str(Path(path).resolve())

@@ -195,7 +195,7 @@ def copy_command(args: argparse.Namespace) -> int:
     target_config = load_config(args.to)
     with open_store(source_config) as source:
         state = source.export_state()
-    with open_store(target_config) as target:
+    with open_store(target_config, create=True) as target:  # refuses a non-empty target
         target.import_state(state)
     counts = ", ".join(f"{len(state.get(k) or [])} {k}" for k in
                        ("users", "tokens", "datasets", "grants", "archive"))

@@ -23,7 +23,7 @@ from lomas_core.errors import LomasError, StoreUnavailable
 from lomas_core.plugins import LoadedPlugins, load_plugins
 from lomas_core.server.auth import bootstrap_admin
 from lomas_core.server.errors import install_error_handlers
-from lomas_core.server.lifecycle import QueryService
+from lomas_core.server.lifecycle import QueryService, check_all_datasets
 from lomas_core.server.limits import BodyLimitMiddleware, InflightLimiter
 from lomas_core.server.routes_admin import router as admin_router
 from lomas_core.server.routes_research import router as research_router
@@ -72,6 +72,10 @@ def create_app(config: Config) -> FastAPI:
             raise
         app.state.lomas = state
         app.state.lomas_queries = QueryService(state)
+        try:  # a dataset the config no longer allows is reported now, not at its first query
+            await run_in_threadpool(check_all_datasets, state)
+        except LomasError as exc:
+            log.warning("could not check the datasets at start-up: %s", exc.message)
         log.info("lomas %s ready: engines=%s adapters=%s store=%s", __version__,
                  sorted(state.plugins.engines), sorted(state.plugins.adapters), config.store.name)
         try:

@@ -20,6 +20,7 @@ from lomas_core.data import DataHandle
 from lomas_core.dummy import dummy_handle
 from lomas_core.engine import DatasetInfo, Engine
 from lomas_core.errors import (
+    ChargedFailure,
     DatasetUnavailable,
     IdempotencyConflict,
     InvalidQuery,
@@ -31,12 +32,14 @@ from lomas_core.errors import (
     QueryTimeout,
 )
 from lomas_core.models import ArchiveRecord, DatasetDescription, User, utcnow
+from lomas_core.reads import DataReads
 from lomas_core.server.auth import access_denied, require_grant
 from lomas_core.server.errors import status_for_code
 from lomas_core.server.schemas import CostRequest, QueryRequest
 from lomas_core.server.state import ServerState
 
-__all__ = ["MAX_IDEMPOTENCY_KEY", "QueryService", "StoredError"]
+__all__ = ["MAX_IDEMPOTENCY_KEY", "QueryService", "StoredError", "check_all_datasets",
+           "check_dataset_config"]
 
 log = logging.getLogger("lomas.query")
 
@@ -47,7 +50,9 @@ class StoredError(LomasError):
     """An error replayed from the archive (same code, status and message as the first time)."""
 
     def __init__(self, error: dict[str, Any]) -> None:
-        super().__init__(str(error.get("message", "the query failed")))
+        details = error.get("details")
+        super().__init__(str(error.get("message", "the query failed")),
+                         **(details if isinstance(details, dict) else {}))
         self.code = str(error.get("code", "query_failed"))  # type: ignore[misc]
         self.status = status_for_code(self.code)  # type: ignore[misc]
 
@@ -59,6 +64,40 @@ def _where(exc: BaseException) -> str:
         tb = tb.tb_next
     place = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
     return f"{type(exc).__name__}{place}"
+
+
+def check_dataset_config(state: ServerState, description: DatasetDescription) -> None:
+    """Raise DatasetUnavailable when the server's configuration cannot serve this dataset.
+
+    The adapter must be enabled and accept the description's options under the current config
+    (e.g. the path is still inside ``adapters.local.allowed_dirs``). Reads no data: run before
+    every charge, at start-up and by ``lomas admin dataset check``. The researcher message names
+    no server path; the reason goes to the log.
+    """
+    adapter = state.adapter(description)
+    try:
+        adapter.check_options(description.options)
+    except Exception as exc:  # noqa: BLE001 - any refusal is a configuration problem
+        reason = exc.message if isinstance(exc, LomasError) else type(exc).__name__
+        log.error("dataset '%s' is misconfigured on this server: %s", description.name, reason)
+        raise DatasetUnavailable(
+            f"dataset '{description.name}' cannot be read with this server's configuration "
+            "(an administrator must fix it); nothing was charged", reason="configuration") from None
+
+
+def check_all_datasets(state: ServerState) -> dict[str, str]:
+    """Run :func:`check_dataset_config` on every dataset; ``{name: problem}`` (logged). For start-up."""
+    problems: dict[str, str] = {}
+    for description in state.store.list_datasets():
+        try:
+            check_dataset_config(state, description)
+        except LomasError as exc:
+            problems[description.name] = exc.message
+    if problems:
+        log.error("%d dataset(s) cannot be served with this configuration: %s; their queries are "
+                  "refused without a charge until fixed (see lomas admin dataset check)",
+                  len(problems), ", ".join(sorted(problems)))
+    return problems
 
 
 @dataclass
@@ -88,6 +127,7 @@ class QueryService:
             description = await run_in_threadpool(state.store.get_dataset, dataset)
         except NotFound:  # removed between the grant check and now
             raise access_denied(dataset) from None
+        await run_in_threadpool(check_dataset_config, state, description)
         metadata = await run_in_threadpool(state.metadata, description)
         info = DatasetInfo(name=dataset, metadata=metadata)
         cost = await self._cost(engine, query, info)
@@ -208,6 +248,36 @@ class QueryService:
         self._notify(done)
         return done
 
+    async def _load_failed(self, record: ArchiveRecord, dataset: str, exc: Exception,
+                           reads: DataReads) -> LomasError:
+        """Refund or keep the charge of a failed load; the one place that decides.
+
+        Refunded exactly when no private content had been read (a missing file, an unreachable
+        source, a configuration refused at load time); kept otherwise, with ``charged_failure``.
+        An adapter that says it had read content (``touched``) is believed.
+        """
+        read = reads.happened or (isinstance(exc, DatasetUnavailable) and exc.touched)
+        if isinstance(exc, LomasError):
+            reason = exc.message
+        else:  # an adapter bug: hide the details from the researcher
+            log.error("loading dataset '%s' failed: %s", dataset, _where(exc))
+            reason = f"dataset '{dataset}' could not be loaded"
+        if not read:
+            if isinstance(exc, LomasError) and not isinstance(exc, DatasetUnavailable):
+                # e.g. InvalidRequest: the path left adapters.local.allowed_dirs meanwhile
+                log.error("loading dataset '%s' was refused before reading: %s", dataset, reason)
+                reason = (f"dataset '{dataset}' cannot be read with this server's configuration "
+                          "(an administrator must fix it)")
+            try:
+                await run_in_threadpool(self.state.store.release, record.id)
+            except Exception:  # noqa: BLE001
+                log.exception("could not release query %s", record.id)
+            self._notify(record.model_copy(update={"status": "released", "completed_at": utcnow()}))
+            return DatasetUnavailable(f"{reason}; nothing was charged")
+        failure = ChargedFailure(f"{reason}; the data was read, so its cost stays charged")
+        await self._finish(record, "failed", error=failure)
+        return failure
+
     async def _charged(self, user: User, dataset: str, body: QueryRequest, prepared: _Prepared,
                        key: str | None) -> dict[str, Any]:
         state = self.state
@@ -223,26 +293,13 @@ class QueryService:
                 raise
             return replay
         # From here on the cost is charged: every path completes (or releases) the record.
+        reads = DataReads()
         try:
             adapter = state.adapter(prepared.description)
-            data = await run_in_threadpool(state.cache.get, prepared.description, adapter,
+            data = await run_in_threadpool(reads.run, state.cache.get, prepared.description, adapter,
                                            prepared.info.metadata)
-        except DatasetUnavailable as exc:
-            if not exc.touched:
-                try:
-                    await run_in_threadpool(state.store.release, record.id)
-                except Exception:  # noqa: BLE001
-                    log.exception("could not release query %s", record.id)
-                self._notify(record.model_copy(update={"status": "released", "completed_at": utcnow()}))
-                raise DatasetUnavailable(f"{exc.message}; nothing was charged") from None
-            await self._finish(record, "failed", error=exc)
-            raise
-        except Exception as exc:  # noqa: BLE001 - an adapter bug: keep the charge, hide the details
-            log.error("loading dataset '%s' failed: %s", dataset, type(exc).__name__)
-            failure = DatasetUnavailable(f"dataset '{dataset}' could not be loaded; the charge stays",
-                                         touched=True)
-            await self._finish(record, "failed", error=failure)
-            raise failure from None
+        except Exception as exc:  # noqa: BLE001 - decided from what was read, not from the type
+            raise await self._load_failed(record, dataset, exc, reads) from None
         try:
             result = await self._run(prepared, data)
         except TimeoutError:

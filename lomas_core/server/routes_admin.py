@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
+from lomas_core.admin_input import check_description, grant_budget
 from lomas_core.budget import Budget
-from lomas_core.errors import InvalidRequest, LomasError
+from lomas_core.errors import InvalidRequest
 from lomas_core.models import DatasetDescription, Grant, User
 from lomas_core.plugins import installed_plugins
 from lomas_core.server.auth import admin_user
-from lomas_core.server.schemas import BudgetBody, GrantRequest, UserRequest
+from lomas_core.server.schemas import AdminArchiveQuery, BudgetBody, GrantRequest, UserRequest
 from lomas_core.server.state import ServerState, get_state
+from lomas_core.store import ArchiveFilter
 from lomas_core.tokens import hash_token, new_token
 
 __all__ = ["router"]
@@ -29,10 +31,7 @@ def _grant_view(grant: Grant) -> dict[str, Any]:
 
 
 def _budget(body: BudgetBody) -> Budget:
-    try:
-        return Budget.of(body.epsilon, body.delta)
-    except ValueError as exc:
-        raise InvalidRequest(f"invalid budget: {exc}") from None
+    return grant_budget(body.epsilon, body.delta)  # the CLI's rule too
 
 
 # -- plugins ---------------------------------------------------------------------------------------
@@ -93,12 +92,7 @@ async def add_dataset(body: DatasetDescription, state: StateDep,
     if adapter is None:
         enabled = ", ".join(sorted(state.plugins.adapters)) or "none"
         raise InvalidRequest(f"adapter '{body.adapter}' is not enabled; enabled: {enabled}")
-    try:
-        await run_in_threadpool(adapter.check_options, body.options)
-    except LomasError as exc:
-        raise InvalidRequest(f"dataset '{body.name}': {exc.message}") from None
-    except Exception:  # noqa: BLE001 - adapter internals stay server-side
-        raise InvalidRequest(f"dataset '{body.name}': the adapter refused its options") from None
+    await run_in_threadpool(check_description, body, adapter)  # the CLI's checks too
     await run_in_threadpool(lambda: state.store.put_dataset(body, replace=replace))
     state.forget(body.name)
     return body.model_dump(mode="json")
@@ -147,8 +141,12 @@ async def remove_grant(user: str, dataset: str, state: StateDep) -> dict[str, An
 
 
 # -- archive ---------------------------------------------------------------------------------------
-@router.get("/archive", summary="Archived queries, optionally filtered")
-async def list_archive(state: StateDep, user: str | None = None,
-                       dataset: str | None = None) -> dict[str, Any]:
-    records = await run_in_threadpool(state.store.list_archive, user, dataset)
-    return {"queries": [r.public_view() for r in records]}
+@router.get("/archive", summary="Archived queries, filtered, oldest first, a page at a time")
+async def list_archive(state: StateDep,
+                       params: Annotated[AdminArchiveQuery, Query()]) -> dict[str, Any]:
+    """Pass ``next_cursor`` back as ``cursor`` for the next page (null on the last one)."""
+    where = ArchiveFilter(user=params.user, dataset=params.dataset, status=params.status,
+                          engine=params.engine, since=params.since, until=params.until)
+    page = await run_in_threadpool(
+        lambda: state.store.list_archive_page(where, cursor=params.cursor, limit=params.limit))
+    return {"queries": [r.public_view() for r in page.records], "next_cursor": page.next_cursor}

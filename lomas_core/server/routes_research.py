@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from lomas_core import results
@@ -13,8 +13,9 @@ from lomas_core.errors import InvalidRequest, NotFound
 from lomas_core.models import User
 from lomas_core.server.auth import access_denied, current_user, require_grant
 from lomas_core.server.lifecycle import QueryService
-from lomas_core.server.schemas import CostRequest, DummyRequest, QueryRequest
+from lomas_core.server.schemas import ArchiveQuery, CostRequest, DummyRequest, QueryRequest
 from lomas_core.server.state import ServerState, get_state
+from lomas_core.store import ArchiveFilter
 
 __all__ = ["router"]
 
@@ -74,11 +75,17 @@ async def get_budget(name: str, user: UserDep, state: StateDep) -> dict[str, Any
             "remaining": grant.remaining.as_floats()}
 
 
-@router.get("/datasets/{name}/queries", summary="Your past queries on a dataset")
-async def get_queries(name: str, user: UserDep, state: StateDep) -> dict[str, Any]:
+@router.get("/datasets/{name}/queries",
+            summary="Your past queries on a dataset, oldest first, a page at a time")
+async def get_queries(name: str, user: UserDep, state: StateDep,
+                      params: Annotated[ArchiveQuery, Query()]) -> dict[str, Any]:
+    """Pass ``next_cursor`` back as ``cursor`` for the next page (null on the last one)."""
     await require_grant(state, user, name)
-    records = await run_in_threadpool(state.store.list_archive, user.name, name)
-    return {"queries": [r.public_view() for r in records]}
+    where = ArchiveFilter(user=user.name, dataset=name, status=params.status, engine=params.engine,
+                          since=params.since, until=params.until)
+    page = await run_in_threadpool(
+        lambda: state.store.list_archive_page(where, cursor=params.cursor, limit=params.limit))
+    return {"queries": [r.public_view() for r in page.records], "next_cursor": page.next_cursor}
 
 
 @router.post("/datasets/{name}/cost", summary="The privacy cost of a query (free, no data read)")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
+from lomas_core.admin_input import budget_value
 from lomas_core.models import NAME_PATTERN
 
 __all__ = [
+    "AdminArchiveQuery",
+    "ArchiveQuery",
     "BudgetBody",
     "CostRequest",
     "DummyRequest",
@@ -71,6 +75,33 @@ class QueryRequest(CostRequest):
     dummy: DummySpec | None = None
 
 
+class ArchiveQuery(BaseModel):
+    """Query parameters of the archive listings (``/queries``, ``/admin/archive``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=512)
+    status: Literal["pending", "success", "failed", "released"] | None = None
+    engine: str | None = Field(default=None, max_length=64)
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # times without a zone are UTC, like the archive's
+        return value
+
+
+class AdminArchiveQuery(ArchiveQuery):
+    """``GET /v1/admin/archive``: any user's and dataset's records."""
+
+    user: str | None = Field(default=None, max_length=64)
+    dataset: str | None = Field(default=None, max_length=64)
+
+
 class UserRequest(BaseModel):
     """``POST /v1/admin/users``."""
 
@@ -85,8 +116,14 @@ class BudgetBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    epsilon: float = Field(ge=0, allow_inf_nan=False)
-    delta: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
+    #: A number or an exact decimal string ("0.1"); never a boolean, NaN or infinity.
+    epsilon: float | str
+    delta: float | str = 0.0
+
+    @field_validator("epsilon", "delta", mode="before")
+    @classmethod
+    def _exact(cls, value: Any) -> str:
+        return budget_value(value)
 
 
 class GrantRequest(BudgetBody):

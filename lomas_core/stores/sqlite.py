@@ -11,8 +11,10 @@ conditional ``UPDATE`` plus the pending archive insert inside one ``BEGIN IMMEDI
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,6 +22,7 @@ from lomas_core.budget import Budget
 from lomas_core.errors import (
     AccessDenied,
     BudgetExceeded,
+    ChargedFailure,
     ConfigError,
     Conflict,
     IdempotencyConflict,
@@ -27,7 +30,14 @@ from lomas_core.errors import (
     NotFound,
 )
 from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, QueryStatus, User, utcnow
-from lomas_core.store import BudgetStore
+from lomas_core.store import (
+    MAX_PAGE,
+    ArchiveFilter,
+    ArchivePage,
+    BudgetStore,
+    decode_cursor,
+    encode_cursor,
+)
 from lomas_core.stores.sqlite_db import SQLiteDatabase
 from lomas_core.stores.sqlite_rows import (
     GRANT_COLUMNS,
@@ -41,9 +51,24 @@ from lomas_core.stores.sqlite_rows import (
 )
 from lomas_core.stores.state import Token, build_state, format_time, parse_state
 
-__all__ = ["SQLiteStore", "parse_options"]
+__all__ = ["INTERRUPTED", "SQLiteStore", "parse_options", "recovery_grace"]
 
-_OPTIONS = {"path", "busy_timeout_seconds"}
+log = logging.getLogger("lomas.stores.sqlite")
+
+_OPTIONS = {"path", "busy_timeout_seconds", "recovery_grace_seconds"}
+
+#: The error of a query whose server died while it ran (the charge stays).
+INTERRUPTED = ChargedFailure("The server stopped while this query was being answered; "
+                             "its cost stays charged.").to_dict()["error"]
+
+
+def recovery_grace(options: Mapping[str, Any]) -> float:
+    """``recovery_grace_seconds`` (default 600): pending records younger than this are left alone
+    at start-up, since another process sharing the file may still be running them."""
+    grace = options.get("recovery_grace_seconds", 600.0)
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < float("inf"):
+        raise ConfigError("sqlite store: 'recovery_grace_seconds' must be a number >= 0")
+    return float(grace)
 
 
 def parse_options(options: Mapping[str, Any], resolve: Any = Path) -> tuple[Path, float]:
@@ -68,9 +93,39 @@ class SQLiteStore(BudgetStore):
 
     name = "sqlite"
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,
+                 recovery_grace_seconds: float = 600.0, create: bool = False) -> None:
         self.path = Path(path)
-        self.db = SQLiteDatabase(self.path, busy_timeout=busy_timeout)
+        self.recovery_grace_seconds = recovery_grace_seconds
+        self.db = SQLiteDatabase(self.path, busy_timeout=busy_timeout, create=create)
+        self.recover()
+
+    def recover(self, grace_seconds: float | None = None) -> int:
+        """Mark pending records whose process died ``failed`` (charge kept); returns how many.
+
+        A charge and its record are one transaction here, so a crash can only leave a pending
+        record whose query never finished. Its process is known dead when it no longer holds its
+        owner lock (same host), or assumed dead once the record is older than the grace.
+        """
+        grace = self.recovery_grace_seconds if grace_seconds is None else grace_seconds
+        cutoff = format_time(utcnow() - timedelta(seconds=grace))
+        rows = self.db.execute("SELECT a.id, a.created_at, o.owner FROM archive a "
+                               "LEFT JOIN owners o ON o.query_id = a.id WHERE a.status = 'pending'")
+        dead = [r["id"] for r in rows if r["created_at"] < cutoff
+                or (r["owner"] is not None and not self.db.owner_alive(r["owner"]))]
+        count = 0
+        if dead:
+            with self.db.write() as c:
+                for qid in dead:
+                    count += int(c.execute(
+                        "UPDATE archive SET status = 'failed', error = ?, completed_at = ? "
+                        "WHERE id = ? AND status = 'pending'",
+                        (dump_json(INTERRUPTED), format_time(utcnow()), qid)).rowcount)
+                    c.execute("DELETE FROM owners WHERE query_id = ?", (qid,))
+        if count:
+            log.warning("sqlite store %s: %d interrupted queries archived as failed (charged)",
+                        self.path, count)
+        return count
 
     # -- users and tokens -------------------------------------------------------------------------
     def add_user(self, user: User) -> None:
@@ -199,6 +254,7 @@ class SQLiteStore(BudgetStore):
                 {"e": e, "d": d, "u": record.user, "ds": record.dataset}).fetchone()
             if row is None:
                 self._refuse(c, record)
+            self._step("charge:charged")
             remaining = (budget(row["initial_eps"], row["initial_delta"])
                          - budget(row["spent_eps"], row["spent_delta"]))
             stored = record.model_copy(update={"status": "pending", "remaining": remaining,
@@ -210,6 +266,9 @@ class SQLiteStore(BudgetStore):
                     raise IdempotencyConflict(
                         "this Idempotency-Key was already used for another request") from None
                 raise Conflict(f"query id '{record.id}' already exists") from None
+            c.execute("INSERT INTO owners (query_id, owner) VALUES (?, ?)", (record.id, self.db.owner))
+            self._step("charge:recorded")
+        self._step("charge:archived")
         record.status = "pending"
         record.remaining = remaining
         return remaining
@@ -237,6 +296,9 @@ class SQLiteStore(BudgetStore):
             if cur.rowcount == 0 and c.execute("SELECT 1 FROM archive WHERE id = ?",
                                                (query_id,)).fetchone() is None:
                 raise NotFound(f"query '{query_id}' does not exist")
+            c.execute("DELETE FROM owners WHERE query_id = ?", (query_id,))
+            self._step("complete:marked")
+        self._step("complete:committed")
 
     def release(self, query_id: str) -> None:
         with self.db.write() as c:
@@ -248,9 +310,12 @@ class SQLiteStore(BudgetStore):
                 return
             c.execute("UPDATE archive SET status = 'released', completed_at = ? WHERE id = ?",
                       (format_time(utcnow()), query_id))
+            c.execute("DELETE FROM owners WHERE query_id = ?", (query_id,))
+            self._step("release:marked")
             c.execute("UPDATE grants SET spent_eps = dec_sub_floor(spent_eps, ?), "
                       "spent_delta = dec_sub_floor(spent_delta, ?) WHERE user = ? AND dataset = ?",
                       (row["cost_eps"], row["cost_delta"], row["user"], row["dataset"]))
+        self._step("release:committed")
 
     def get_record(self, query_id: str) -> ArchiveRecord:
         rows = self.db.execute(f"SELECT {RECORD_COLUMNS} FROM archive WHERE id = ?", (query_id,))
@@ -268,6 +333,31 @@ class SQLiteStore(BudgetStore):
             f"SELECT {RECORD_COLUMNS} FROM archive WHERE (:u IS NULL OR user = :u) "
             "AND (:ds IS NULL OR dataset = :ds) ORDER BY created_at, seq", {"u": user, "ds": dataset})
         return [record_from_row(r) for r in rows]
+
+    def list_archive_page(self, where: ArchiveFilter, *, cursor: str | None = None,
+                          limit: int = 100) -> ArchivePage:
+        """Keyset pagination on ``seq`` (insertion order), filters in SQL."""
+        limit = max(1, min(int(limit), MAX_PAGE))
+        after = 0
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            if len(position) != 1 or not isinstance(position[0], int):
+                raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page")
+            after = position[0]
+        params: dict[str, object] = {"after": after, "u": where.user, "ds": where.dataset, "st": where.status,
+                  "en": where.engine, "limit": limit + 1,
+                  "since": format_time(where.since) if where.since else None,
+                  "until": format_time(where.until) if where.until else None}
+        rows = self.db.execute(
+            f"SELECT seq, {RECORD_COLUMNS} FROM archive WHERE seq > :after "
+            "AND (:u IS NULL OR user = :u) AND (:ds IS NULL OR dataset = :ds) "
+            "AND (:st IS NULL OR status = :st) AND (:en IS NULL OR engine = :en) "
+            "AND (:since IS NULL OR created_at >= :since) AND (:until IS NULL OR created_at < :until) "
+            "ORDER BY seq LIMIT :limit", params)
+        page = rows[:limit]
+        more = len(rows) > limit
+        return ArchivePage([record_from_row(r) for r in page],
+                           encode_cursor([page[-1]["seq"]]) if more else None)
 
     def pending_records(self) -> list[ArchiveRecord]:
         rows = self.db.execute(f"SELECT {RECORD_COLUMNS} FROM archive WHERE status = 'pending' "
@@ -308,6 +398,10 @@ class SQLiteStore(BudgetStore):
                 c.executemany(INSERT_RECORD, [record_params(r) for r in parsed.archive])
             except sqlite3.IntegrityError as exc:
                 raise InvalidRequest(f"the state is inconsistent: {exc}") from None
+
+    def backup(self, target: Path) -> str:
+        self.db.backup(Path(target))
+        return f"consistent copy written to {target} (SQLite online backup, integrity checked)"
 
     def ping(self) -> None:
         self.db.execute("SELECT 1 FROM meta LIMIT 1")

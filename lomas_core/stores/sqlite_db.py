@@ -11,21 +11,33 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal, localcontext
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows: recovery then relies on the grace period
+    fcntl = None  # type: ignore[assignment]
+
 from lomas_core.budget import DECIMAL_CONTEXT
 from lomas_core.errors import ConfigError, StoreUnavailable
+from lomas_core.stores.sqlite_wal import wal_damage
 
 __all__ = ["SCHEMA_VERSION", "SQLiteDatabase", "dec_add", "dec_le", "dec_sub_floor"]
 
 log = logging.getLogger("lomas.stores.sqlite")
 
 SCHEMA_VERSION = 1
+
+#: sqlite error texts that mean the file is damaged, not busy.
+_DAMAGE = re.compile(r"malformed|not a database|corrupt|disk I/O error", re.IGNORECASE)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -80,7 +92,7 @@ def dec_le(a: str, b: str) -> int:
 class SQLiteDatabase:
     """One SQLite file shared by threads and processes."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0, create: bool = False) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self._local = threading.local()
@@ -89,7 +101,67 @@ class SQLiteDatabase:
         self._write_lock = threading.Lock()
         self._pid = os.getpid()
         self._closed = False
-        self._create_schema()
+        self._check_wal()
+        if create:
+            self._create_schema()
+        else:
+            self._check_existing()
+        self._check_integrity()
+        self._ensure_owners_table()
+        self.owner = uuid.uuid4().hex
+        self._owner_pid = os.getpid()
+        self._owner_dir = Path(f"{self.path}.owners")
+        self._owner_fd = self._hold_owner_lock()
+
+    # -- which process owns a pending query ----------------------------------------------------
+    def _ensure_owners_table(self) -> None:
+        """``owners`` maps a pending query to the process answering it (additive, no migration)."""
+        try:
+            conn = self._open()
+            try:
+                conn.execute("CREATE TABLE IF NOT EXISTS owners "
+                             "(query_id TEXT PRIMARY KEY, owner TEXT NOT NULL)")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"sqlite store {self.path} cannot be opened: {exc}") from None
+
+    def _hold_owner_lock(self) -> int | None:
+        """Hold an exclusive lock on ``<store>.owners/<owner>.lock`` while this object lives: the
+        kernel drops it when the process dies, which tells recovery the owner is gone."""
+        if fcntl is None:
+            return None
+        try:
+            self._owner_dir.mkdir(exist_ok=True)
+            fd = os.open(self._owner_dir / f"{self.owner}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            log.warning("sqlite store %s: no owner lock (%s); recovery waits for the grace period",
+                        self.path, exc)
+            return None
+        return fd
+
+    def owner_alive(self, owner: str) -> bool:
+        """Whether the process that owns ``owner`` still runs (same host; True when unknowable)."""
+        if owner == self.owner:
+            return True
+        if fcntl is None or self._owner_fd is None or not all(c in "0123456789abcdef" for c in owner):
+            return True
+        lock = self._owner_dir / f"{owner}.lock"
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            return False  # its process closed the store: nothing of it still runs
+        except OSError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True  # locked: alive
+        finally:
+            os.close(fd)
+        lock.unlink(missing_ok=True)  # a dead owner's leftover
+        return False
 
     # -- connections ---------------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
@@ -125,6 +197,104 @@ class SQLiteDatabase:
         except sqlite3.Error as exc:
             log.error("sqlite store %s cannot be opened: %s", self.path, exc)
             raise StoreUnavailable("The budget store cannot be reached; nothing was charged.") from None
+
+    def _check_existing(self) -> None:
+        """Refuse a store that is missing, empty or not a lomas store: never create one here."""
+        where = f"sqlite store {self.path}"
+        hint = ("restore it from a backup (lomas admin backup), or create a new, empty store "
+                "explicitly with `lomas admin init`")
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            raise ConfigError(f"{where} does not exist; {hint}") from None
+        except OSError as exc:
+            raise ConfigError(f"{where} cannot be read: {exc.strerror or type(exc).__name__}") from None
+        if size == 0:
+            raise ConfigError(f"{where} is empty (0 bytes): it was truncated or never initialised; "
+                              f"{hint}")
+        try:
+            conn = self._open()
+            try:
+                tables = {r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                row = (conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                       if "meta" in tables else None)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"{where} is damaged or not an SQLite database ({exc}); {hint}") from None
+        missing = {"meta", "users", "tokens", "datasets", "grants", "archive"} - tables
+        if row is None or missing:
+            raise ConfigError(f"{where} is not an initialised lomas store (missing: "
+                              f"{', '.join(sorted(missing)) or 'schema version'}); {hint}")
+        if int(row[0]) > SCHEMA_VERSION:
+            raise ConfigError(f"{where} has schema version {row[0]}; this lomas understands up to "
+                              f"{SCHEMA_VERSION}")
+
+    def _check_wal(self) -> None:
+        """Refuse a WAL holding damaged frames of its current generation (SQLite would drop them
+        and every later transaction, silently). Read first without a lock, then confirmed under
+        the write lock so that another process's write in progress is not mistaken for damage.
+        The finding sticks (a ``.damaged`` note beside the store, a copy of the WAL) because
+        closing the last connection lets SQLite checkpoint and delete the WAL."""
+        note = Path(f"{self.path}.damaged")
+        if note.exists():
+            raise ConfigError(note.read_text(encoding="utf-8").strip())
+        wal = Path(f"{self.path}-wal")
+        if wal_damage(wal) is None:
+            return
+        kept = wal.with_name(f"{wal.name}.damaged-{os.getpid()}")
+        shutil.copyfile(wal, kept)
+        conn = None
+        try:
+            conn = self._open()
+            conn.execute("BEGIN IMMEDIATE")
+            damage = wal_damage(wal)
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            damage = f"{wal.name}: cannot be checked ({exc})"
+        if damage is None:
+            if conn is not None:
+                conn.close()
+            kept.unlink(missing_ok=True)  # a write in progress, not damage
+            return
+        message = (f"sqlite store {self.path}: its write-ahead log is damaged ({damage}); SQLite "
+                   f"drops the transactions from there on, so charges may be missing. A copy of the "
+                   f"log is at {kept}. Restore the store from a backup; to accept the loss instead, "
+                   f"delete {note}")
+        note.write_text(message + "\n", encoding="utf-8")
+        if conn is not None:
+            conn.close()
+        raise ConfigError(message)
+
+    def _check_integrity(self) -> None:
+        """``PRAGMA quick_check`` at start-up: a damaged file is named, not served."""
+        try:
+            conn = self._open()
+            try:
+                problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            raise ConfigError(f"sqlite store {self.path} is damaged (PRAGMA quick_check: "
+                              f"{'; '.join(problems)}); restore it from a backup (lomas admin backup)")
+
+    def backup(self, target: Path) -> None:
+        """A consistent copy of the whole store at ``target`` while it serves (SQLite online backup)."""
+        if target.exists():
+            raise ConfigError(f"backup target {target} already exists; choose a new file")
+        source = self.connection()
+        dest = sqlite3.connect(str(target))
+        try:
+            with self._translate(source):
+                source.backup(dest, pages=1024)
+            check = dest.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            dest.close()
+        if check != "ok":
+            raise StoreUnavailable(f"the backup at {target} failed its integrity check: {check}")
 
     def _create_schema(self) -> None:
         try:
@@ -197,6 +367,11 @@ class SQLiteDatabase:
                     conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            if isinstance(exc, sqlite3.DatabaseError) and _DAMAGE.search(str(exc)):
+                log.critical("sqlite store %s is damaged (%s): restore it from a backup",
+                             self.path, exc)
+                raise StoreUnavailable("The budget store is damaged; nothing was charged. "
+                                       "An administrator must restore it.") from None
             raise StoreUnavailable("The budget store is busy or unreachable; nothing was charged.") \
                 from None
 
@@ -207,7 +382,24 @@ class SQLiteDatabase:
             return list(conn.execute(sql, params).fetchall())
 
     def close(self) -> None:
-        """Close every connection this object opened."""
+        """Close every connection this object opened and release the owner lock."""
+        if self._closed:
+            return
+        if self._owner_fd is not None and os.getpid() == self._owner_pid:
+            # A clean close hands this process's pending queries over to the grace period (an
+            # embedding program may reopen the store and finish them); only a process that dies
+            # holding its lock makes them recoverable at once.
+            try:
+                with self.write() as c:
+                    c.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                log.debug("sqlite store %s: could not release owned queries", self.path)
+            try:
+                (self._owner_dir / f"{self.owner}.lock").unlink(missing_ok=True)
+                os.close(self._owner_fd)
+            except OSError:  # best effort
+                pass
+            self._owner_fd = None
         self._closed = True
         with self._conns_lock:
             conns, self._conns = self._conns, []

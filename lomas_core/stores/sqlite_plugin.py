@@ -22,9 +22,10 @@ def lomas_make_store(name: str, options: Mapping[str, Any], context: PluginConte
     """Build the ``sqlite`` store from ``{"path": str, "busy_timeout_seconds": float}``."""
     if name != "sqlite":
         return None
-    from lomas_core.stores.sqlite import SQLiteStore, parse_options
+    from lomas_core.stores.sqlite import SQLiteStore, parse_options, recovery_grace
 
     path, timeout = parse_options(options, context.config.resolve_path)
-    store = SQLiteStore(path, busy_timeout=timeout)
+    store = SQLiteStore(path, busy_timeout=timeout, recovery_grace_seconds=recovery_grace(options),
+                        create=context.create_store)
     context.logger.info("sqlite store at %s", path)
     return store

@@ -243,7 +243,8 @@ class LomasHarness:
         if self._store is None:
             from lomas_core.plugins import make_store
 
-            self._store = make_store(self.config)
+            # The harness creates its store explicitly (servers refuse a missing one).
+            self._store = make_store(self.config, create=True)
         return self._store
 
     def add_dataset_description(self, description: DatasetDescription | Mapping[str, Any]) -> None:
@@ -287,6 +288,7 @@ class LomasHarness:
         from lomas_core.server.app import create_app
 
         self._activate_plugin_paths()
+        _ = self.store  # created explicitly before any server opens it
         headers = dict(kwargs.pop("headers", {}) or {})
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -323,6 +325,7 @@ class LomasHarness:
         """
         import httpx
 
+        _ = self.store  # created explicitly before the server process opens it
         port = _free_port()
         config_path = self.write_config(port)
         env = {**os.environ, "LOMAS_CONFIG": str(config_path), self._secret_env: self.admin_token}

@@ -39,6 +39,7 @@ from lomas_core.config import Config, PluginConfig
 from lomas_core.errors import (
     AccessDenied,
     BudgetExceeded,
+    ConfigError,
     Conflict,
     IdempotencyConflict,
     InvalidRequest,
@@ -48,9 +49,10 @@ from lomas_core.errors import (
 from lomas_core.metadata import Metadata
 from lomas_core.models import ArchiveRecord, DatasetDescription, User
 from lomas_core.plugins import make_store
-from lomas_core.store import BudgetStore
+from lomas_core.store import ArchiveFilter, BudgetStore
 
-__all__ = ["StoreContract", "StoreSpec", "build_store", "derive_spec", "make_record", "seed"]
+__all__ = ["SimulatedCrash", "StoreContract", "StoreSpec", "build_store", "derive_spec",
+           "make_record", "seed"]
 
 #: ``(name, options)`` or ``(name, options, extra Config kwargs)``.
 StoreSpec = tuple[Any, ...]
@@ -59,12 +61,15 @@ SPENDERS = 64
 PROCESSES = 2
 
 
-def build_store(spec: StoreSpec) -> BudgetStore:
-    """Build a store from a spec through the plugin machinery (as the server does)."""
+def build_store(spec: StoreSpec, *, create: bool = False) -> BudgetStore:
+    """Build a store from a spec through the plugin machinery (as the server does).
+
+    ``create`` as ``lomas admin init`` does; without it a missing or empty store must be refused.
+    """
     name, options, *rest = spec
     extra: dict[str, Any] = dict(rest[0]) if rest else {}
     config = Config(store=PluginConfig(name=name, options=dict(options)), **extra)
-    return make_store(config)
+    return make_store(config, create=create)
 
 
 def derive_spec(spec: StoreSpec, suffix: str = "second") -> StoreSpec | None:
@@ -97,9 +102,36 @@ def seed(store: BudgetStore, user: str = "alice", dataset: str = "ds",
 def make_record(user: str = "alice", dataset: str = "ds", epsilon: Any = "0.1", delta: Any = 0,
                 **kwargs: Any) -> ArchiveRecord:
     """A pending archive record costing (epsilon, delta)."""
-    return ArchiveRecord(user=user, dataset=dataset, engine="smartnoise_sql",
-                         request={"sql": "SELECT COUNT(*) FROM t", "epsilon": 0.1},
-                         cost=Budget.of(epsilon, delta), **kwargs)
+    kwargs.setdefault("request", {"sql": "SELECT COUNT(*) FROM t", "epsilon": 0.1})
+    kwargs.setdefault("engine", "smartnoise_sql")
+    return ArchiveRecord(user=user, dataset=dataset, cost=Budget.of(epsilon, delta), **kwargs)
+
+
+class SimulatedCrash(BaseException):  # noqa: N818 - it is not an error, it is a kill
+    """Raised by a fault hook: the process "dies" at a step (nothing after it runs)."""
+
+
+def _lifecycle(store: BudgetStore, record: ArchiveRecord, outcome: str) -> None:
+    """What the server does with a query: charge, then complete or release."""
+    store.charge(record)
+    if outcome == "release":
+        store.release(record.id)
+    elif outcome == "success":
+        store.complete(record.id, "success", result={"type": "value", "value": 1})
+    else:
+        store.complete(record.id, "failed", error={"code": "query_failed", "message": "x"})
+
+
+def _crash_at(step: str) -> Any:
+    def hook(name: str) -> None:
+        if name == step:
+            raise SimulatedCrash(step)
+    return hook
+
+
+def _archived_spend(store: BudgetStore, user: str, dataset: str) -> Budget:
+    return sum((r.cost for r in store.list_archive(user=user, dataset=dataset)
+                if r.status != "released"), Budget.of(0, 0))
 
 
 def _dataset(name: str) -> DatasetDescription:
@@ -159,9 +191,28 @@ class StoreContract:
 
     @pytest.fixture
     def store(self, store_spec: StoreSpec) -> Iterator[BudgetStore]:
-        store = build_store(store_spec)
+        store = build_store(store_spec, create=True)
         yield store
         store.close()
+
+    # -- explicit creation -----------------------------------------------------------------------
+    def test_a_missing_store_is_refused_not_created(self, second_store_spec: StoreSpec | None) -> None:
+        if second_store_spec is None:
+            pytest.skip("no second store spec")
+        with pytest.raises(ConfigError, match="lomas admin init"):
+            build_store(second_store_spec)
+        created = build_store(second_store_spec, create=True)
+        try:
+            seed(created)
+        finally:
+            created.close()
+        again = build_store(second_store_spec, create=True)  # init on an existing store keeps it
+        try:
+            assert again.get_grant("alice", "ds") is not None
+        finally:
+            again.close()
+        reopened = build_store(second_store_spec)
+        reopened.close()
 
     # -- basics --------------------------------------------------------------------------------
     def test_is_budget_store(self, store: BudgetStore, store_spec: StoreSpec) -> None:
@@ -424,7 +475,7 @@ class StoreContract:
         text = json.dumps(state)  # JSON-safe
         spent = state["grants"][0]["spent"]
         assert (Decimal(spent["epsilon"]), Decimal(spent["delta"])) == (Decimal("0.15"), 0)
-        other = build_store(second_store_spec)
+        other = build_store(second_store_spec, create=True)
         try:
             with pytest.raises(InvalidRequest):
                 other.import_state({"users": [{"nope": 1}]})
@@ -487,6 +538,114 @@ class StoreContract:
         assert len(archived) == 10
         assert grant.spent == sum((r.cost for r in archived), Budget.of(0, 0))
         assert grant.remaining.epsilon == 0 and grant.remaining.delta >= 0
+
+    # -- archive pages ---------------------------------------------------------------------------
+    def test_archive_pages_with_cursor_and_filters(self, store: BudgetStore) -> None:
+        seed(store, initial=Budget.of("10", "0.001"))
+        seed(store, user="bob")
+        made = []
+        for i in range(7):
+            record = make_record(epsilon="0.1", engine="opendp" if i % 3 == 0 else "smartnoise_sql")
+            store.charge(record)
+            if i % 2 == 0:
+                store.complete(record.id, "success", result={"type": "value", "value": i})
+            made.append(record.id)
+        store.charge(make_record(user="bob"))
+        where = ArchiveFilter(user="alice", dataset="ds")
+        seen: list[str] = []
+        cursor = None
+        pages = 0
+        while True:
+            page = store.list_archive_page(where, cursor=cursor, limit=3)
+            assert len(page.records) <= 3
+            seen.extend(r.id for r in page.records)
+            pages += 1
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+            if pages == 1:  # a record archived meanwhile shows up on a later page
+                late = make_record()
+                store.charge(late)
+                made.append(late.id)
+        assert seen == made and pages == 3
+        assert [r.id for r in store.list_archive_page(where, limit=1000).records] == made
+        done = store.list_archive_page(ArchiveFilter(user="alice", status="success")).records
+        assert [r.id for r in done] == made[0:7:2]
+        opendp = store.list_archive_page(ArchiveFilter(user="alice", engine="opendp")).records
+        assert [r.id for r in opendp] == [made[0], made[3], made[6]]
+        assert {r.user for r in store.list_archive_page(ArchiveFilter()).records} == {"alice", "bob"}
+        records = store.list_archive(user="alice")
+        middle = records[3].created_at
+        later = store.list_archive_page(ArchiveFilter(user="alice", since=middle)).records
+        assert [r.id for r in later] == [r.id for r in records if r.created_at >= middle]
+        earlier = store.list_archive_page(ArchiveFilter(user="alice", until=middle)).records
+        assert [r.id for r in earlier] == [r.id for r in records if r.created_at < middle]
+        with pytest.raises(InvalidRequest, match="cursor"):
+            store.list_archive_page(where, cursor="not-a-cursor")
+
+    # -- crash points ----------------------------------------------------------------------------
+    @pytest.mark.parametrize("outcome", ["success", "failed", "release"])
+    def test_crash_between_every_two_store_operations(self, store: BudgetStore,
+                                                      store_spec: StoreSpec, outcome: str) -> None:
+        """Kill the "process" at every step of charge + complete/release, restart, recover.
+
+        After each restart: spent equals the sum of the archive exactly, no key is charged twice,
+        and a retry with the same key gets a final answer (replayed, or charged once if the first
+        attempt left nothing).
+        """
+        seed(store, initial=Budget.of("100", "0.001"))
+        steps: list[str] = []
+        store.fault_hook = steps.append
+        _lifecycle(store, make_record(idempotency_key=f"probe-{outcome}"), outcome)
+        store.fault_hook = None
+        assert steps, "the store reports no steps to its fault_hook"
+        current = store
+        try:
+            for i, step in enumerate(steps):
+                key = f"{outcome}-{i}"
+                first = make_record(epsilon="0.125", idempotency_key=key,
+                                    request={"sql": "SELECT COUNT(*) FROM t", "step": step})
+                before = current.get_grant("alice", "ds")
+                assert before is not None
+                current.fault_hook = _crash_at(step)
+                with pytest.raises(SimulatedCrash):
+                    _lifecycle(current, first, outcome)
+                current.fault_hook = None
+                # Another server sharing the store: if the charge landed, the key finds its record.
+                other = build_store(store_spec)
+                try:
+                    during = other.get_grant("alice", "ds")
+                    assert during is not None
+                    if during.spent != before.spent:
+                        seen = other.find_by_idempotency_key("alice", key)
+                        assert seen is not None and seen.request == first.request, step
+                finally:
+                    other.close()
+                # Restart: the dead process's store is abandoned, a new one recovers.
+                current.close()
+                current = build_store(store_spec)
+                current.recover(grace_seconds=0)
+                found = current.find_by_idempotency_key("alice", key)
+                if found is None:  # nothing was charged: the retry runs (and is charged once)
+                    grant = current.get_grant("alice", "ds")
+                    assert grant is not None and grant.spent == before.spent, step
+                    _lifecycle(current, first.model_copy(update={"id": make_record().id}), outcome)
+                    found = current.find_by_idempotency_key("alice", key)
+                assert found is not None, step
+                assert found.status in ("success", "failed", "released"), (step, found.status)
+                assert found.request == first.request, step
+                if found.status == "failed" and found.error is not None:
+                    assert found.error.get("code") in ("query_failed", "charged_failure"), found.error
+                grant = current.get_grant("alice", "ds")
+                assert grant is not None
+                assert grant.spent == _archived_spend(current, "alice", "ds"), step
+                keyed = [r for r in current.list_archive(user="alice") if r.idempotency_key == key]
+                assert len(keyed) == 1, step
+                assert current.pending_records() == [], step
+        finally:
+            current.fault_hook = None
+            if current is not store:
+                current.close()
 
     def test_errors_are_lomas_errors(self, store: BudgetStore) -> None:
         with pytest.raises(LomasError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from lomas_core.budget import Budget
+from lomas_core.models import User
 from lomas_core.testing.harness import LomasHarness
 
 META = {"max_ids": 1, "rows": 10, "columns": {"x": {"type": "int", "lower": 0, "upper": 9}}}
@@ -117,3 +119,50 @@ def test_health_503_when_store_is_down(h: LomasHarness) -> None:
         r = c.get("/health")
     assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
     assert r.json()["status"] == "unavailable"
+
+
+@pytest.mark.parametrize(("epsilon", "delta", "reason"), [
+    (1, 1, "delta must be below 1"),
+    (1, False, "not bool"),
+    (True, 0, "not bool"),
+    (-1, 0, "negative"),
+    ("lots", 0, "not a number"),
+    (1, [0], "not list"),
+])
+def test_grants_the_cli_refuses_are_refused(h: LomasHarness, epsilon: object, delta: object,
+                                            reason: str) -> None:
+    h.store.add_user(User(name="bob"))
+    h.add_dataset_description({"name": "xs", "options": {"path": str(h.data_dir / "x.parquet")},
+                               "metadata": META})
+    with h.client(h.admin_token) as admin:
+        r = admin.post("/v1/admin/grants", json={"user": "bob", "dataset": "xs",
+                                                 "epsilon": epsilon, "delta": delta})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "invalid_request" and reason in r.text
+        assert admin.post("/v1/admin/grants", json={"user": "bob", "dataset": "xs", "epsilon": "0.1",
+                                                    "delta": "1e-6"}).status_code == 201
+        r = admin.put("/v1/admin/grants/bob/xs", json={"epsilon": epsilon, "delta": delta})
+        assert r.status_code == 400, r.text
+    grant = h.grant("bob", "xs")
+    assert grant.initial == Budget.of("0.1", "1e-6")
+
+
+def test_datasets_the_cli_refuses_are_refused(h: LomasHarness) -> None:
+    path = str(h.data_dir / "x.parquet")
+    with h.client(h.admin_token) as admin:
+        r = admin.post("/v1/admin/datasets", json={"name": "xs", "options": {"path": path}})
+        assert r.status_code == 400 and "has no metadata" in r.text
+        bounds = {"max_ids": 1, "rows": 10, "columns": {"x": {"type": "float", "lower": 0}}}
+        for bad in ("NaN", "Infinity", "-Infinity"):
+            meta = json.dumps({**bounds, "columns": {"x": {"type": "float", "lower": 0,
+                                                            "upper": "UPPER"}}})
+            body = json.dumps({"name": "xs", "options": {"path": path}}).rstrip("}")
+            body += ', "metadata": ' + meta.replace('"UPPER"', bad) + "}"
+            r = admin.post("/v1/admin/datasets", content=body,
+                           headers={"Content-Type": "application/json"})
+            assert r.status_code == 400, r.text
+            assert "finite" in r.text or "invalid" in r.text
+        bounds["columns"]["x"]["upper"] = 9
+        assert admin.post("/v1/admin/datasets", json={"name": "xs", "options": {"path": path},
+                                                      "metadata": bounds}).status_code == 201
+    assert [d.name for d in h.store.list_datasets()] == ["xs"]

@@ -38,6 +38,7 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "small.yaml").write_text(
         "name: small\nadapter: local\noptions: {path: data/small.csv}\n"
         "metadata: data/small_meta.yaml\ndescription: three rows\n")
+    assert main(["admin", "init", "--config", str(config)]) == 0
     return config
 
 
@@ -228,3 +229,15 @@ def test_config_from_environment(deployment: Path, capsys: pytest.CaptureFixture
     assert (deployment.parent / "state.db").exists()
     assert main(["admin", "user", "list", "--json"]) == 0
     assert "dora" in capsys.readouterr().out
+
+
+def test_dataset_check_reports_every_dataset(deployment: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cli = Cli(deployment, capsys)
+    cli("admin", "dataset", "add", str(deployment.parent / "small.yaml"))
+    assert cli.json("admin", "dataset", "check")["problems"] == 0
+    # The admin narrows the allowed directories: the stored dataset is now outside them.
+    raw = yaml.safe_load(deployment.read_text())
+    raw["adapters"]["local"]["allowed_dirs"] = ["elsewhere"]
+    deployment.write_text(yaml.safe_dump(raw))
+    out, _ = cli("admin", "dataset", "check", expect=1)
+    assert "small" in out and "error" in out and "allowed_dirs" in out

@@ -35,7 +35,9 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (data / "b.csv").write_text("x\n3\n")
     (data / "meta.yaml").write_text(yaml.safe_dump(METADATA))
     (tmp_path / "b.yaml").write_text("name: b\noptions: {path: data/b.csv}\nmetadata: data/meta.yaml\n")
-    return _config(tmp_path, "main")
+    config = _config(tmp_path, "main")
+    assert main(["admin", "init", "--config", str(config)]) == 0
+    return config
 
 
 def _write_import(tmp_path: Path, grant_epsilon: float | str = 10) -> Path:

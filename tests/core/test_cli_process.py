@@ -36,6 +36,14 @@ def test_console_script_admin_flow_and_exit_codes(tmp_path: Path) -> None:
     config = tmp_path / "lomas.yaml"
     config.write_text(yaml.safe_dump({"store": {"name": "sqlite", "options": {"path": "s.db"}}}))
     env = {**os.environ, "LOMAS_CONFIG": str(config)}
+    missing = lomas("admin", "user", "add", "alice", env=env)  # no store yet: refused, not created
+    assert missing.returncode == 1 and "lomas admin init" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and not (tmp_path / "s.db").exists()
+    served = lomas("serve", env=env)
+    assert served.returncode == 1 and "does not exist" in served.stderr
+    assert len(served.stderr.strip().splitlines()) == 1
+    assert lomas("admin", "init", env=env).returncode == 0
+    assert "already exists" in lomas("admin", "init", env=env).stdout
     assert lomas("admin", "user", "add", "alice", env=env).returncode == 0
     issued = lomas("admin", "token", "issue", "alice", env=env)
     assert issued.returncode == 0 and issued.stdout.strip().startswith("lomas_")

@@ -154,7 +154,8 @@ def test_corrupt_data_keeps_the_charge(h: LomasHarness) -> None:
     (h.data_dir / "ds.parquet").write_bytes(b"PAR1 this is not parquet at all")
     with h.client(token) as c:
         r = c.post("/v1/datasets/ds/query", json=q())
-    assert r.status_code == 503
+    assert r.status_code == 422 and r.json()["error"]["code"] == "charged_failure"
+    assert "stays charged" in r.json()["error"]["message"]
     assert spent(h) == Decimal("0.1")
     [record] = h.store.list_archive()
     assert record.status == "failed"

@@ -92,7 +92,7 @@ def open_store(pod: Pod) -> Iterator[BudgetStore]:
     old = os.environ.get("LOMAS_MONGO_URI")
     os.environ["LOMAS_MONGO_URI"] = env["LOMAS_MONGO_URI"]
     try:
-        store = make_store(load_config(pod.config_path))
+        store = make_store(load_config(pod.config_path), create=True)  # as `lomas admin init`
         try:
             yield store
         finally:

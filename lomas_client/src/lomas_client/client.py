@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from importlib import metadata as _importlib_metadata
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pandas as pd
 
@@ -161,19 +162,45 @@ class Client:
         """What you can still spend: ``{"epsilon", "delta"}``."""
         return self.get_budget()["remaining"]
 
-    def get_previous_queries(self) -> list[dict[str, Any]]:
+    def get_previous_queries(self, *, status: str | None = None, engine: str | None = None,
+                             since: str | None = None, until: str | None = None,
+                             limit: int | None = None,
+                             page_size: int = 500) -> list[dict[str, Any]]:
         """Your past (non-dummy) queries on this dataset, oldest first.
 
         Each record has ``id``, ``engine``, ``request``, ``epsilon``, ``delta``, ``status``,
         ``created_at``, ``completed_at``, ``result`` (a DataFrame for tables) and ``error``.
+        Filters: ``status`` (pending, success, failed, released), ``engine``, and ISO times
+        ``since`` (inclusive) / ``until`` (exclusive). ``limit`` caps how many are returned
+        (default: all); they are fetched ``page_size`` at a time.
         """
-        body = self._get(self._dataset_path("queries"))
-        records = []
-        for raw in body.get("queries", []):
-            record = dict(raw)
-            record["result"] = decode_result(record.get("result"))
-            records.append(record)
+        records: list[dict[str, Any]] = []
+        for raw in self.iter_previous_queries(status=status, engine=engine, since=since,
+                                              until=until, page_size=page_size):
+            if limit is not None and len(records) >= limit:
+                break
+            records.append(raw)
         return records
+
+    def iter_previous_queries(self, *, status: str | None = None, engine: str | None = None,
+                              since: str | None = None, until: str | None = None,
+                              page_size: int = 500) -> Iterator[dict[str, Any]]:
+        """Like :meth:`get_previous_queries`, one page of ``page_size`` records fetched at a time."""
+        params: dict[str, Any] = {k: v for k, v in (("status", status), ("engine", engine),
+                                                    ("since", since), ("until", until))
+                                  if v is not None}
+        params["limit"] = max(1, min(page_size, 1000))
+        cursor: str | None = None
+        while True:
+            query = {**params, **({"cursor": cursor} if cursor else {})}
+            body = self._get(self._dataset_path("queries") + "?" + urlencode(query))
+            for raw in body.get("queries", []):
+                record = dict(raw)
+                record["result"] = decode_result(record.get("result"))
+                yield record
+            cursor = body.get("next_cursor")
+            if not cursor:
+                return
 
     # -- any engine ----------------------------------------------------------------------------------
 

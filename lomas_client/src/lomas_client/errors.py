@@ -13,6 +13,7 @@ __all__ = [
     "AccessDeniedError",
     "AuthenticationError",
     "BudgetExceededError",
+    "ChargedFailureError",
     "ConflictError",
     "ConnectionFailedError",
     "DatasetUnavailableError",
@@ -104,6 +105,11 @@ class QueryTimeoutError(QueryFailedError):
     """The query ran past the server's time limit (``query_timeout``); its cost stays charged."""
 
 
+class ChargedFailureError(QueryFailedError):
+    """The query failed after the dataset was read, or its server stopped while answering it
+    (``charged_failure``); its cost stays charged. Sending it again is a new, charged query."""
+
+
 class TooManyQueriesError(LomasClientError):
     """You have too many queries in flight (``too_many_queries``)."""
 
@@ -137,6 +143,7 @@ _BY_CODE: dict[str, type[LomasClientError]] = {
     "payload_too_large": PayloadTooLargeError,
     "query_failed": QueryFailedError,
     "query_timeout": QueryTimeoutError,
+    "charged_failure": ChargedFailureError,
     "too_many_queries": TooManyQueriesError,
     "dataset_unavailable": DatasetUnavailableError,
     "store_unavailable": StoreUnavailableError,

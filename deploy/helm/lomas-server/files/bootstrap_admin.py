@@ -16,10 +16,11 @@ import sys
 import time
 from types import SimpleNamespace
 
-from lomas_core.config import BootstrapAdmin, SecretRef, load_config
+from lomas_core.config import BootstrapAdmin, Config, SecretRef, load_config
 from lomas_core.errors import ConfigError, LomasError, PluginError, StoreUnavailable
 from lomas_core.plugins import make_store
 from lomas_core.server.auth import bootstrap_admin
+from lomas_core.store import BudgetStore
 
 SECRET_NAME = "__bootstrap_admin_token"
 
@@ -32,12 +33,26 @@ def _transient(exc: BaseException) -> bool:
     return not isinstance(exc, ConfigError)
 
 
+def _open(config: Config, create: bool) -> BudgetStore:
+    """The store; a missing one is created only with ``--create-store`` (and said so)."""
+    try:
+        return make_store(config)
+    except ConfigError:
+        if not create:
+            raise
+    store = make_store(config, create=True)
+    print("bootstrap-admin: the budget store was missing; created a new, empty one", file=sys.stderr)
+    return store
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--user", default="admin")
     parser.add_argument("--token-env", default="LOMAS_ADMIN_TOKEN")
     parser.add_argument("--wait-seconds", type=float, default=300.0)
+    parser.add_argument("--create-store", action="store_true",
+                        help="create the budget store when it is missing (first install)")
     args = parser.parse_args(argv)
 
     if not os.environ.get(args.token_env, "").strip():
@@ -57,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             # Any failure to open the store may be a store that is not up yet: retry until the deadline
             # (each attempt's reason is logged, so a wrong configuration shows in the pod's log).
-            store = make_store(config)
+            store = _open(config, args.create_store)
             try:
                 store.ping()
                 bootstrap_admin(SimpleNamespace(config=config, store=store))  # type: ignore[arg-type]

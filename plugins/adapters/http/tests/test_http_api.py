@@ -74,7 +74,9 @@ def test_metadata_beside_the_data_and_queries(harness: LomasHarness, server: Fil
             r = c.post(f"/v1/datasets/{name}/query", json=QUERY)
             assert r.status_code == 200, r.text
             assert r.json()["result"]["value"] == 200
-    assert server.count("GET", "/t.yaml") == 2  # once per dataset, then remembered
+    # Per dataset: once when the admin adds it (validated like the CLI does), once when first
+    # served, then remembered.
+    assert server.count("GET", "/t.yaml") == 4
 
 
 @pytest.mark.parametrize(("path", "expected", "charged"), [
@@ -95,9 +97,10 @@ def test_source_failures(harness: LomasHarness, server: FileServer, path: str, e
     token = harness.add_user("alice", grant={"ds": (5.0, 0.0)})
     with harness.client(token) as c:
         r = c.post("/v1/datasets/ds/query", json=QUERY)
-    assert r.status_code == 503, r.text
+    # Read but unusable: charged, and said so with its own code (not a retryable 503).
+    assert r.status_code == (422 if charged else 503), r.text
     error = r.json()["error"]
-    assert error["code"] == "dataset_unavailable"
+    assert error["code"] == ("charged_failure" if charged else "dataset_unavailable")
     assert "dataset 'ds'" in error["message"] and expected in error["message"]
     assert "Traceback" not in r.text
     spent = float(harness.grant("alice", "ds").spent.epsilon)

@@ -99,9 +99,10 @@ def test_source_failures(harness: LomasHarness, objects: str, closed: str, case:
     token = harness.add_user("alice", grant={"ds": (5.0, 0.0)})
     with harness.client(token) as c:
         r = c.post("/v1/datasets/ds/query", json=QUERY)
-    assert r.status_code == 503, r.text
+    # Read but unusable: charged, and said so with its own code (not a retryable 503).
+    assert r.status_code == (422 if charged else 503), r.text
     error = r.json()["error"]
-    assert error["code"] == "dataset_unavailable"
+    assert error["code"] == ("charged_failure" if charged else "dataset_unavailable")
     assert "dataset 'ds'" in error["message"] and expected in error["message"]
     assert TEST_SECRET_ACCESS_KEY not in r.text and "Traceback" not in r.text
     assert float(harness.grant("alice", "ds").spent.epsilon) == (0.5 if charged else 0.0)

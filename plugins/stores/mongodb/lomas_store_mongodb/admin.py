@@ -167,12 +167,12 @@ class AdminMixin(MongoBase):
 
     def get_grant(self, user: str, dataset: str) -> Grant | None:
         with self.guard("get_grant"):
-            doc = self.grants.find_one({"_id": grant_id(user, dataset)}, {"pending": 0})
+            doc = self.grants.find_one({"_id": grant_id(user, dataset)}, {"pending": 0, "keys": 0})
         return None if doc is None else self._grant_from_doc(doc)
 
     def list_grants(self, user: str | None = None) -> list[Grant]:
         query = {} if user is None else {"user": user}
         with self.guard("list_grants"):
-            docs = list(self.grants.find(query, {"pending": 0}))
+            docs = list(self.grants.find(query, {"pending": 0, "keys": 0}))
         grants = [self._grant_from_doc(d) for d in docs]
         return sorted(grants, key=lambda g: (g.user, g.dataset))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,13 @@ class MongoBase:
     scale: Scale
     hosts: str
     recovery_grace_seconds: float
+    #: See :attr:`lomas_core.store.BudgetStore.fault_hook` (crash-point tests).
+    fault_hook: Callable[[str], None] | None = None
+
+    def _step(self, name: str) -> None:
+        hook = self.fault_hook
+        if hook is not None:
+            hook(name)
 
     @property
     def users(self) -> Collection[dict[str, Any]]:

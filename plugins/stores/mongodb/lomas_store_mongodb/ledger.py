@@ -1,23 +1,27 @@
 """The charge, its archive record, completion and refunds.
 
-Crash safety without multi-document transactions:
+Crash safety without multi-document transactions: **the record goes with the charge.**
 
 1. **charge**: one conditional ``find_one_and_update`` on the grant document. Its filter requires
-   ``rem_* >= cost`` and that this query id is not already pending; the update decrements
-   ``rem_*``, adds the exact cost to the ``spent_*`` limbs and records ``pending.<query id>``
-   (exact cost, engine, time, a per-call nonce) in the same document. Two charges can never both
-   pass one check.
-2. The archive record is inserted (status ``pending``).
-3. **complete** marks the archive record first, then removes ``pending.<id>`` from the grant.
-   **release** removes ``pending.<id>`` and refunds in one conditional update on the grant (so a
-   second release refunds nothing), then marks the archive record ``released``.
+   ``rem_* >= cost``, that this query id is not already pending and, with an ``Idempotency-Key``,
+   that the key is not claimed in this grant (``keys.<hash of key>``); the update decrements
+   ``rem_*``, adds the exact cost to the ``spent_*`` limbs, stores the **whole pending archive
+   record** (request, key, cost, time, a per-call nonce) under ``pending.<query id>`` and claims
+   the key, all in that one document. A charge without a record therefore cannot exist, and a
+   same-key retry always finds the record (:meth:`LedgerMixin.find_by_idempotency_key` looks in
+   the archive, then in the grant's claimed keys). Two charges can never both pass one check.
+2. The same record is copied into the archive collection (status ``pending``).
+3. **complete** marks the archive record first, then removes ``pending.<id>`` and the key claim
+   from the grant. **release** removes them and refunds in one conditional update on the grant (so
+   a second release refunds nothing), then marks the archive record ``released``.
 
-A crash between steps leaves a ``pending`` entry or a pending record that
-:mod:`lomas_store_mongodb.recovery` reconciles at start-up; a charge is never left without a record.
+A crash between steps leaves leftovers that :mod:`lomas_store_mongodb.recovery` finishes at
+start-up, keeping the original request so that an identical retry replays the final outcome.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 import uuid
@@ -31,6 +35,7 @@ from lomas_core.budget import Budget
 from lomas_core.errors import (
     AccessDenied,
     BudgetExceeded,
+    ChargedFailure,
     Conflict,
     IdempotencyConflict,
     InvalidRequest,
@@ -38,6 +43,7 @@ from lomas_core.errors import (
     StoreUnavailable,
 )
 from lomas_core.models import ArchiveRecord, QueryStatus, utcnow
+from lomas_core.store import MAX_PAGE, ArchiveFilter, ArchivePage, decode_cursor, encode_cursor
 from lomas_store_mongodb.base import MongoBase, log
 from lomas_store_mongodb.codec import (
     budget_from_doc,
@@ -49,11 +55,16 @@ from lomas_store_mongodb.codec import (
 )
 from lomas_store_mongodb.units import limb_fields
 
-__all__ = ["LedgerMixin"]
+__all__ = ["LedgerMixin", "key_field"]
 
 _QUERY_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _GRANT_FIELDS = {"initial": 1, **{name: 1 for name in limb_fields()}}
 _NOT_CHARGED = "The budget store is unavailable; nothing was charged. Retry later."
+
+
+def key_field(key: str) -> str:
+    """The grant field claiming an ``Idempotency-Key`` (a hash: keys may hold dots or ``$``)."""
+    return "keys." + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
 def _check_query_id(query_id: str) -> str:
@@ -72,7 +83,8 @@ class LedgerMixin(MongoBase):
         return Budget(left.epsilon if left.epsilon else Decimal(0),
                       left.delta if left.delta else Decimal(0))
 
-    def _refund(self, gid: str, qid: str, cost: Budget, nonce: str | None = None) -> bool:
+    def _refund(self, gid: str, qid: str, cost: Budget, nonce: str | None = None,
+                key: str | None = None) -> bool:
         """Undo a charge still pending in the grant; True when this call refunded it.
 
         With ``nonce``, only the charge made by that very ``charge()`` call is undone.
@@ -84,9 +96,24 @@ class LedgerMixin(MongoBase):
         limbs = {k: -v for k, v in self.scale.limbs(cost).items()}
         result = self.grants.update_one(
             filt,
-            {"$unset": {f"pending.{qid}": ""},
+            {"$unset": self._untrack(qid, key),
              "$inc": {"rem_eps": units.epsilon, "rem_delta": units.delta, **limbs}})
         return result.modified_count == 1
+
+    @staticmethod
+    def _untrack(qid: str, key: str | None) -> dict[str, str]:
+        """The ``$unset`` that drops a pending entry and its key claim from a grant."""
+        fields = {f"pending.{qid}": ""}
+        if key is not None:
+            fields[key_field(key)] = ""
+        return fields
+
+    def _key_taken(self, user: str, key: str) -> bool:
+        """Whether ``user`` already used ``key`` (archived, or claimed by a pending charge)."""
+        if self.archive.count_documents({"user": user, "idem": key}, limit=1):
+            return True
+        return bool(self.grants.count_documents({"user": user, key_field(key): {"$exists": True}},
+                                                limit=1))
 
     def charge(self, record: ArchiveRecord) -> Budget:
         qid = _check_query_id(record.id)
@@ -96,34 +123,46 @@ class LedgerMixin(MongoBase):
         # Tells a retried write of this call (pymongo retries once on network errors) apart from
         # a second call with the same query id.
         nonce = uuid.uuid4().hex
+        stored = record.model_copy(update={"status": "pending", "remaining": None,
+                                           "completed_at": None, "result": None, "error": None})
+        record_doc = record_to_doc(stored, time.time_ns())
+        record_doc["nonce"] = nonce
         with self.guard("charge", _NOT_CHARGED):
-            if key is not None and self.archive.count_documents(
-                    {"user": record.user, "idem": key}, limit=1):
+            if key is not None and self._key_taken(record.user, key):
                 raise IdempotencyConflict("this Idempotency-Key was already used for another request")
             doc = None
             if self.scale.fits_counter(cost):
+                # The pending record travels inside the charge: one document, one atomic update.
                 entry = {"cost": record.cost.as_strings(), "engine": record.engine,
-                         "created_at": format_time(record.created_at), "idem": key, "nonce": nonce}
+                         "created_at": record_doc["created_at"], "idem": key, "nonce": nonce,
+                         "record": record_doc}
+                filt: dict[str, Any] = {"_id": gid, "rem_eps": {"$gte": cost.epsilon},
+                                        "rem_delta": {"$gte": cost.delta},
+                                        f"pending.{qid}": {"$exists": False}}
+                claims: dict[str, Any] = {f"pending.{qid}": entry}
+                if key is not None:
+                    filt[key_field(key)] = {"$exists": False}
+                    claims[key_field(key)] = qid
                 try:
                     doc = self.grants.find_one_and_update(
-                        {"_id": gid, "rem_eps": {"$gte": cost.epsilon},
-                         "rem_delta": {"$gte": cost.delta}, f"pending.{qid}": {"$exists": False}},
+                        filt,
                         {"$inc": {"rem_eps": -cost.epsilon, "rem_delta": -cost.delta,
                                   **self.scale.limbs(record.cost)},
-                         "$set": {f"pending.{qid}": entry}},
+                         "$set": claims},
                         projection=_GRANT_FIELDS,
                         return_document=ReturnDocument.AFTER)
                 except PyMongoError:
                     # The update may have landed before the connection broke: undo exactly this
                     # call's charge if it did (the query will not run).
-                    self._undo(gid, qid, record.cost, nonce)
+                    self._undo(gid, qid, record.cost, nonce, key)
                     raise
             if doc is None:
                 doc = self._refuse(record, gid, nonce)
+        self._step("charge:charged")
         remaining = self._remaining(doc)
-        stored = record.model_copy(update={"status": "pending", "remaining": remaining,
-                                           "completed_at": None, "result": None, "error": None})
-        self._insert_record(stored, gid, nonce)
+        record_doc["remaining"] = remaining.as_strings()
+        self._insert_record(record_doc, record, gid, nonce)
+        self._step("charge:archived")
         record.status = "pending"
         record.remaining = remaining
         return remaining
@@ -131,8 +170,9 @@ class LedgerMixin(MongoBase):
     def _refuse(self, record: ArchiveRecord, gid: str, nonce: str) -> dict[str, Any]:
         """Explain why the conditional charge matched nothing (or find our own retried write)."""
         qid = record.id
-        current = self.grants.find_one(
-            {"_id": gid}, {**_GRANT_FIELDS, f"pending.{qid}": 1})
+        key = record.idempotency_key
+        projection: dict[str, Any] = {**_GRANT_FIELDS, "pending": 1, "keys": 1}
+        current = self.grants.find_one({"_id": gid}, projection)
         if current is None:
             raise AccessDenied(f"you do not have access to dataset '{record.dataset}'")
         entry = (current.get("pending") or {}).get(qid)
@@ -140,41 +180,47 @@ class LedgerMixin(MongoBase):
             if entry.get("nonce") == nonce:
                 return current  # a retried write had already charged this very call
             raise Conflict(f"query id '{qid}' already exists")
+        if key is not None and key_field(key)[5:] in (current.get("keys") or {}):
+            raise IdempotencyConflict("this Idempotency-Key was already used for another request")
         rem = self._remaining(current)
         raise BudgetExceeded(
             f"the query needs epsilon={record.cost.epsilon}, delta={record.cost.delta} but only "
             f"epsilon={rem.epsilon}, delta={rem.delta} remain; nothing was charged",
             needed=record.cost.as_strings(), remaining=rem.as_strings())
 
-    def _insert_record(self, record: ArchiveRecord, gid: str, nonce: str) -> None:
-        doc = record_to_doc(record, time.time_ns())
-        doc["nonce"] = nonce
+    def _insert_record(self, doc: dict[str, Any], record: ArchiveRecord, gid: str,
+                       nonce: str) -> None:
+        key = record.idempotency_key
         try:
             self.archive.insert_one(doc)
             return
         except DuplicateKeyError:
             try:
-                same = self.archive.find_one({"_id": record.id}, {"nonce": 1})
+                same = self.archive.find_one({"_id": record.id}, {"nonce": 1, "status": 1})
             except PyMongoError:
                 same = None
             if same is not None and same.get("nonce") == nonce:
-                return  # our own insert, applied by a retried write
-            self._undo(gid, record.id, record.cost, nonce)
+                if same.get("status") == "pending":
+                    return  # our own insert, applied by a retried write
+                # Recovery archived this charge as interrupted meanwhile: it stays charged.
+                raise ChargedFailure("the budget store took too long to archive this query; "
+                                     "its cost stays charged") from None
+            self._undo(gid, record.id, record.cost, nonce, key)
             if same is not None:
                 raise Conflict(f"query id '{record.id}' already exists") from None
             raise IdempotencyConflict(
                 "this Idempotency-Key was already used for another request") from None
         except PyMongoError as exc:
             log.warning("mongodb archive insert failed on %s: %s", self.hosts, type(exc).__name__)
-            self._undo(gid, record.id, record.cost, nonce)
+            self._undo(gid, record.id, record.cost, nonce, key)
             raise StoreUnavailable(_NOT_CHARGED) from None
 
-    def _undo(self, gid: str, qid: str, cost: Budget, nonce: str) -> None:
+    def _undo(self, gid: str, qid: str, cost: Budget, nonce: str, key: str | None) -> None:
         try:
-            self._refund(gid, qid, cost, nonce)
+            self._refund(gid, qid, cost, nonce, key)
         except PyMongoError:
-            # The pending entry stays in the grant; start-up recovery archives it as failed and
-            # the budget stays spent (the safe side).
+            # The pending entry (with its record) stays in the grant; start-up recovery archives
+            # it as failed and the budget stays spent (the safe side).
             log.error("mongodb: could not undo charge of query %s on %s", qid, gid)
 
     def complete(self, query_id: str, status: QueryStatus, *, result: Any = None,
@@ -187,14 +233,16 @@ class LedgerMixin(MongoBase):
                 {"_id": query_id, "status": "pending"},
                 {"$set": {"status": status, "completed_at": format_time(utcnow()),
                           "result": dump_json(result), "error": dump_json(error)}},
-                projection={"user": 1, "dataset": 1})
+                projection={"user": 1, "dataset": 1, "idem": 1})
             if doc is None:
                 if self.archive.count_documents({"_id": query_id}, limit=1) == 0:
                     raise NotFound(f"query '{query_id}' not found")
                 return
+            self._step("complete:archived")
             self.grants.update_one(
                 {"_id": grant_id(doc["user"], doc["dataset"]), f"pending.{query_id}": {"$exists": True}},
-                {"$unset": {f"pending.{query_id}": ""}})
+                {"$unset": self._untrack(query_id, doc.get("idem"))})
+        self._step("complete:untracked")
 
     def release(self, query_id: str) -> None:
         _check_query_id(query_id)
@@ -204,10 +252,13 @@ class LedgerMixin(MongoBase):
                 raise NotFound(f"query '{query_id}' not found")
             if doc["status"] != "pending":
                 return
-            self._refund(grant_id(doc["user"], doc["dataset"]), query_id, budget_from_doc(doc["cost"]))
+            self._refund(grant_id(doc["user"], doc["dataset"]), query_id, budget_from_doc(doc["cost"]),
+                         key=doc.get("idem"))
+            self._step("release:refunded")
             self.archive.update_one({"_id": query_id, "status": "pending"},
                                     {"$set": {"status": "released",
                                               "completed_at": format_time(utcnow())}})
+        self._step("release:archived")
 
     def get_record(self, query_id: str) -> ArchiveRecord:
         with self.guard("get_record"):
@@ -217,7 +268,23 @@ class LedgerMixin(MongoBase):
         return record_from_doc(doc)
 
     def find_by_idempotency_key(self, user: str, key: str) -> ArchiveRecord | None:
+        field = key_field(key)
         with self.guard("find_by_idempotency_key"):
+            doc = self.archive.find_one({"user": user, "idem": key})
+            if doc is not None:
+                return record_from_doc(doc)
+            # Charged but not yet copied to the archive: the record is in the grant.
+            # Whole sub-documents are projected: some wire-compatible servers flatten dotted
+            # projections.
+            grant = self.grants.find_one({"user": user, field: {"$exists": True}},
+                                         {"keys": 1, "pending": 1})
+            if grant is None:
+                return None
+            qid = (grant.get("keys") or {}).get(field[5:])
+            entry = (grant.get("pending") or {}).get(qid) if isinstance(qid, str) else None
+            if entry is not None and isinstance(entry.get("record"), dict):
+                return record_from_doc(entry["record"])
+            # The archive copy landed between the two reads.
             doc = self.archive.find_one({"user": user, "idem": key})
         return None if doc is None else record_from_doc(doc)
 
@@ -234,5 +301,43 @@ class LedgerMixin(MongoBase):
             query["dataset"] = dataset
         return self._find_records(query)
 
+    def list_archive_page(self, where: ArchiveFilter, *, cursor: str | None = None,
+                          limit: int = 100) -> ArchivePage:
+        """Keyset pagination on ``(seq, _id)`` (insertion order); times are compared here, since
+        some wire-compatible servers compare time strings loosely."""
+        limit = max(1, min(int(limit), MAX_PAGE))
+        query: dict[str, Any] = {k: v for k, v in (("user", where.user), ("dataset", where.dataset),
+                                                    ("status", where.status), ("engine", where.engine))
+                                 if v is not None}
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            if (len(position) != 2 or not isinstance(position[0], int)
+                    or not isinstance(position[1], str)):
+                raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page")
+            seq, last = position
+            query["$or"] = [{"seq": {"$gt": seq}}, {"seq": seq, "_id": {"$gt": last}}]
+        records: list[ArchiveRecord] = []
+        more = False
+        with self.guard("list_archive"):
+            for doc in self.archive.find(query).sort([("seq", 1), ("_id", 1)]).batch_size(limit + 1):
+                record = record_from_doc(doc)
+                if not where.matches(record):
+                    continue
+                if len(records) == limit:
+                    more = True
+                    break
+                records.append(record)
+                last_doc = doc
+        next_cursor = encode_cursor([int(last_doc["seq"]), last_doc["_id"]]) if more else None
+        return ArchivePage(records, next_cursor)
+
     def pending_records(self) -> list[ArchiveRecord]:
-        return self._find_records({"status": "pending"})
+        records = self._find_records({"status": "pending"})
+        known = {r.id for r in records}
+        with self.guard("pending_records"):
+            grants = list(self.grants.find({}, {"pending": 1}))
+        for grant in grants:
+            for qid, entry in (grant.get("pending") or {}).items():
+                if qid not in known and isinstance(entry.get("record"), dict):
+                    records.append(record_from_doc(entry["record"]))
+        return records

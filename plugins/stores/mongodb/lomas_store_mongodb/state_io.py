@@ -33,7 +33,7 @@ class StateMixin(MongoBase):
             users = list(self.users.find({}))
             tokens = list(self.tokens.find({}))
             datasets = list(self.datasets.find({}))
-            grants = list(self.grants.find({}, {"pending": 0}))
+            grants = list(self.grants.find({}, {"pending": 0, "keys": 0}))
             archive = list(self.archive.find({}).sort([("created_at", 1), ("seq", 1)]))
         return build_state(
             sorted((User(name=u["name"], is_admin=bool(u.get("is_admin"))) for u in users),

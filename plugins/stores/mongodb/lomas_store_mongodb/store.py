@@ -33,7 +33,8 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
 
     name = "mongodb"
 
-    def __init__(self, uri: str, options: MongoOptions | None = None, *, recover: bool = True) -> None:
+    def __init__(self, uri: str, options: MongoOptions | None = None, *, recover: bool = True,
+                 create: bool = False) -> None:
         self.options = options or MongoOptions(uri=uri)
         self.hosts = describe_hosts(uri)
         self.scale = Scale(self.options.epsilon_digits, self.options.delta_digits)
@@ -49,8 +50,8 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
             read_concern=read_concern)
         try:
             self.client.admin.command("ping")
+            self._check_scale(create)
             self._create_indexes()
-            self._check_scale()
             if recover:
                 self.recover()
         except PyMongoError as exc:
@@ -62,10 +63,17 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
             raise ConfigError(f"mongodb store: MongoDB at {self.hosts} failed during start-up") from None
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any], context: PluginContext | None = None) -> MongoStore:
-        """Build the store from the config's ``store.options``."""
+    def from_options(cls, options: Mapping[str, Any], context: PluginContext | None = None, *,
+                     create: bool | None = None) -> MongoStore:
+        """Build the store from the config's ``store.options``.
+
+        A database without a lomas store is refused unless ``create`` (default: the context's
+        ``create_store``, i.e. ``lomas admin init``).
+        """
         opts = parse_options(options)
-        return cls(opts.resolve_uri(context), opts)
+        if create is None:
+            create = context.create_store if context is not None else False
+        return cls(opts.resolve_uri(context), opts, create=create)
 
     def _create_indexes(self) -> None:
         self.users.create_index([("name", ASCENDING)], unique=True, name="user_name_unique")
@@ -79,15 +87,27 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
                                   partialFilterExpression={"idem": {"$type": "string"}})
         self.archive.create_index([("created_at", ASCENDING), ("seq", ASCENDING)], name="archive_time")
         self.archive.create_index([("status", ASCENDING)], name="archive_status")
+        self.archive.create_index([("seq", ASCENDING)], name="archive_pages")  # + _id: not on nx-27017
 
-    def _check_scale(self) -> None:
-        """The unit scale is fixed once the database is in use: refuse a config that changed it."""
+    def _check_scale(self, create: bool) -> None:
+        """The ``units`` record marks an initialised store and fixes its unit scale.
+
+        Without it the database is new, or was dropped or restored badly: refused unless ``create``.
+        """
         wanted = {"epsilon_digits": self.scale.epsilon_digits, "delta_digits": self.scale.delta_digits}
-        try:
-            self.meta.insert_one({"_id": "units", **wanted})
-        except DuplicateKeyError:
-            pass
-        doc = self.meta.find_one({"_id": "units"}) or {}
+        doc = self.meta.find_one({"_id": "units"})
+        if doc is None:
+            if not create:
+                self.client.close()
+                raise ConfigError(
+                    f"mongodb store: database '{self.options.database}' at {self.hosts} holds no "
+                    "lomas store (no units record): restore it (mongorestore of a mongodump), or "
+                    "create a new, empty store explicitly with `lomas admin init`")
+            try:
+                self.meta.insert_one({"_id": "units", **wanted})
+            except DuplicateKeyError:
+                pass
+            doc = self.meta.find_one({"_id": "units"}) or {}
         stored = {k: doc.get(k) for k in wanted}
         if stored != wanted:
             self.client.close()
@@ -95,6 +115,14 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
                 f"mongodb store: database '{self.options.database}' at {self.hosts} uses "
                 f"epsilon_digits={stored['epsilon_digits']}, delta_digits={stored['delta_digits']}; "
                 "the options must match")
+
+    def backup(self, target: Any) -> str:
+        from lomas_core.errors import InvalidRequest
+
+        raise InvalidRequest(
+            "the mongodb store is backed up with MongoDB's tools while it serves: "
+            f"`mongodump --uri <uri> --db {self.options.database} --out <dir>` (use --oplog on a "
+            "replica set for a point-in-time copy); restore with `mongorestore`")
 
     def ping(self) -> None:
         with self.guard("ping"):

@@ -18,10 +18,10 @@ def make_store(mongodb_uri: str, mongodb_database: str) -> Iterator[MakeStore]: 
     """Build stores on the test's database (several calls share it, like several servers)."""
     made: list[MongoStore] = []
 
-    def make(**options: Any) -> MongoStore:
+    def make(*, create: bool = True, **options: Any) -> MongoStore:
         opts = {"uri": mongodb_uri, "database": mongodb_database,
                 "server_selection_timeout_ms": 3000, **options}
-        store = MongoStore.from_options(opts)
+        store = MongoStore.from_options(opts, create=create)
         made.append(store)
         return store
 

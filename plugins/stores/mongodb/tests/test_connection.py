@@ -31,7 +31,7 @@ def test_built_through_the_plugin_system_with_a_uri_secret(
             "uri_secret": "mongo", "database": mongodb_database,
             "write_concern": {"w": 1, "j": None}, "read_concern": "local"}},
         "secrets": {"mongo": {"env": "LOMAS_TEST_MONGO_URI"}}})
-    store = make_store(config)
+    store = make_store(config, create=True)
     try:
         assert isinstance(store, MongoStore) and store.name == "mongodb"
         store.ping()
@@ -69,7 +69,8 @@ def test_server_down_during_operation_is_503_and_nothing_is_charged() -> None:
         name = fresh_database_name()
         store = MongoStore.from_options({"uri": server.uri, "database": name,
                                          "server_selection_timeout_ms": 500,
-                                         "connect_timeout_ms": 500, "socket_timeout_ms": 1000})
+                                         "connect_timeout_ms": 500, "socket_timeout_ms": 1000},
+                                        create=True)
         store.add_user(User(name="alice"))
         store.put_dataset(DatasetDescription(name="ds"))
         store.grant("alice", "ds", Budget.of(1))

@@ -20,7 +20,8 @@ MakeStore = Callable[..., MongoStore]
 
 
 def _sqlite(path: Path) -> BudgetStore:
-    return make_store(Config(store=PluginConfig(name="sqlite", options={"path": str(path)})))
+    return make_store(Config(store=PluginConfig(name="sqlite", options={"path": str(path)})),
+                      create=True)
 
 
 def _record(user: str, epsilon: str, key: str | None = None) -> ArchiveRecord:

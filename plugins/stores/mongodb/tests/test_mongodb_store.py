@@ -241,3 +241,86 @@ def test_unit_scale_cannot_change_under_existing_data(make_store: MakeStore) -> 
     make_store()
     with pytest.raises(ConfigError, match="epsilon_digits"):
         make_store(epsilon_digits=9)
+
+
+def test_same_key_retry_while_the_first_charge_is_unarchived_is_not_charged_again(
+        make_store: MakeStore) -> None:
+    """The issue's deterministic case: a delay between the charge and the archive copy."""
+    first_server, second_server = make_store(), make_store()
+    _setup(first_server)
+    charged, go_on = threading.Event(), threading.Event()
+
+    def slow(step: str) -> None:
+        if step == "charge:charged":
+            charged.set()
+            go_on.wait(10)
+
+    first_server.fault_hook = slow
+    first = _record(Budget.of(0.1), key="k")
+    worker = threading.Thread(target=first_server.charge, args=(first,))
+    worker.start()
+    try:
+        assert charged.wait(10)
+        assert first_server.archive.count_documents({}) == 0  # the archive copy is not there yet
+        seen = second_server.find_by_idempotency_key("alice", "k")
+        assert seen is not None and seen.id == first.id and seen.status == "pending"
+        assert seen.request == first.request
+        with pytest.raises(IdempotencyConflict):
+            second_server.charge(_record(Budget.of(0.1), key="k"))
+        assert [r.id for r in second_server.pending_records()] == [first.id]
+    finally:
+        go_on.set()
+        worker.join(10)
+    grant = second_server.get_grant("alice", "ds")
+    assert grant is not None and grant.spent.epsilon == Decimal("0.1")
+
+
+def test_recovery_keeps_the_request_and_the_key(make_store: MakeStore) -> None:
+    crashed = make_store()
+    _setup(crashed)
+
+    def die(step: str) -> None:
+        if step == "charge:charged":
+            raise KeyboardInterrupt  # stands in for kill -9: nothing after this step runs
+
+    crashed.fault_hook = die
+    record = ArchiveRecord(user="alice", dataset="ds", engine="test",
+                           request={"sql": "SELECT COUNT(*) FROM t", "a.b": {"$gt": 1}},
+                           cost=Budget.of(0.1), idempotency_key="k")
+    with pytest.raises(KeyboardInterrupt):
+        crashed.charge(record)
+    restarted = make_store(recovery_grace_seconds=0)
+    found = restarted.find_by_idempotency_key("alice", "k")
+    assert found is not None and found.id == record.id
+    assert found.request == record.request  # an identical retry replays, no idempotency_key_reused
+    assert found.status == "failed" and found.error is not None
+    assert found.error["code"] == "charged_failure"
+    grant = restarted.get_grant("alice", "ds")
+    assert grant is not None and grant.spent.epsilon == Decimal("0.1")
+    assert restarted.grants.find_one({"_id": "alice/ds"})["keys"] == {}
+
+
+def test_recovery_finishes_a_query_whose_server_died_while_it_ran(make_store: MakeStore) -> None:
+    first = make_store()
+    _setup(first)
+    record = _record(Budget.of(0.1), key="k")
+    first.charge(record)  # ... and the process dies while the query runs
+    young = make_store()  # another server starting now leaves it alone (it may still be running)
+    assert young.get_record(record.id).status == "pending"
+    restarted = make_store(recovery_grace_seconds=0)
+    done = restarted.get_record(record.id)
+    assert done.status == "failed" and done.error is not None
+    assert done.error["code"] == "charged_failure"
+    assert restarted.pending_records() == []
+    grant = restarted.get_grant("alice", "ds")
+    assert grant is not None and grant.spent.epsilon == Decimal("0.1")
+
+
+def test_a_dropped_database_is_refused_not_recreated(make_store: MakeStore, mongodb_uri: str) -> None:
+    store = make_store()
+    _setup(store)
+    MongoClient(mongodb_uri).drop_database(store.db.name)
+    with pytest.raises(ConfigError, match="lomas admin init"):
+        make_store(create=False)
+    with pytest.raises(Exception, match="mongodump"):
+        store.backup("/tmp/x")
