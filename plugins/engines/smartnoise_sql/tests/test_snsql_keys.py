@@ -123,7 +123,9 @@ def test_group_by_non_public_column_is_thresholded_and_pays_delta(harness: Lomas
     assert set(released) <= set(frame[column])
     assert len(released) == len(set(released))
     if column == "income":
-        assert released == []  # every income is unique: no group passes the threshold
+        # Every income is unique: each group passes the threshold with probability at most delta
+        # (1e-5), so about 0.03 of the 3,000 are expected; 4 or more has odds of about 3e-8.
+        assert len(released) <= 3
     if column == "name":
         assert "solo" not in released and set(released) == {"ann", "bob"}
 
