@@ -22,7 +22,9 @@ __all__ = [
     "Grant",
     "NAME_PATTERN",
     "QueryStatus",
+    "TokenInfo",
     "User",
+    "new_token_id",
     "new_query_id",
     "utcnow",
 ]
@@ -41,11 +43,41 @@ def new_query_id() -> str:
     return uuid.uuid4().hex
 
 
+def new_token_id() -> str:
+    """A token's public id: random, unrelated to the token value (safe to show and log)."""
+    return "tok_" + uuid.uuid4().hex[:16]
+
+
 class User(BaseModel):
-    """A researcher or an admin. Identity comes from a token only."""
+    """A researcher or an admin. Identity comes from a token only.
+
+    A ``suspended`` user keeps everything but every request is refused (403 ``suspended``).
+    """
 
     name: str = Field(pattern=NAME_PATTERN)
     is_admin: bool = False
+    suspended: bool = False
+
+
+class TokenInfo(BaseModel):
+    """What may be shown about a token: never its value nor its hash."""
+
+    id: str
+    user: str
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or utcnow())
+
+    def view(self) -> dict[str, Any]:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {"id": self.id, "user": self.user, "created_at": iso(self.created_at),
+                "expires_at": iso(self.expires_at), "last_used_at": iso(self.last_used_at),
+                "expired": self.expired()}
 
 
 class DatasetDescription(BaseModel):

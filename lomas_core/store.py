@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from lomas_core.budget import Budget
-from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, QueryStatus, User
+from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, QueryStatus, TokenInfo, User
 
 __all__ = ["MAX_PAGE", "ArchiveFilter", "ArchivePage", "BudgetStore", "decode_cursor",
            "encode_cursor"]
@@ -110,8 +110,28 @@ class BudgetStore(ABC):
         """Delete a user with its tokens and grants (the archive stays). NotFound if absent."""
 
     @abstractmethod
-    def add_token(self, user: str, token_hash: str) -> None:
-        """Store a token's hash for ``user`` (never the token). NotFound if the user is absent."""
+    def set_suspended(self, name: str, suspended: bool) -> User:
+        """Suspend or resume a user; returns the user as it was before. NotFound if absent.
+
+        A suspended user's tokens stay but authenticate nobody (403 ``suspended``), and
+        :meth:`charge` refuses it with :class:`~lomas_core.errors.Suspended`.
+        """
+
+    @abstractmethod
+    def add_token(self, user: str, token_hash: str, *, expires_at: datetime | None = None) -> str:
+        """Store a token's hash for ``user`` (never the token) with an optional expiry.
+
+        Returns the token's id (:func:`lomas_core.models.new_token_id`). NotFound if the user is
+        absent; Conflict if the hash is known.
+        """
+
+    @abstractmethod
+    def list_tokens(self, user: str) -> list[TokenInfo]:
+        """The tokens of ``user`` (ids and times, never hashes), oldest first. NotFound if absent."""
+
+    @abstractmethod
+    def revoke_token(self, user: str, token_id: str) -> None:
+        """Delete one token of ``user``. NotFound if the user has no token with that id."""
 
     @abstractmethod
     def revoke_tokens(self, user: str) -> int:
@@ -119,7 +139,10 @@ class BudgetStore(ABC):
 
     @abstractmethod
     def user_for_token(self, token_hash: str) -> User | None:
-        """The user owning this token hash, or None."""
+        """The user owning this token hash, or None (unknown, revoked or expired).
+
+        Records the token's last use (stores may coarsen it to about a minute).
+        """
 
     # -- datasets -----------------------------------------------------------------------------------
     @abstractmethod
@@ -174,6 +197,7 @@ class BudgetStore(ABC):
         Returns:
             The remaining budget right after the charge (also stored as ``record.remaining``).
         Raises:
+            Suspended: the user is suspended (checked in the same atomic step); nothing changed.
             AccessDenied: no grant for (user, dataset).
             BudgetExceeded: the cost does not fit; nothing changed.
             IdempotencyConflict: ``record.idempotency_key`` is already used by this user.

@@ -26,7 +26,7 @@ from lomas_core.cli.common import (
 from lomas_core.errors import ConfigError, NotFound
 from lomas_core.models import Grant, User
 from lomas_core.store import MAX_PAGE, ArchiveFilter
-from lomas_core.tokens import hash_token, new_token
+from lomas_core.tokens import expiry, hash_token, new_token
 
 __all__ = ["grant_view", "register"]
 
@@ -91,7 +91,21 @@ def user_add(args: argparse.Namespace) -> int:
 def user_list(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
         users = [u.model_dump() for u in store.list_users()]
-    emit(args, {"users": users}, format_table(users, ["name", "is_admin"]))
+    emit(args, {"users": users}, format_table(users, ["name", "is_admin", "suspended"]))
+    return 0
+
+
+def user_suspend(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        store.set_suspended(args.name, True)
+    print(f"suspended {args.name}: every request is refused (403 suspended), nothing is charged")
+    return 0
+
+
+def user_resume(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        store.set_suspended(args.name, False)
+    print(f"resumed {args.name}")
     return 0
 
 
@@ -102,22 +116,46 @@ def user_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _expires_arg(text: str) -> str:
+    """argparse ``type`` for ``--expires``: checked now, turned into an instant at issue time."""
+    try:
+        expiry(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid expiry {text!r}: {exc}") from None
+    return text
+
+
 def token_issue(args: argparse.Namespace) -> int:
     token = new_token()
+    expires_at = expiry(args.expires)
     with open_store(config_from_args(args)) as store:
-        store.add_token(args.name, hash_token(token))
+        token_id = store.add_token(args.name, hash_token(token), expires_at=expires_at)
+    when = expires_at.isoformat() if expires_at else None
     if args.json:
-        emit(args, {"user": args.name, "token": token})
+        emit(args, {"user": args.name, "id": token_id, "expires_at": when, "token": token})
     else:
-        note(f"new token for {args.name} (shown once, store it now):")
+        note(f"new token {token_id} for {args.name}, expires {when or 'never'} "
+             "(shown once, store it now):")
         print(token)
+    return 0
+
+
+def token_list(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        tokens = [t.view() for t in store.list_tokens(args.name)]
+    emit(args, {"user": args.name, "tokens": tokens},
+         format_table(tokens, ["id", "created_at", "expires_at", "last_used_at", "expired"]))
     return 0
 
 
 def token_revoke(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
         store.get_user(args.name)
-        count = store.revoke_tokens(args.name)
+        if args.token_id is not None:
+            store.revoke_token(args.name, args.token_id)
+            count = 1
+        else:
+            count = store.revoke_tokens(args.name)
     print(f"revoked {count} token(s) of {args.name}")
     return 0
 
@@ -222,14 +260,30 @@ def register(admin_sub: Any) -> None:
     p = _leaf(user_sub, "remove", "delete a user with its tokens and grants")
     p.add_argument("name")
     p.set_defaults(func=user_remove)
+    p = _leaf(user_sub, "suspend", "refuse every request of a user (403 suspended) without "
+              "deleting anything")
+    p.add_argument("name")
+    p.set_defaults(func=user_suspend)
+    p = _leaf(user_sub, "resume", "lift a user's suspension")
+    p.add_argument("name")
+    p.set_defaults(func=user_resume)
 
-    token = admin_sub.add_parser("token", help="issue and revoke API tokens")
+    token = admin_sub.add_parser("token", help="issue, list and revoke API tokens")
     token_sub = token.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = _leaf(token_sub, "issue", "issue a new token for a user (printed once)", json_out=True)
     p.add_argument("name")
+    p.add_argument("--expires", type=_expires_arg, default=None,
+                   help="expiry: a duration (90d, 12h, 30m, 2w) or an ISO date/time "
+                        "(default: never)")
     p.set_defaults(func=token_issue)
-    p = _leaf(token_sub, "revoke", "revoke every token of a user")
+    p = _leaf(token_sub, "list", "a user's tokens: ids, created, expiry, last use (never values)",
+              json_out=True)
     p.add_argument("name")
+    p.set_defaults(func=token_list)
+    p = _leaf(token_sub, "revoke", "revoke one token of a user by its id, or every token")
+    p.add_argument("name")
+    p.add_argument("token_id", nargs="?", default=None,
+                   help="the token's id (from `token list`); omitted: every token of the user")
     p.set_defaults(func=token_revoke)
 
     p = _leaf(admin_sub, "grant", "give a user access to a dataset with a budget")

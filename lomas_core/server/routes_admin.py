@@ -16,7 +16,7 @@ from lomas_core.server.auth import admin_user
 from lomas_core.server.schemas import AdminArchiveQuery, BudgetBody, GrantRequest, UserRequest
 from lomas_core.server.state import ServerState, get_state
 from lomas_core.store import ArchiveFilter
-from lomas_core.tokens import hash_token, new_token
+from lomas_core.tokens import expiry, hash_token, new_token
 
 __all__ = ["router"]
 
@@ -64,11 +64,44 @@ async def remove_user(user: str, state: StateDep) -> dict[str, Any]:
     return {"deleted": user}
 
 
+@router.post("/users/{user}/suspend", summary="Suspend a user (403 suspended, nothing charged)")
+async def suspend_user(user: str, state: StateDep) -> dict[str, Any]:
+    await run_in_threadpool(state.store.set_suspended, user, True)
+    return (await run_in_threadpool(state.store.get_user, user)).model_dump()
+
+
+@router.post("/users/{user}/resume", summary="Lift a user's suspension")
+async def resume_user(user: str, state: StateDep) -> dict[str, Any]:
+    await run_in_threadpool(state.store.set_suspended, user, False)
+    return (await run_in_threadpool(state.store.get_user, user)).model_dump()
+
+
 @router.post("/users/{user}/tokens", status_code=201, summary="Issue a token (shown once)")
-async def add_token(user: str, state: StateDep) -> dict[str, str]:
+async def add_token(user: str, state: StateDep,
+                    expires: Annotated[str | None, Query(max_length=40, description=(
+                        "expiry: a duration (90d, 12h, 30m, 2w) or an ISO date/time"))] = None,
+                    ) -> dict[str, Any]:
+    try:
+        expires_at = expiry(expires)
+    except ValueError as exc:
+        raise InvalidRequest(f"invalid expires: {exc}") from None
     token = new_token()
-    await run_in_threadpool(state.store.add_token, user, hash_token(token))
-    return {"token": token}
+    token_id = await run_in_threadpool(
+        lambda: state.store.add_token(user, hash_token(token), expires_at=expires_at))
+    return {"token": token, "id": token_id,
+            "expires_at": expires_at.isoformat() if expires_at else None}
+
+
+@router.get("/users/{user}/tokens", summary="A user's tokens: ids and times, never values")
+async def list_tokens(user: str, state: StateDep) -> dict[str, Any]:
+    tokens = await run_in_threadpool(state.store.list_tokens, user)
+    return {"tokens": [t.view() for t in tokens]}
+
+
+@router.delete("/users/{user}/tokens/{token_id}", summary="Revoke one token by its id")
+async def revoke_token(user: str, token_id: str, state: StateDep) -> dict[str, Any]:
+    await run_in_threadpool(state.store.revoke_token, user, token_id)
+    return {"revoked": 1, "id": token_id}
 
 
 @router.delete("/users/{user}/tokens", summary="Revoke every token of a user")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,8 +28,18 @@ from lomas_core.errors import (
     IdempotencyConflict,
     InvalidRequest,
     NotFound,
+    Suspended,
 )
-from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, QueryStatus, User, utcnow
+from lomas_core.models import (
+    ArchiveRecord,
+    DatasetDescription,
+    Grant,
+    QueryStatus,
+    TokenInfo,
+    User,
+    new_token_id,
+    utcnow,
+)
 from lomas_core.store import (
     MAX_PAGE,
     ArchiveFilter,
@@ -49,11 +59,14 @@ from lomas_core.stores.sqlite_rows import (
     record_from_row,
     record_params,
 )
-from lomas_core.stores.state import Token, build_state, format_time, parse_state
+from lomas_core.stores.state import Token, build_state, format_time, parse_state, parse_time
 
 __all__ = ["INTERRUPTED", "SQLiteStore", "parse_options", "recovery_grace"]
 
 log = logging.getLogger("lomas.stores.sqlite")
+
+#: ``last_used_at`` is refreshed at most this often (so authentication rarely writes).
+_LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 _OPTIONS = {"path", "busy_timeout_seconds", "recovery_grace_seconds"}
 
@@ -128,22 +141,27 @@ class SQLiteStore(BudgetStore):
         return count
 
     # -- users and tokens -------------------------------------------------------------------------
+    @staticmethod
+    def _user(row: sqlite3.Row) -> User:
+        return User(name=row["name"], is_admin=bool(row["is_admin"]), suspended=bool(row["suspended"]))
+
     def add_user(self, user: User) -> None:
         try:
             with self.db.write() as c:
-                c.execute("INSERT INTO users (name, is_admin) VALUES (?, ?)", (user.name, int(user.is_admin)))
+                c.execute("INSERT INTO users (name, is_admin, suspended) VALUES (?, ?, ?)",
+                          (user.name, int(user.is_admin), int(user.suspended)))
         except sqlite3.IntegrityError:
             raise Conflict(f"user '{user.name}' already exists") from None
 
     def get_user(self, name: str) -> User:
-        rows = self.db.execute("SELECT name, is_admin FROM users WHERE name = ?", (name,))
+        rows = self.db.execute("SELECT name, is_admin, suspended FROM users WHERE name = ?", (name,))
         if not rows:
             raise NotFound(f"user '{name}' does not exist")
-        return User(name=rows[0]["name"], is_admin=bool(rows[0]["is_admin"]))
+        return self._user(rows[0])
 
     def list_users(self) -> list[User]:
-        rows = self.db.execute("SELECT name, is_admin FROM users ORDER BY name")
-        return [User(name=r["name"], is_admin=bool(r["is_admin"])) for r in rows]
+        rows = self.db.execute("SELECT name, is_admin, suspended FROM users ORDER BY name")
+        return [self._user(r) for r in rows]
 
     def remove_user(self, name: str) -> None:
         with self.db.write() as c:
@@ -152,23 +170,63 @@ class SQLiteStore(BudgetStore):
             c.execute("DELETE FROM tokens WHERE user = ?", (name,))
             c.execute("DELETE FROM grants WHERE user = ?", (name,))
 
-    def add_token(self, user: str, token_hash: str) -> None:
+    def set_suspended(self, name: str, suspended: bool) -> User:
+        with self.db.write() as c:
+            row = c.execute("SELECT name, is_admin, suspended FROM users WHERE name = ?",
+                            (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"user '{name}' does not exist")
+            c.execute("UPDATE users SET suspended = ? WHERE name = ?", (int(suspended), name))
+        return self._user(row)
+
+    def add_token(self, user: str, token_hash: str, *, expires_at: datetime | None = None) -> str:
+        token_id = new_token_id()
         with self.db.write() as c:
             if c.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is None:
                 raise NotFound(f"user '{user}' does not exist")
             try:
-                c.execute("INSERT INTO tokens (hash, user) VALUES (?, ?)", (token_hash, user))
+                c.execute("INSERT INTO tokens (hash, user, id, created_at, expires_at) "
+                          "VALUES (?, ?, ?, ?, ?)",
+                          (token_hash, user, token_id, format_time(utcnow()),
+                           format_time(expires_at) if expires_at else None))
             except sqlite3.IntegrityError:
                 raise Conflict("this token is already registered") from None
+        return token_id
+
+    def list_tokens(self, user: str) -> list[TokenInfo]:
+        with self.db.read() as c:
+            if c.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is None:
+                raise NotFound(f"user '{user}' does not exist")
+            rows = c.execute("SELECT id, user, created_at, expires_at, last_used_at FROM tokens "
+                             "WHERE user = ? ORDER BY created_at, id", (user,)).fetchall()
+        return [TokenInfo(id=r["id"], user=r["user"],
+                          **{k: parse_time(r[k]) if r[k] else None
+                             for k in ("created_at", "expires_at", "last_used_at")}) for r in rows]
+
+    def revoke_token(self, user: str, token_id: str) -> None:
+        with self.db.write() as c:
+            if c.execute("DELETE FROM tokens WHERE user = ? AND id = ?", (user, token_id)).rowcount == 0:
+                raise NotFound(f"user '{user}' has no token '{token_id[:40]}'")
 
     def revoke_tokens(self, user: str) -> int:
         with self.db.write() as c:
             return int(c.execute("DELETE FROM tokens WHERE user = ?", (user,)).rowcount)
 
     def user_for_token(self, token_hash: str) -> User | None:
-        rows = self.db.execute("SELECT u.name, u.is_admin FROM tokens t JOIN users u ON u.name = t.user "
-                               "WHERE t.hash = ?", (token_hash,))
-        return User(name=rows[0]["name"], is_admin=bool(rows[0]["is_admin"])) if rows else None
+        now = utcnow()
+        rows = self.db.execute(
+            "SELECT u.name, u.is_admin, u.suspended, t.last_used_at FROM tokens t "
+            "JOIN users u ON u.name = t.user WHERE t.hash = ? "
+            "AND (t.expires_at IS NULL OR t.expires_at > ?)", (token_hash, format_time(now)))
+        if not rows:
+            return None
+        stale = format_time(now - _LAST_USED_RESOLUTION)
+        if rows[0]["last_used_at"] is None or rows[0]["last_used_at"] < stale:
+            # At most one write a minute per token: authentication stays a read.
+            with self.db.write() as c:
+                c.execute("UPDATE tokens SET last_used_at = ? WHERE hash = ?",
+                          (format_time(now), token_hash))
+        return self._user(rows[0])
 
     # -- datasets -----------------------------------------------------------------------------------
     def put_dataset(self, dataset: DatasetDescription, *, replace: bool = False) -> None:
@@ -249,6 +307,7 @@ class SQLiteStore(BudgetStore):
                 "UPDATE grants SET spent_eps = dec_add(spent_eps, :e), "
                 "spent_delta = dec_add(spent_delta, :d) "
                 "WHERE user = :u AND dataset = :ds AND dec_le(dec_add(spent_eps, :e), initial_eps) "
+                "AND NOT EXISTS (SELECT 1 FROM users WHERE name = :u AND suspended = 1) "
                 "AND dec_le(dec_add(spent_delta, :d), initial_delta) "
                 "RETURNING initial_eps, initial_delta, spent_eps, spent_delta",
                 {"e": e, "d": d, "u": record.user, "ds": record.dataset}).fetchone()
@@ -275,6 +334,9 @@ class SQLiteStore(BudgetStore):
 
     @staticmethod
     def _refuse(c: sqlite3.Connection, record: ArchiveRecord) -> NoReturn:
+        if c.execute("SELECT 1 FROM users WHERE name = ? AND suspended = 1",
+                     (record.user,)).fetchone() is not None:
+            raise Suspended("your account is suspended; nothing was charged")
         row = c.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE user = ? AND dataset = ?",
                         (record.user, record.dataset)).fetchone()
         if row is None:
@@ -367,10 +429,12 @@ class SQLiteStore(BudgetStore):
     # -- whole-state copy and lifecycle ------------------------------------------------------------
     def export_state(self) -> dict[str, Any]:
         with self.db.read() as c:
-            users = [User(name=r["name"], is_admin=bool(r["is_admin"]))
-                     for r in c.execute("SELECT name, is_admin FROM users ORDER BY name")]
-            tokens = [Token(user=r["user"], hash=r["hash"])
-                      for r in c.execute("SELECT user, hash FROM tokens ORDER BY user, hash")]
+            users = [self._user(r) for r in
+                     c.execute("SELECT name, is_admin, suspended FROM users ORDER BY name")]
+            tokens = [Token(user=r["user"], hash=r["hash"], id=r["id"], created_at=r["created_at"],
+                            expires_at=r["expires_at"], last_used_at=r["last_used_at"])
+                      for r in c.execute("SELECT user, hash, id, created_at, expires_at, last_used_at "
+                                         "FROM tokens ORDER BY user, hash")]
             datasets = [DatasetDescription.model_validate_json(r["description"])
                         for r in c.execute("SELECT description FROM datasets ORDER BY name")]
             grants = [grant_from_row(r) for r in
@@ -386,10 +450,12 @@ class SQLiteStore(BudgetStore):
                 if c.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
                     raise Conflict("the store is not empty; import only into a fresh store")
             try:
-                c.executemany("INSERT INTO users (name, is_admin) VALUES (?, ?)",
-                              [(u.name, int(u.is_admin)) for u in parsed.users])
-                c.executemany("INSERT INTO tokens (hash, user) VALUES (?, ?)",
-                              [(t.hash, t.user) for t in parsed.tokens])
+                c.executemany("INSERT INTO users (name, is_admin, suspended) VALUES (?, ?, ?)",
+                              [(u.name, int(u.is_admin), int(u.suspended)) for u in parsed.users])
+                c.executemany("INSERT INTO tokens (hash, user, id, created_at, expires_at, last_used_at) "
+                              "VALUES (?, ?, ?, ?, ?, ?)",
+                              [(t.hash, t.user, t.id, t.created_at, t.expires_at, t.last_used_at)
+                               for t in parsed.tokens])
                 c.executemany("INSERT INTO datasets (name, description) VALUES (?, ?)",
                               [(d.name, d.model_dump_json()) for d in parsed.datasets])
                 c.executemany(f"INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",

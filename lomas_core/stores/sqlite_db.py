@@ -34,16 +34,31 @@ __all__ = ["SCHEMA_VERSION", "SQLiteDatabase", "dec_add", "dec_le", "dec_sub_flo
 
 log = logging.getLogger("lomas.stores.sqlite")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Steps from one schema version to the next, applied in one transaction at start-up.
+#: 1 -> 2: suspension and the token lifecycle (token id, created/expiry/last-used times).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE users ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE tokens ADD COLUMN id TEXT",
+        "ALTER TABLE tokens ADD COLUMN created_at TEXT",
+        "ALTER TABLE tokens ADD COLUMN expires_at TEXT",
+        "ALTER TABLE tokens ADD COLUMN last_used_at TEXT",
+        "UPDATE tokens SET id = 'tok_' || lower(hex(randomblob(8))) WHERE id IS NULL",
+        "CREATE UNIQUE INDEX IF NOT EXISTS tokens_id ON tokens (id)"),
+}
 
 #: sqlite error texts that mean the file is damaged, not busy.
 _DAMAGE = re.compile(r"malformed|not a database|corrupt|disk I/O error", re.IGNORECASE)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, is_admin INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, user TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, is_admin INTEGER NOT NULL DEFAULT 0,
+    suspended INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, user TEXT NOT NULL, id TEXT,
+    created_at TEXT, expires_at TEXT, last_used_at TEXT);
 CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user);
+CREATE UNIQUE INDEX IF NOT EXISTS tokens_id ON tokens (id);
 CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, description TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS grants (
     user TEXT NOT NULL, dataset TEXT NOT NULL,
@@ -107,6 +122,7 @@ class SQLiteDatabase:
         else:
             self._check_existing()
         self._check_integrity()
+        self._migrate()
         self._ensure_owners_table()
         self.owner = uuid.uuid4().hex
         self._owner_pid = os.getpid()
@@ -231,6 +247,31 @@ class SQLiteDatabase:
             raise ConfigError(f"{where} has schema version {row[0]}; this lomas understands up to "
                               f"{SCHEMA_VERSION}")
 
+    def _migrate(self) -> None:
+        """Bring an older schema up to :data:`SCHEMA_VERSION`, in one ``BEGIN IMMEDIATE``
+        transaction (re-reading the version inside it: another process may have done it)."""
+        try:
+            conn = self._open()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                version = int(conn.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+                start = version
+                while version < SCHEMA_VERSION:
+                    for statement in _MIGRATIONS[version]:
+                        conn.execute(statement)
+                    version += 1
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"sqlite store {self.path}: migrating the schema failed ({exc}); "
+                              "nothing was changed") from None
+        if start != version:
+            log.warning("sqlite store %s: schema migrated from version %d to %d", self.path, start,
+                        version)
+
     def _check_wal(self) -> None:
         """Refuse a WAL holding damaged frames of its current generation (SQLite would drop them
         and every later transaction, silently). Read first without a lock, then confirmed under
@@ -304,9 +345,12 @@ class SQLiteDatabase:
                 if str(mode).lower() != "wal":
                     raise ConfigError(f"sqlite store {self.path}: cannot switch to WAL mode ({mode})")
                 conn.execute("BEGIN IMMEDIATE")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                known = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                     "AND name = 'meta'").fetchone()
+                if known is None:  # an existing store keeps its schema; _migrate upgrades it
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
                 conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                              (str(SCHEMA_VERSION),))
                 version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]

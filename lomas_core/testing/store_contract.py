@@ -45,6 +45,7 @@ from lomas_core.errors import (
     InvalidRequest,
     LomasError,
     NotFound,
+    Suspended,
 )
 from lomas_core.metadata import Metadata
 from lomas_core.models import ArchiveRecord, DatasetDescription, User
@@ -245,6 +246,61 @@ class StoreContract:
         assert store.revoke_tokens("alice") == 2
         assert store.revoke_tokens("alice") == 0
         assert store.user_for_token("h2") is None
+
+    def test_token_lifecycle(self, store: BudgetStore) -> None:
+        store.add_user(User(name="alice"))
+        store.add_user(User(name="bob"))
+        first = store.add_token("alice", "h1")
+        later = datetime.now(UTC) + timedelta(days=90)
+        second = store.add_token("alice", "h2", expires_at=later)
+        assert first != second and first.startswith("tok_")
+        tokens = store.list_tokens("alice")
+        assert [t.id for t in tokens] == [first, second]
+        assert tokens[0].expires_at is None and tokens[0].created_at is not None
+        assert abs((tokens[1].expires_at or later) - later) < timedelta(milliseconds=1)
+        assert tokens[0].last_used_at is None
+        assert "h1" not in json.dumps([t.view() for t in tokens])  # ids and times, never hashes
+        assert store.user_for_token("h1") == User(name="alice")
+        assert store.list_tokens("alice")[0].last_used_at is not None
+        with pytest.raises(NotFound):
+            store.list_tokens("nobody")
+        with pytest.raises(NotFound):
+            store.revoke_token("bob", first)  # another user's token id
+        store.revoke_token("alice", first)
+        assert store.user_for_token("h1") is None
+        assert store.user_for_token("h2") == User(name="alice")
+        with pytest.raises(NotFound):
+            store.revoke_token("alice", first)
+        assert [t.id for t in store.list_tokens("alice")] == [second]
+
+    def test_expired_tokens_authenticate_nobody(self, store: BudgetStore) -> None:
+        store.add_user(User(name="alice"))
+        store.add_token("alice", "old", expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        store.add_token("alice", "new", expires_at=datetime.now(UTC) + timedelta(hours=1))
+        assert store.user_for_token("old") is None
+        assert store.user_for_token("new") == User(name="alice")
+        assert [t.expired() for t in store.list_tokens("alice")] == [True, False]
+
+    def test_suspension_refuses_the_charge_itself(self, store: BudgetStore) -> None:
+        seed(store)
+        store.add_token("alice", "h1")
+        before = store.set_suspended("alice", True)
+        assert before == User(name="alice") and store.get_user("alice").suspended
+        # The token still names the user (so the server can answer 403 suspended, not 401).
+        assert store.user_for_token("h1") == User(name="alice", suspended=True)
+        with pytest.raises(Suspended):
+            store.charge(make_record(idempotency_key="k"))
+        seed(store, dataset="later")  # a grant given while suspended is suspended too
+        with pytest.raises(Suspended):
+            store.charge(make_record(dataset="later"))
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None and grant.spent == Budget.of(0, 0)
+        assert store.list_archive(user="alice") == []
+        assert store.set_suspended("alice", False).suspended
+        store.charge(make_record(idempotency_key="k"))  # the key was never used
+        store.charge(make_record(dataset="later"))
+        with pytest.raises(NotFound):
+            store.set_suspended("nobody", True)
 
     def test_remove_user_drops_tokens_and_grants_keeps_archive(self, store: BudgetStore) -> None:
         seed(store)
@@ -458,7 +514,10 @@ class StoreContract:
         seed(store, user="bob", dataset="other")
         store.add_user(User(name="root", is_admin=True))
         store.add_token("alice", "hash-a")
+        store.add_token("alice", "hash-a2", expires_at=datetime(2100, 1, 2, 3, 4, 5, tzinfo=UTC))
         store.add_token("root", "hash-r")
+        store.add_user(User(name="sleeper"))
+        store.set_suspended("sleeper", True)
         a = make_record(idempotency_key="key")
         store.charge(a)
         store.complete(a.id, "success", result={"type": "value", "value": 3.25})

@@ -7,6 +7,7 @@ exact spent budget as integer limbs (see ``units.py``). The charge filters on ``
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,13 +15,27 @@ from pymongo.errors import DuplicateKeyError
 
 from lomas_core.budget import Budget
 from lomas_core.errors import Conflict, NotFound, StoreUnavailable
-from lomas_core.models import DatasetDescription, Grant, User
+from lomas_core.models import DatasetDescription, Grant, TokenInfo, User, new_token_id, utcnow
+from lomas_core.stores.state import format_time, parse_time
 from lomas_store_mongodb.base import MongoBase
 from lomas_store_mongodb.codec import budget_from_doc, dataset_from_doc, dataset_to_doc, grant_id
 
 __all__ = ["AdminMixin"]
 
 _SET_INITIAL_ATTEMPTS = 20
+#: ``last_used_at`` is refreshed at most this often (so authentication rarely writes).
+_LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def user_from_doc(doc: dict[str, Any]) -> User:
+    return User(name=doc["name"], is_admin=bool(doc.get("is_admin")),
+                suspended=bool(doc.get("suspended")))
+
+
+def token_info(doc: dict[str, Any]) -> TokenInfo:
+    return TokenInfo(id=doc["tid"], user=doc["user"],
+                     **{k: parse_time(doc[k]) if doc.get(k) else None
+                        for k in ("created_at", "expires_at", "last_used_at")})
 
 
 class AdminMixin(MongoBase):
@@ -30,7 +45,8 @@ class AdminMixin(MongoBase):
     def add_user(self, user: User) -> None:
         with self.guard("add_user"):
             try:
-                self.users.insert_one({"_id": user.name, "name": user.name, "is_admin": user.is_admin})
+                self.users.insert_one({"_id": user.name, "name": user.name, "is_admin": user.is_admin,
+                                       "suspended": user.suspended})
             except DuplicateKeyError:
                 raise Conflict(f"user '{user.name}' already exists") from None
 
@@ -39,13 +55,12 @@ class AdminMixin(MongoBase):
             doc = self.users.find_one({"_id": name})
         if doc is None:
             raise NotFound(f"user '{name}' not found")
-        return User(name=doc["name"], is_admin=bool(doc.get("is_admin")))
+        return user_from_doc(doc)
 
     def list_users(self) -> list[User]:
         with self.guard("list_users"):
             docs = list(self.users.find({}))
-        users = [User(name=d["name"], is_admin=bool(d.get("is_admin"))) for d in docs]
-        return sorted(users, key=lambda u: u.name)
+        return sorted((user_from_doc(d) for d in docs), key=lambda u: u.name)
 
     def remove_user(self, name: str) -> None:
         with self.guard("remove_user"):
@@ -56,28 +71,63 @@ class AdminMixin(MongoBase):
             self.grants.delete_many({"user": name})
             self.users.delete_one({"_id": name})
 
-    def add_token(self, user: str, token_hash: str) -> None:
+    def set_suspended(self, name: str, suspended: bool) -> User:
+        with self.guard("set_suspended"):
+            before = self.users.find_one_and_update({"_id": name}, {"$set": {"suspended": suspended}})
+            if before is None:
+                raise NotFound(f"user '{name}' not found")
+            # The charge filters on the grant's copy of the flag: suspension is part of the one
+            # atomic charge operation (the user document first, so a crash leaves auth refusing).
+            self.grants.update_many({"user": name}, {"$set": {"suspended": suspended}})
+        return user_from_doc(before)
+
+    def add_token(self, user: str, token_hash: str, *, expires_at: datetime | None = None) -> str:
+        token_id = new_token_id()
         with self.guard("add_token"):
             if self.users.count_documents({"_id": user}, limit=1) == 0:
                 raise NotFound(f"user '{user}' not found")
             try:
-                self.tokens.insert_one({"_id": token_hash, "user": user})
+                self.tokens.insert_one({"_id": token_hash, "user": user, "tid": token_id,
+                                        "created_at": format_time(utcnow()),
+                                        "expires_at": format_time(expires_at) if expires_at else None,
+                                        "last_used_at": None})
             except DuplicateKeyError:
                 raise Conflict("this token is already registered") from None
+        return token_id
+
+    def list_tokens(self, user: str) -> list[TokenInfo]:
+        with self.guard("list_tokens"):
+            if self.users.count_documents({"_id": user}, limit=1) == 0:
+                raise NotFound(f"user '{user}' not found")
+            docs = list(self.tokens.find({"user": user}, {"_id": 0}))
+        return sorted((token_info(d) for d in docs),
+                      key=lambda t: (t.created_at is not None, t.created_at or utcnow(), t.id))
+
+    def revoke_token(self, user: str, token_id: str) -> None:
+        with self.guard("revoke_token"):
+            if self.tokens.delete_one({"user": user, "tid": token_id}).deleted_count == 0:
+                raise NotFound(f"user '{user}' has no token '{token_id[:40]}'")
 
     def revoke_tokens(self, user: str) -> int:
         with self.guard("revoke_tokens"):
             return int(self.tokens.delete_many({"user": user}).deleted_count)
 
     def user_for_token(self, token_hash: str) -> User | None:
+        now = utcnow()
         with self.guard("user_for_token"):
             token = self.tokens.find_one({"_id": token_hash})
             if token is None:
                 return None
+            if token.get("expires_at") and token["expires_at"] <= format_time(now):
+                return None
             doc = self.users.find_one({"_id": token["user"]})
-        if doc is None:
-            return None
-        return User(name=doc["name"], is_admin=bool(doc.get("is_admin")))
+            if doc is None:
+                return None
+            last = token.get("last_used_at")
+            if last is None or last < format_time(now - _LAST_USED_RESOLUTION):
+                self.tokens.update_one({"_id": token_hash},
+                                       {"$set": {"last_used_at": format_time(now)}})
+        return user_from_doc(doc)
 
     # -- datasets -----------------------------------------------------------------------------------
     def put_dataset(self, dataset: DatasetDescription, *, replace: bool = False) -> None:
@@ -131,6 +181,8 @@ class AdminMixin(MongoBase):
                 raise NotFound(f"user '{user}' not found")
             if self.datasets.count_documents({"_id": dataset}, limit=1) == 0:
                 raise NotFound(f"dataset '{dataset}' not found")
+            owner = self.users.find_one({"_id": user}, {"suspended": 1}) or {}
+            doc["suspended"] = bool(owner.get("suspended"))
             try:
                 self.grants.insert_one(doc)
             except DuplicateKeyError:

@@ -41,6 +41,7 @@ from lomas_core.errors import (
     InvalidRequest,
     NotFound,
     StoreUnavailable,
+    Suspended,
 )
 from lomas_core.models import ArchiveRecord, QueryStatus, utcnow
 from lomas_core.store import MAX_PAGE, ArchiveFilter, ArchivePage, decode_cursor, encode_cursor
@@ -138,6 +139,7 @@ class LedgerMixin(MongoBase):
                          "record": record_doc}
                 filt: dict[str, Any] = {"_id": gid, "rem_eps": {"$gte": cost.epsilon},
                                         "rem_delta": {"$gte": cost.delta},
+                                        "suspended": {"$ne": True},
                                         f"pending.{qid}": {"$exists": False}}
                 claims: dict[str, Any] = {f"pending.{qid}": entry}
                 if key is not None:
@@ -171,10 +173,12 @@ class LedgerMixin(MongoBase):
         """Explain why the conditional charge matched nothing (or find our own retried write)."""
         qid = record.id
         key = record.idempotency_key
-        projection: dict[str, Any] = {**_GRANT_FIELDS, "pending": 1, "keys": 1}
+        projection: dict[str, Any] = {**_GRANT_FIELDS, "pending": 1, "keys": 1, "suspended": 1}
         current = self.grants.find_one({"_id": gid}, projection)
         if current is None:
             raise AccessDenied(f"you do not have access to dataset '{record.dataset}'")
+        if current.get("suspended") and (current.get("pending") or {}).get(qid) is None:
+            raise Suspended("your account is suspended; nothing was charged")
         entry = (current.get("pending") or {}).get(qid)
         if entry is not None:
             if entry.get("nonce") == nonce:
