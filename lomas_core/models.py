@@ -25,6 +25,7 @@ __all__ = [
     "TokenInfo",
     "User",
     "new_token_id",
+    "new_user_id",
     "new_query_id",
     "utcnow",
 ]
@@ -43,6 +44,11 @@ def new_query_id() -> str:
     return uuid.uuid4().hex
 
 
+def new_user_id() -> str:
+    """A user's immutable identity (random; never reused after the user is removed)."""
+    return "usr_" + uuid.uuid4().hex[:16]
+
+
 def new_token_id() -> str:
     """A token's public id: random, unrelated to the token value (safe to show and log)."""
     return "tok_" + uuid.uuid4().hex[:16]
@@ -57,6 +63,13 @@ class User(BaseModel):
     name: str = Field(pattern=NAME_PATTERN)
     is_admin: bool = False
     suspended: bool = False
+    #: The immutable identity the store gives the user at creation (``usr_...``); a later user of
+    #: the same name gets another one and inherits nothing (archive, keys, spend).
+    id: str | None = None
+
+    def same_as(self, other: User) -> bool:
+        """Equal apart from the store-given id (for tests and comparisons of exports)."""
+        return self.model_dump(exclude={"id"}) == other.model_dump(exclude={"id"})
 
 
 class TokenInfo(BaseModel):
@@ -105,6 +118,9 @@ class Grant(BaseModel):
     dataset: str
     initial: Budget
     spent: Budget
+    #: False once revoked: the grant gives no access but its lifetime ``spent`` is kept for a
+    #: later re-grant (unless the admin resets it explicitly).
+    active: bool = True
 
     @property
     def remaining(self) -> Budget:
@@ -129,6 +145,9 @@ class ArchiveRecord(BaseModel):
     result: Any = None
     error: dict[str, Any] | None = None
     idempotency_key: str | None = None
+    #: The identity of the user who ran it (set by the store's ``charge``): archive access,
+    #: idempotency keys and refunds follow the id, never the reusable name.
+    user_id: str | None = None
     #: Remaining budget right after the charge (set by the store's ``charge``).
     remaining: Budget | None = None
 

@@ -35,6 +35,8 @@ class ArchiveFilter:
 
     user: str | None = None
     dataset: str | None = None
+    #: The records of one identity (``user`` means the current holder of that name).
+    user_id: str | None = None
     status: str | None = None
     engine: str | None = None
     since: datetime | None = None
@@ -42,6 +44,7 @@ class ArchiveFilter:
 
     def matches(self, record: ArchiveRecord) -> bool:
         return ((self.user is None or record.user == self.user)
+                and (self.user_id is None or record.user_id == self.user_id)
                 and (self.dataset is None or record.dataset == self.dataset)
                 and (self.status is None or record.status == self.status)
                 and (self.engine is None or record.engine == self.engine)
@@ -163,15 +166,17 @@ class BudgetStore(ABC):
 
     # -- grants and budgets ------------------------------------------------------------------------
     @abstractmethod
-    def grant(self, user: str, dataset: str, initial: Budget) -> None:
-        """Give ``user`` access to ``dataset`` with an initial budget and nothing spent.
+    def grant(self, user: str, dataset: str, initial: Budget, *, reset_spent: bool = False) -> None:
+        """Give ``user`` access to ``dataset`` with an initial budget.
 
-        NotFound if the user or dataset is absent; Conflict if the grant exists.
+        The lifetime spend of the pair survives :meth:`revoke`: a re-grant starts from what was
+        spent before, unless ``reset_spent``. NotFound if the user or dataset is absent; Conflict
+        if an active grant exists.
         """
 
     @abstractmethod
     def revoke(self, user: str, dataset: str) -> None:
-        """Remove the grant. NotFound if there is none."""
+        """End the grant's access, keeping its spent budget. NotFound if there is no active grant."""
 
     @abstractmethod
     def set_initial_budget(self, user: str, dataset: str, initial: Budget) -> None:
@@ -222,11 +227,16 @@ class BudgetStore(ABC):
 
     @abstractmethod
     def find_by_idempotency_key(self, user: str, key: str) -> ArchiveRecord | None:
-        """The record ``user`` created with this ``Idempotency-Key``, or None."""
+        """The record the current user named ``user`` created with this ``Idempotency-Key``, or
+        None. Keys belong to the user's id: a later user of a removed name never sees them."""
 
     @abstractmethod
     def list_archive(self, user: str | None = None, dataset: str | None = None) -> list[ArchiveRecord]:
-        """Archive records, oldest first, optionally filtered."""
+        """Archive records, oldest first, optionally filtered.
+
+        ``user`` selects the records of the current user of that name (by id); when no user has
+        that name any more, the records archived under it.
+        """
 
     def list_archive_page(self, where: ArchiveFilter, *, cursor: str | None = None,
                           limit: int = 100) -> ArchivePage:

@@ -91,7 +91,7 @@ def user_add(args: argparse.Namespace) -> int:
 def user_list(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
         users = [u.model_dump() for u in store.list_users()]
-    emit(args, {"users": users}, format_table(users, ["name", "is_admin", "suspended"]))
+    emit(args, {"users": users}, format_table(users, ["name", "id", "is_admin", "suspended"]))
     return 0
 
 
@@ -164,16 +164,20 @@ def token_revoke(args: argparse.Namespace) -> int:
 def grant(args: argparse.Namespace) -> int:
     budget = check_budget(args.epsilon, args.delta)
     with open_store(config_from_args(args)) as store:
-        store.grant(args.user, args.dataset, budget)
+        store.grant(args.user, args.dataset, budget, reset_spent=args.reset_spent)
+        current = store.get_grant(args.user, args.dataset)
+    spent = current.spent if current is not None else None
     print(f"granted {args.user} access to {args.dataset} with epsilon={budget.epsilon} "
-          f"delta={budget.delta}")
+          f"delta={budget.delta}" + (f" (already spent: epsilon={spent.epsilon} delta={spent.delta})"
+                                     if spent and (spent.epsilon or spent.delta) else ""))
     return 0
 
 
 def revoke(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
         store.revoke(args.user, args.dataset)
-    print(f"revoked {args.user}'s access to {args.dataset}")
+    print(f"revoked {args.user}'s access to {args.dataset} (what was spent stays counted if it is "
+          "granted again; `grant --reset-spent` starts over)")
     return 0
 
 
@@ -291,6 +295,8 @@ def register(admin_sub: Any) -> None:
     p.add_argument("dataset")
     p.add_argument("--epsilon", type=decimal_arg, required=True)
     p.add_argument("--delta", type=decimal_arg, default="0")
+    p.add_argument("--reset-spent", action="store_true",
+                   help="when granting again after a revoke, forget what the pair spent before")
     p.set_defaults(func=grant)
     p = _leaf(admin_sub, "revoke", "remove a user's access to a dataset")
     p.add_argument("user")

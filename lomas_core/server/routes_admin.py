@@ -53,12 +53,11 @@ async def list_users(state: StateDep) -> dict[str, Any]:
 
 @router.post("/users", status_code=201, summary="Create a user")
 async def add_user(body: UserRequest, state: StateDep) -> dict[str, Any]:
-    user = User(name=body.name, is_admin=body.is_admin)
-    await run_in_threadpool(state.store.add_user, user)
-    return user.model_dump()
+    await run_in_threadpool(state.store.add_user, User(name=body.name, is_admin=body.is_admin))
+    return (await run_in_threadpool(state.store.get_user, body.name)).model_dump()
 
 
-@router.delete("/users/{user}", summary="Delete a user, its tokens and grants")
+@router.delete("/users/{user}", summary="Delete a user, its tokens and grants (its id is never reused)")
 async def remove_user(user: str, state: StateDep) -> dict[str, Any]:
     await run_in_threadpool(state.store.remove_user, user)
     return {"deleted": user}
@@ -153,7 +152,8 @@ async def list_grants(state: StateDep, user: str | None = None) -> dict[str, Any
 
 @router.post("/grants", status_code=201, summary="Grant a user access to a dataset with a budget")
 async def add_grant(body: GrantRequest, state: StateDep) -> dict[str, Any]:
-    await run_in_threadpool(state.store.grant, body.user, body.dataset, _budget(body))
+    await run_in_threadpool(lambda: state.store.grant(body.user, body.dataset, _budget(body),
+                                                      reset_spent=body.reset_spent))
     grant = await run_in_threadpool(state.store.get_grant, body.user, body.dataset)
     assert grant is not None
     return _grant_view(grant)
@@ -167,7 +167,7 @@ async def set_grant(user: str, dataset: str, body: BudgetBody, state: StateDep) 
     return _grant_view(grant)
 
 
-@router.delete("/grants/{user}/{dataset}", summary="Revoke a grant")
+@router.delete("/grants/{user}/{dataset}", summary="Revoke a grant (its spent budget is kept)")
 async def remove_grant(user: str, dataset: str, state: StateDep) -> dict[str, Any]:
     await run_in_threadpool(state.store.revoke, user, dataset)
     return {"deleted": {"user": user, "dataset": dataset}}

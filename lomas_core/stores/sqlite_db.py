@@ -34,7 +34,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteDatabase", "dec_add", "dec_le", "dec_sub_flo
 
 log = logging.getLogger("lomas.stores.sqlite")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Steps from one schema version to the next, applied in one transaction at start-up.
 #: 1 -> 2: suspension and the token lifecycle (token id, created/expiry/last-used times).
@@ -46,6 +46,20 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE tokens ADD COLUMN last_used_at TEXT",
         "UPDATE tokens SET id = 'tok_' || lower(hex(randomblob(8))) WHERE id IS NULL",
         "CREATE UNIQUE INDEX IF NOT EXISTS tokens_id ON tokens (id)"),
+    # 2 -> 3: stable user identities. Existing records and grants belong to the current user of
+    # their name (the only knowledge there is); records of users removed before the upgrade get
+    # no id, so no later user of that name inherits them. Revoked grants keep their spend.
+    2: ("ALTER TABLE users ADD COLUMN id TEXT",
+        "UPDATE users SET id = 'usr_' || lower(hex(randomblob(8))) WHERE id IS NULL",
+        "CREATE UNIQUE INDEX IF NOT EXISTS users_id ON users (id)",
+        "ALTER TABLE grants ADD COLUMN user_id TEXT",
+        "ALTER TABLE grants ADD COLUMN active INTEGER NOT NULL DEFAULT 1",
+        "UPDATE grants SET user_id = (SELECT id FROM users WHERE users.name = grants.user)",
+        "ALTER TABLE archive ADD COLUMN user_id TEXT",
+        "UPDATE archive SET user_id = (SELECT id FROM users WHERE users.name = archive.user)",
+        "DROP INDEX IF EXISTS archive_idempotency",
+        "CREATE UNIQUE INDEX IF NOT EXISTS archive_idempotency_id ON archive (user_id, idempotency_key)",
+        "CREATE INDEX IF NOT EXISTS archive_user_id ON archive (user_id, seq)"),
 }
 
 #: sqlite error texts that mean the file is damaged, not busy.
@@ -54,7 +68,8 @@ _DAMAGE = re.compile(r"malformed|not a database|corrupt|disk I/O error", re.IGNO
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, is_admin INTEGER NOT NULL DEFAULT 0,
-    suspended INTEGER NOT NULL DEFAULT 0);
+    suspended INTEGER NOT NULL DEFAULT 0, id TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS users_id ON users (id);
 CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, user TEXT NOT NULL, id TEXT,
     created_at TEXT, expires_at TEXT, last_used_at TEXT);
 CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user);
@@ -64,6 +79,7 @@ CREATE TABLE IF NOT EXISTS grants (
     user TEXT NOT NULL, dataset TEXT NOT NULL,
     initial_eps TEXT NOT NULL, initial_delta TEXT NOT NULL,
     spent_eps TEXT NOT NULL, spent_delta TEXT NOT NULL,
+    user_id TEXT, active INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (user, dataset));
 CREATE TABLE IF NOT EXISTS archive (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -75,8 +91,9 @@ CREATE TABLE IF NOT EXISTS archive (
     created_at TEXT NOT NULL, completed_at TEXT,
     result TEXT, error TEXT,
     idempotency_key TEXT,
-    remaining_eps TEXT, remaining_delta TEXT);
-CREATE UNIQUE INDEX IF NOT EXISTS archive_idempotency ON archive (user, idempotency_key);
+    remaining_eps TEXT, remaining_delta TEXT, user_id TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS archive_idempotency_id ON archive (user_id, idempotency_key);
+CREATE INDEX IF NOT EXISTS archive_user_id ON archive (user_id, seq);
 CREATE INDEX IF NOT EXISTS archive_order ON archive (created_at, seq);
 CREATE INDEX IF NOT EXISTS archive_status ON archive (status);
 """

@@ -119,12 +119,14 @@ def budget_from_state(value: Any) -> Budget:
 
 def grant_to_state(grant: Grant) -> dict[str, Any]:
     return {"user": grant.user, "dataset": grant.dataset,
-            "initial": budget_to_state(grant.initial), "spent": budget_to_state(grant.spent)}
+            "initial": budget_to_state(grant.initial), "spent": budget_to_state(grant.spent),
+            "active": grant.active}
 
 
 def grant_from_state(value: dict[str, Any]) -> Grant:
     return Grant(user=str(value["user"]), dataset=str(value["dataset"]),
-                 initial=budget_from_state(value["initial"]), spent=budget_from_state(value["spent"]))
+                 initial=budget_from_state(value["initial"]), spent=budget_from_state(value["spent"]),
+                 active=bool(value.get("active", True)))
 
 
 def record_to_state(record: ArchiveRecord) -> dict[str, Any]:
@@ -143,6 +145,7 @@ def record_to_state(record: ArchiveRecord) -> dict[str, Any]:
         "error": record.error,
         "idempotency_key": record.idempotency_key,
         "remaining": budget_to_state(record.remaining) if record.remaining is not None else None,
+        "user_id": record.user_id,
     }
 
 
@@ -167,6 +170,7 @@ def record_from_state(value: dict[str, Any]) -> ArchiveRecord:
         result=value.get("result"), error=error,
         idempotency_key=str(key) if key is not None else None,
         remaining=budget_from_state(remaining) if remaining is not None else None,
+        user_id=str(value["user_id"]) if value.get("user_id") else None,
     )
 
 
@@ -175,7 +179,8 @@ def build_state(users: Iterable[User], tokens: Iterable[Token],
                 archive: Iterable[ArchiveRecord]) -> dict[str, Any]:
     """The exported mapping from model objects (archive oldest first)."""
     return {
-        "users": [{"name": u.name, "is_admin": u.is_admin, "suspended": u.suspended} for u in users],
+        "users": [{"name": u.name, "is_admin": u.is_admin, "suspended": u.suspended, "id": u.id}
+                  for u in users],
         "tokens": [t.to_state() for t in tokens],
         "datasets": [d.model_dump(mode="json") for d in datasets],
         "grants": [grant_to_state(g) for g in grants],
@@ -246,8 +251,9 @@ def _check_references(parsed: ParsedState) -> None:
     _unique((t.id for t in parsed.tokens), "token id")
     _unique(((g.user, g.dataset) for g in parsed.grants), "grant")
     _unique((r.id for r in parsed.archive), "archive id")
-    _unique(((r.user, r.idempotency_key) for r in parsed.archive if r.idempotency_key is not None),
-            "idempotency key")
+    _unique((u.id for u in parsed.users if u.id is not None), "user id")
+    _unique(((r.user_id or r.user, r.idempotency_key) for r in parsed.archive
+             if r.idempotency_key is not None), "idempotency key")
     for token in parsed.tokens:
         if token.user not in users:
             raise InvalidRequest(f"a token belongs to unknown user '{token.user}'")

@@ -14,6 +14,7 @@ from lomas_core.errors import Suspended
 from lomas_core.models import User
 from lomas_core.plugins import make_store
 from lomas_core.store import BudgetStore
+from lomas_core.stores.sqlite_db import SCHEMA_VERSION
 from lomas_core.testing.mongo import mongodb_uri  # noqa: F401 - fixture
 from lomas_core.testing.store_contract import make_record
 from lomas_core.tokens import hash_token
@@ -62,14 +63,17 @@ def _v1_sqlite(path: Path) -> None:
         INSERT INTO archive (id, user, dataset, engine, request, cost_eps, cost_delta, status,
             created_at, idempotency_key)
         VALUES ('q1', 'alice', 'ds', 'toy', '{{}}', '0.25', '0', 'success',
-            '2026-01-01T00:00:00.000000+00:00', 'k1');
+            '2026-01-01T00:00:00.000000+00:00', 'k1'),
+               ('q2', 'gone', 'ds', 'toy', '{{}}', '0.5', '0', 'success',
+            '2026-01-01T00:00:01.000000+00:00', 'k9');
     """)
     db.commit()
     db.close()
 
 
 def _check_upgraded(store: BudgetStore) -> None:
-    assert store.user_for_token(hash_token(TOKEN)) == User(name="alice")
+    user = store.user_for_token(hash_token(TOKEN))
+    assert user is not None and user.same_as(User(name="alice")) and user.id
     tokens = store.list_tokens("alice")
     assert len(tokens) == 2 and len({t.id for t in tokens}) == 2
     assert all(t.id.startswith("tok_") and t.expires_at is None for t in tokens)
@@ -91,15 +95,23 @@ def test_a_version_1_sqlite_store_is_migrated(tmp_path: Path) -> None:
     store = make_store(config)
     try:
         _check_upgraded(store)
+        # Old records belong to the current user of their name; a removed user's to nobody.
+        found = store.find_by_idempotency_key("alice", "k1")
+        assert found is not None and found.id == "q1" and found.user_id == store.get_user("alice").id
+        assert [r.id for r in store.list_archive(user="gone")] == ["q2"]
+        store.add_user(User(name="gone"))
+        assert store.find_by_idempotency_key("gone", "k9") is None
+        assert store.list_archive(user="gone") == []
     finally:
         store.close()
     raw = sqlite3.connect(path)
-    assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    assert raw.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(
+        SCHEMA_VERSION)
     raw.close()
     again = make_store(config)  # a second start-up finds nothing to do
     try:
         assert len(again.list_tokens("alice")) == 1
-        assert [u.name for u in again.list_users()] == ["alice", "root"]
+        assert [u.name for u in again.list_users()] == ["alice", "gone", "root"]
     finally:
         again.close()
 

@@ -15,10 +15,24 @@ from pymongo.errors import DuplicateKeyError
 
 from lomas_core.budget import Budget
 from lomas_core.errors import Conflict, NotFound, StoreUnavailable
-from lomas_core.models import DatasetDescription, Grant, TokenInfo, User, new_token_id, utcnow
+from lomas_core.models import (
+    DatasetDescription,
+    Grant,
+    TokenInfo,
+    User,
+    new_token_id,
+    new_user_id,
+    utcnow,
+)
 from lomas_core.stores.state import format_time, parse_time
 from lomas_store_mongodb.base import MongoBase
-from lomas_store_mongodb.codec import budget_from_doc, dataset_from_doc, dataset_to_doc, grant_id
+from lomas_store_mongodb.codec import (
+    budget_from_doc,
+    dataset_from_doc,
+    dataset_to_doc,
+    grant_id,
+    is_active,
+)
 
 __all__ = ["AdminMixin"]
 
@@ -29,7 +43,7 @@ _LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 def user_from_doc(doc: dict[str, Any]) -> User:
     return User(name=doc["name"], is_admin=bool(doc.get("is_admin")),
-                suspended=bool(doc.get("suspended")))
+                suspended=bool(doc.get("suspended")), id=doc.get("uid"))
 
 
 def token_info(doc: dict[str, Any]) -> TokenInfo:
@@ -46,7 +60,7 @@ class AdminMixin(MongoBase):
         with self.guard("add_user"):
             try:
                 self.users.insert_one({"_id": user.name, "name": user.name, "is_admin": user.is_admin,
-                                       "suspended": user.suspended})
+                                       "suspended": user.suspended, "uid": new_user_id()})
             except DuplicateKeyError:
                 raise Conflict(f"user '{user.name}' already exists") from None
 
@@ -174,23 +188,41 @@ class AdminMixin(MongoBase):
             "pending": pending or {},
         }
 
-    def grant(self, user: str, dataset: str, initial: Budget) -> None:
-        doc = self._grant_doc(user, dataset, initial, Budget(Decimal(0), Decimal(0)))
+    def grant(self, user: str, dataset: str, initial: Budget, *, reset_spent: bool = False) -> None:
+        gid = grant_id(user, dataset)
+        conflict = f"user '{user}' already has a grant on '{dataset}'"
         with self.guard("grant"):
-            if self.users.count_documents({"_id": user}, limit=1) == 0:
+            owner = self.users.find_one({"_id": user}, {"suspended": 1, "uid": 1})
+            if owner is None:
                 raise NotFound(f"user '{user}' not found")
             if self.datasets.count_documents({"_id": dataset}, limit=1) == 0:
                 raise NotFound(f"dataset '{dataset}' not found")
-            owner = self.users.find_one({"_id": user}, {"suspended": 1}) or {}
-            doc["suspended"] = bool(owner.get("suspended"))
-            try:
-                self.grants.insert_one(doc)
-            except DuplicateKeyError:
-                raise Conflict(f"user '{user}' already has a grant on '{dataset}'") from None
+            old = self.grants.find_one({"_id": gid}, {"initial": 0, "keys": 0})
+            if old is not None and is_active(old):
+                raise Conflict(conflict)
+            # A re-grant keeps the pair's lifetime spend unless the admin resets it.
+            spent = (self.scale.from_limbs(old) if old is not None and not reset_spent
+                     else Budget(Decimal(0), Decimal(0)))
+            doc = self._grant_doc(user, dataset, initial, spent)
+            doc.update(suspended=bool(owner.get("suspended")), uid=owner.get("uid"), active=True)
+            if old is None:
+                try:
+                    self.grants.insert_one(doc)
+                except DuplicateKeyError:
+                    raise Conflict(conflict) from None
+                return
+            # A revoked grant takes no charges: replacing it cannot lose one. Pending entries
+            # and key claims stay (their queries may still finish or be refunded).
+            fields = {k: v for k, v in doc.items() if k not in ("_id", "pending")}
+            if self.grants.update_one({"_id": gid, "active": False},
+                                      {"$set": fields}).matched_count == 0:
+                raise Conflict(conflict)
 
     def revoke(self, user: str, dataset: str) -> None:
         with self.guard("revoke"):
-            if self.grants.delete_one({"_id": grant_id(user, dataset)}).deleted_count == 0:
+            # The document stays, inactive: its spend survives for a later re-grant.
+            if self.grants.update_one({"_id": grant_id(user, dataset), "active": {"$ne": False}},
+                                      {"$set": {"active": False}}).matched_count == 0:
                 raise NotFound(f"user '{user}' has no grant on '{dataset}'")
 
     def set_initial_budget(self, user: str, dataset: str, initial: Budget) -> None:
@@ -198,7 +230,8 @@ class AdminMixin(MongoBase):
         gid = grant_id(user, dataset)
         with self.guard("set_initial_budget"):
             for _ in range(_SET_INITIAL_ATTEMPTS):
-                doc = self.grants.find_one({"_id": gid}, {"init_eps": 1, "init_delta": 1})
+                doc = self.grants.find_one({"_id": gid, "active": {"$ne": False}},
+                                           {"init_eps": 1, "init_delta": 1})
                 if doc is None:
                     raise NotFound(f"user '{user}' has no grant on '{dataset}'")
                 # Compare-and-set on the old initial units: charges may run concurrently, and
@@ -215,15 +248,19 @@ class AdminMixin(MongoBase):
 
     def _grant_from_doc(self, doc: dict[str, Any]) -> Grant:
         return Grant(user=doc["user"], dataset=doc["dataset"],
-                     initial=budget_from_doc(doc["initial"]), spent=self.scale.from_limbs(doc))
+                     initial=budget_from_doc(doc["initial"]), spent=self.scale.from_limbs(doc),
+                     active=is_active(doc))
 
     def get_grant(self, user: str, dataset: str) -> Grant | None:
         with self.guard("get_grant"):
-            doc = self.grants.find_one({"_id": grant_id(user, dataset)}, {"pending": 0, "keys": 0})
+            doc = self.grants.find_one({"_id": grant_id(user, dataset), "active": {"$ne": False}},
+                                       {"pending": 0, "keys": 0})
         return None if doc is None else self._grant_from_doc(doc)
 
     def list_grants(self, user: str | None = None) -> list[Grant]:
-        query = {} if user is None else {"user": user}
+        query: dict[str, Any] = {"active": {"$ne": False}}
+        if user is not None:
+            query["user"] = user
         with self.guard("list_grants"):
             docs = list(self.grants.find(query, {"pending": 0, "keys": 0}))
         grants = [self._grant_from_doc(d) for d in docs]
