@@ -17,6 +17,7 @@ from lomas_core.budget import Budget
 from lomas_core.metadata import Metadata
 
 __all__ = [
+    "AdminEvent",
     "ArchiveRecord",
     "DatasetDescription",
     "Grant",
@@ -172,3 +173,23 @@ class ArchiveRecord(BaseModel):
 def decimal_str(value: Decimal) -> str:
     """Canonical text for a stored decimal."""
     return str(value)
+
+
+class AdminEvent(BaseModel):
+    """One entry of the admin audit log: who changed what, when, and the state before and after.
+
+    ``before`` / ``after`` are JSON-safe summaries of admin state (never token values or hashes,
+    never private data). Entries are only ever appended.
+    """
+
+    id: str = Field(default_factory=lambda: "evt_" + uuid.uuid4().hex[:16])
+    at: datetime = Field(default_factory=utcnow)
+    actor: str
+    action: str
+    target: str
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {"id": self.id, "at": self.at.isoformat(), "actor": self.actor, "action": self.action,
+                "target": self.target, "before": self.before, "after": self.after}

@@ -20,7 +20,15 @@ from datetime import datetime
 from typing import Any
 
 from lomas_core.budget import Budget
-from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, QueryStatus, TokenInfo, User
+from lomas_core.models import (
+    AdminEvent,
+    ArchiveRecord,
+    DatasetDescription,
+    Grant,
+    QueryStatus,
+    TokenInfo,
+    User,
+)
 
 __all__ = ["MAX_PAGE", "ArchiveFilter", "ArchivePage", "BudgetStore", "decode_cursor",
            "encode_cursor"]
@@ -183,8 +191,9 @@ class BudgetStore(ABC):
         """Change the initial budget of an existing grant (spent is kept). NotFound if no grant."""
 
     @abstractmethod
-    def get_grant(self, user: str, dataset: str) -> Grant | None:
-        """The grant with initial and spent budgets, or None when the user has no access."""
+    def get_grant(self, user: str, dataset: str, *, include_revoked: bool = False) -> Grant | None:
+        """The grant with initial and spent budgets, or None when the user has no access
+        (with ``include_revoked``, also a revoked grant, ``active`` false, with its spend)."""
 
     @abstractmethod
     def list_grants(self, user: str | None = None) -> list[Grant]:
@@ -259,6 +268,16 @@ class BudgetStore(ABC):
     @abstractmethod
     def pending_records(self) -> list[ArchiveRecord]:
         """Records still pending (left by a crash); for recovery and audit."""
+
+    # -- the admin audit log -------------------------------------------------------------------------
+    @abstractmethod
+    def add_admin_event(self, event: AdminEvent) -> None:
+        """Append one entry to the admin audit log (entries are never changed or deleted)."""
+
+    @abstractmethod
+    def list_admin_events(self, *, cursor: str | None = None,
+                          limit: int = 100) -> tuple[list[AdminEvent], str | None]:
+        """Audit-log entries, oldest first, a page at a time: ``(entries, next_cursor)``."""
 
     # -- whole-state copy and lifecycle ------------------------------------------------------------
     @abstractmethod

@@ -9,7 +9,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from lomas_core import admin_log
 from lomas_core.admin_input import grant_budget
+from lomas_core.admin_log import cli_actor, grant_summary, token_summary, user_summary
 from lomas_core.budget import Budget
 from lomas_core.cli.common import (
     add_config_option,
@@ -24,7 +26,7 @@ from lomas_core.cli.common import (
     open_store,
 )
 from lomas_core.errors import ConfigError, NotFound
-from lomas_core.models import Grant, User
+from lomas_core.models import Grant, TokenInfo, User
 from lomas_core.store import MAX_PAGE, ArchiveFilter
 from lomas_core.tokens import expiry, hash_token, new_token
 
@@ -84,6 +86,8 @@ def user_add(args: argparse.Namespace) -> int:
         raise invalid(exc, f"user name {args.name!r}") from None
     with open_store(config_from_args(args)) as store:
         store.add_user(user)
+        admin_log.record(store, cli_actor(), "user.add", f"user:{user.name}",
+                         after=user_summary(store.get_user(user.name)))
     print(f"created {'admin' if user.is_admin else 'user'} {user.name}")
     return 0
 
@@ -97,21 +101,27 @@ def user_list(args: argparse.Namespace) -> int:
 
 def user_suspend(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
-        store.set_suspended(args.name, True)
+        before = store.set_suspended(args.name, True)
+        admin_log.record(store, cli_actor(), "user.suspend", f"user:{args.name}",
+                         user_summary(before), user_summary(store.get_user(args.name)))
     print(f"suspended {args.name}: every request is refused (403 suspended), nothing is charged")
     return 0
 
 
 def user_resume(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
-        store.set_suspended(args.name, False)
+        before = store.set_suspended(args.name, False)
+        admin_log.record(store, cli_actor(), "user.resume", f"user:{args.name}",
+                         user_summary(before), user_summary(store.get_user(args.name)))
     print(f"resumed {args.name}")
     return 0
 
 
 def user_remove(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
+        before = user_summary(store.get_user(args.name))
         store.remove_user(args.name)
+        admin_log.record(store, cli_actor(), "user.remove", f"user:{args.name}", before)
     print(f"removed user {args.name} (with its tokens and grants; its archive stays)")
     return 0
 
@@ -130,6 +140,8 @@ def token_issue(args: argparse.Namespace) -> int:
     expires_at = expiry(args.expires)
     with open_store(config_from_args(args)) as store:
         token_id = store.add_token(args.name, hash_token(token), expires_at=expires_at)
+        admin_log.record(store, cli_actor(), "token.issue", f"user:{args.name}", after=token_summary(
+            TokenInfo(id=token_id, user=args.name, expires_at=expires_at)))
     when = expires_at.isoformat() if expires_at else None
     if args.json:
         emit(args, {"user": args.name, "id": token_id, "expires_at": when, "token": token})
@@ -154,8 +166,12 @@ def token_revoke(args: argparse.Namespace) -> int:
         if args.token_id is not None:
             store.revoke_token(args.name, args.token_id)
             count = 1
+            admin_log.record(store, cli_actor(), "token.revoke", f"user:{args.name}",
+                             {"id": args.token_id})
         else:
             count = store.revoke_tokens(args.name)
+            admin_log.record(store, cli_actor(), "token.revoke_all", f"user:{args.name}",
+                             {"count": count})
     print(f"revoked {count} token(s) of {args.name}")
     return 0
 
@@ -164,8 +180,12 @@ def token_revoke(args: argparse.Namespace) -> int:
 def grant(args: argparse.Namespace) -> int:
     budget = check_budget(args.epsilon, args.delta)
     with open_store(config_from_args(args)) as store:
+        before = store.get_grant(args.user, args.dataset, include_revoked=True)
         store.grant(args.user, args.dataset, budget, reset_spent=args.reset_spent)
         current = store.get_grant(args.user, args.dataset)
+        admin_log.record(store, cli_actor(), "grant.add", f"grant:{args.user}/{args.dataset}",
+                         grant_summary(before),
+                         {**(grant_summary(current) or {}), "reset_spent": args.reset_spent})
     spent = current.spent if current is not None else None
     print(f"granted {args.user} access to {args.dataset} with epsilon={budget.epsilon} "
           f"delta={budget.delta}" + (f" (already spent: epsilon={spent.epsilon} delta={spent.delta})"
@@ -175,7 +195,11 @@ def grant(args: argparse.Namespace) -> int:
 
 def revoke(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
+        before = grant_summary(store.get_grant(args.user, args.dataset))
         store.revoke(args.user, args.dataset)
+        admin_log.record(store, cli_actor(), "grant.revoke", f"grant:{args.user}/{args.dataset}",
+                         before, grant_summary(store.get_grant(args.user, args.dataset,
+                                                               include_revoked=True)))
     print(f"revoked {args.user}'s access to {args.dataset} (what was spent stays counted if it is "
           "granted again; `grant --reset-spent` starts over)")
     return 0
@@ -189,6 +213,8 @@ def budget_set(args: argparse.Namespace) -> int:
         delta = args.delta if args.delta is not None else str(current.initial.delta)
         store.set_initial_budget(args.user, args.dataset, check_budget(args.epsilon, delta))
         updated = store.get_grant(args.user, args.dataset)
+        admin_log.record(store, cli_actor(), "budget.set", f"grant:{args.user}/{args.dataset}",
+                         grant_summary(current), grant_summary(updated))
     assert updated is not None
     view = grant_view(updated)
     emit(args, view, f"{args.user} on {args.dataset}: initial {_fmt(view['initial'])}, "
@@ -243,6 +269,29 @@ def archive_show(args: argparse.Namespace) -> int:
     columns = ["id", "dataset", "engine", "status", "epsilon", "delta", "created_at"]
     emit(args, {"queries": records}, format_table(records, columns))
     return 0
+
+
+def log_show(args: argparse.Namespace) -> int:
+    """The admin audit log, oldest first (every page, or the last ``--limit`` entries)."""
+    events: list[dict[str, Any]] = []
+    with open_store(config_from_args(args)) as store:
+        cursor: str | None = None
+        while True:
+            page, cursor = store.list_admin_events(cursor=cursor, limit=MAX_PAGE)
+            events.extend(e.view() for e in page)
+            if cursor is None:
+                break
+    if args.limit is not None:
+        events = events[-args.limit:] if args.limit > 0 else []
+    rows = [{**e, "change": _change(e)} for e in events]
+    emit(args, {"events": events}, format_table(rows, ["at", "actor", "action", "target", "change"]))
+    return 0
+
+
+def _change(event: dict[str, Any]) -> str:
+    before, after = event.get("before") or {}, event.get("after") or {}
+    keys = [k for k in {**before, **after} if before.get(k) != after.get(k)]
+    return ", ".join(f"{k}: {before.get(k)} -> {after.get(k)}" for k in keys)[:160]
 
 
 def register(admin_sub: Any) -> None:
@@ -315,6 +364,11 @@ def register(admin_sub: Any) -> None:
     p.add_argument("user")
     p.add_argument("dataset", nargs="?")
     p.set_defaults(func=budget_show)
+
+    p = _leaf(admin_sub, "log", "the admin audit log: who changed what, when, before and after",
+              json_out=True)
+    p.add_argument("--limit", type=int, default=None, help="only the last N entries")
+    p.set_defaults(func=log_show)
 
     archive = admin_sub.add_parser("archive", help="the query archive")
     archive_sub = archive.add_subparsers(dest="action", metavar="ACTION", required=True)

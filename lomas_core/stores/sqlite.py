@@ -31,6 +31,7 @@ from lomas_core.errors import (
     Suspended,
 )
 from lomas_core.models import (
+    AdminEvent,
     ArchiveRecord,
     DatasetDescription,
     Grant,
@@ -57,6 +58,7 @@ from lomas_core.stores.sqlite_rows import (
     budget,
     dump_json,
     grant_from_row,
+    load_json,
     record_from_row,
     record_params,
 )
@@ -301,9 +303,9 @@ class SQLiteStore(BudgetStore):
             if cur.rowcount == 0:
                 raise NotFound(f"user '{user}' has no grant on dataset '{dataset}'")
 
-    def get_grant(self, user: str, dataset: str) -> Grant | None:
+    def get_grant(self, user: str, dataset: str, *, include_revoked: bool = False) -> Grant | None:
         rows = self.db.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE user = ? AND dataset = ? "
-                               "AND active = 1", (user, dataset))
+                               "AND (active = 1 OR ?)", (user, dataset, int(include_revoked)))
         return grant_from_row(rows[0]) if rows else None
 
     def list_grants(self, user: str | None = None) -> list[Grant]:
@@ -451,6 +453,31 @@ class SQLiteStore(BudgetStore):
         rows = self.db.execute(f"SELECT {RECORD_COLUMNS} FROM archive WHERE status = 'pending' "
                                "ORDER BY created_at, seq")
         return [record_from_row(r) for r in rows]
+
+    # -- the admin audit log -------------------------------------------------------------------------
+    def add_admin_event(self, event: AdminEvent) -> None:
+        with self.db.write() as c:
+            c.execute("INSERT INTO admin_log (id, at, actor, action, target, before, after) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (event.id, format_time(event.at), event.actor, event.action, event.target,
+                       dump_json(event.before), dump_json(event.after)))
+
+    def list_admin_events(self, *, cursor: str | None = None,
+                          limit: int = 100) -> tuple[list[AdminEvent], str | None]:
+        limit = max(1, min(int(limit), MAX_PAGE))
+        after = 0
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            if len(position) != 1 or not isinstance(position[0], int):
+                raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page")
+            after = position[0]
+        rows = self.db.execute("SELECT seq, id, at, actor, action, target, before, after FROM admin_log "
+                               "WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit + 1))
+        events = [AdminEvent(id=r["id"], at=parse_time(r["at"]), actor=r["actor"], action=r["action"],
+                             target=r["target"], before=load_json(r["before"]),
+                             after=load_json(r["after"])) for r in rows[:limit]]
+        more = len(rows) > limit
+        return events, encode_cursor([rows[limit - 1]["seq"]]) if more else None
 
     # -- whole-state copy and lifecycle ------------------------------------------------------------
     def export_state(self) -> dict[str, Any]:

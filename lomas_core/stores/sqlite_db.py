@@ -34,7 +34,11 @@ __all__ = ["SCHEMA_VERSION", "SQLiteDatabase", "dec_add", "dec_le", "dec_sub_flo
 
 log = logging.getLogger("lomas.stores.sqlite")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+_ADMIN_LOG = ("CREATE TABLE IF NOT EXISTS admin_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+              "id TEXT NOT NULL UNIQUE, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, "
+              "target TEXT NOT NULL, before TEXT, after TEXT)")
 
 #: Steps from one schema version to the next, applied in one transaction at start-up.
 #: 1 -> 2: suspension and the token lifecycle (token id, created/expiry/last-used times).
@@ -60,6 +64,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS archive_idempotency",
         "CREATE UNIQUE INDEX IF NOT EXISTS archive_idempotency_id ON archive (user_id, idempotency_key)",
         "CREATE INDEX IF NOT EXISTS archive_user_id ON archive (user_id, seq)"),
+    # 3 -> 4: the admin audit log (append-only).
+    3: (_ADMIN_LOG,),
 }
 
 #: sqlite error texts that mean the file is damaged, not busy.
@@ -96,7 +102,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS archive_idempotency_id ON archive (user_id, id
 CREATE INDEX IF NOT EXISTS archive_user_id ON archive (user_id, seq);
 CREATE INDEX IF NOT EXISTS archive_order ON archive (created_at, seq);
 CREATE INDEX IF NOT EXISTS archive_status ON archive (status);
-"""
+""" + _ADMIN_LOG + ";\n"
 
 
 def dec_add(a: str, b: str) -> str:

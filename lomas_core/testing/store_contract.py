@@ -48,7 +48,7 @@ from lomas_core.errors import (
     Suspended,
 )
 from lomas_core.metadata import Metadata
-from lomas_core.models import ArchiveRecord, DatasetDescription, User
+from lomas_core.models import AdminEvent, ArchiveRecord, DatasetDescription, User
 from lomas_core.plugins import make_store
 from lomas_core.store import ArchiveFilter, BudgetStore
 
@@ -347,6 +347,32 @@ class StoreContract:
         store.charge(mine)
         found = store.find_by_idempotency_key("alice", "k1")
         assert found is not None and found.id == mine.id and found.user_id == new_id
+
+    def test_admin_log_appends_and_pages(self, store: BudgetStore) -> None:
+        assert store.list_admin_events() == ([], None)
+        events = [AdminEvent(actor="cli:root", action="grant.add", target=f"grant:u{i}/ds",
+                             before={"spent": {"epsilon": str(i), "delta": "0"}} if i else None,
+                             after={"reset_spent": bool(i % 2), "n": i}) for i in range(7)]
+        for event in events:
+            store.add_admin_event(event)
+        page, cursor = store.list_admin_events(limit=3)
+        seen = list(page)
+        while cursor is not None:
+            page, cursor = store.list_admin_events(cursor=cursor, limit=3)
+            seen.extend(page)
+        assert [e.id for e in seen] == [e.id for e in events]
+        assert seen[3].before == {"spent": {"epsilon": "3", "delta": "0"}} and seen[0].before is None
+        assert seen[3].after == {"reset_spent": True, "n": 3}
+        assert abs(seen[6].at - events[6].at) < timedelta(milliseconds=1)
+        with pytest.raises(InvalidRequest):
+            store.list_admin_events(cursor="not-a-cursor")
+
+    def test_revoked_grant_is_visible_on_request(self, store: BudgetStore) -> None:
+        seed(store)
+        store.charge(make_record(epsilon="0.3"))
+        store.revoke("alice", "ds")
+        grant = store.get_grant("alice", "ds", include_revoked=True)
+        assert grant is not None and not grant.active and grant.spent == Budget.of("0.3", 0)
 
     def test_spend_survives_revoke_and_regrant(self, store: BudgetStore) -> None:
         seed(store)

@@ -11,7 +11,7 @@ import pytest
 from lomas_core.budget import Budget
 from lomas_core.config import Config, PluginConfig
 from lomas_core.errors import Suspended
-from lomas_core.models import User
+from lomas_core.models import AdminEvent, User
 from lomas_core.plugins import make_store
 from lomas_core.store import BudgetStore
 from lomas_core.stores.sqlite_db import SCHEMA_VERSION
@@ -86,6 +86,8 @@ def _check_upgraded(store: BudgetStore) -> None:
         store.charge(make_record())
     store.set_suspended("alice", False)
     store.charge(make_record())
+    store.add_admin_event(AdminEvent(actor="cli:test", action="user.resume", target="user:alice"))
+    assert [e.action for e in store.list_admin_events()[0]] == ["user.resume"]
 
 
 def test_a_version_1_sqlite_store_is_migrated(tmp_path: Path) -> None:

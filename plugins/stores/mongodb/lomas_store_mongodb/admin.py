@@ -7,6 +7,7 @@ exact spent budget as integer limbs (see ``units.py``). The charge filters on ``
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from lomas_core.budget import Budget
-from lomas_core.errors import Conflict, NotFound, StoreUnavailable
+from lomas_core.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
 from lomas_core.models import (
+    AdminEvent,
     DatasetDescription,
     Grant,
     TokenInfo,
@@ -24,14 +26,17 @@ from lomas_core.models import (
     new_user_id,
     utcnow,
 )
+from lomas_core.store import MAX_PAGE, decode_cursor, encode_cursor
 from lomas_core.stores.state import format_time, parse_time
 from lomas_store_mongodb.base import MongoBase
 from lomas_store_mongodb.codec import (
     budget_from_doc,
     dataset_from_doc,
     dataset_to_doc,
+    dump_json,
     grant_id,
     is_active,
+    load_json,
 )
 
 __all__ = ["AdminMixin"]
@@ -251,10 +256,12 @@ class AdminMixin(MongoBase):
                      initial=budget_from_doc(doc["initial"]), spent=self.scale.from_limbs(doc),
                      active=is_active(doc))
 
-    def get_grant(self, user: str, dataset: str) -> Grant | None:
+    def get_grant(self, user: str, dataset: str, *, include_revoked: bool = False) -> Grant | None:
+        query: dict[str, Any] = {"_id": grant_id(user, dataset)}
+        if not include_revoked:
+            query["active"] = {"$ne": False}
         with self.guard("get_grant"):
-            doc = self.grants.find_one({"_id": grant_id(user, dataset), "active": {"$ne": False}},
-                                       {"pending": 0, "keys": 0})
+            doc = self.grants.find_one(query, {"pending": 0, "keys": 0})
         return None if doc is None else self._grant_from_doc(doc)
 
     def list_grants(self, user: str | None = None) -> list[Grant]:
@@ -265,3 +272,31 @@ class AdminMixin(MongoBase):
             docs = list(self.grants.find(query, {"pending": 0, "keys": 0}))
         grants = [self._grant_from_doc(d) for d in docs]
         return sorted(grants, key=lambda g: (g.user, g.dataset))
+
+    # -- the admin audit log -------------------------------------------------------------------------
+    def add_admin_event(self, event: AdminEvent) -> None:
+        with self.guard("add_admin_event"):
+            self.db["admin_log"].insert_one({
+                "_id": event.id, "seq": time.time_ns(), "at": format_time(event.at),
+                "actor": event.actor, "action": event.action, "target": event.target,
+                "before": dump_json(event.before), "after": dump_json(event.after)})
+
+    def list_admin_events(self, *, cursor: str | None = None,
+                          limit: int = 100) -> tuple[list[AdminEvent], str | None]:
+        limit = max(1, min(int(limit), MAX_PAGE))
+        query: dict[str, Any] = {}
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            if (len(position) != 2 or not isinstance(position[0], int)
+                    or not isinstance(position[1], str)):
+                raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page")
+            seq, last = position
+            query["$or"] = [{"seq": {"$gt": seq}}, {"seq": seq, "_id": {"$gt": last}}]
+        with self.guard("list_admin_events"):
+            docs = list(self.db["admin_log"].find(query).sort([("seq", 1), ("_id", 1)]).limit(limit + 1))
+        events = [AdminEvent(id=d["_id"], at=parse_time(d["at"]), actor=d["actor"], action=d["action"],
+                             target=d["target"], before=load_json(d.get("before")),
+                             after=load_json(d.get("after"))) for d in docs[:limit]]
+        more = len(docs) > limit
+        return events, encode_cursor([int(docs[limit - 1]["seq"]), docs[limit - 1]["_id"]]) if more \
+            else None

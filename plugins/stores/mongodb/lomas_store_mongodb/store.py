@@ -25,8 +25,9 @@ from lomas_store_mongodb.units import Scale
 __all__ = ["SCHEMA_VERSION", "MongoStore"]
 
 #: 2: token ids and times, suspension; 3: user ids on users, grants and archive records, revoked
-#: grants kept inactive (documents of older versions are upgraded by ``_migrate``).
-SCHEMA_VERSION = 3
+#: grants kept inactive; 4: the admin_log collection (documents of older versions are upgraded by
+#: ``_migrate``).
+SCHEMA_VERSION = 4
 
 
 class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore):
@@ -94,6 +95,7 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
                                   partialFilterExpression={"idem": {"$type": "string"},
                                                            "uid": {"$type": "string"}})
         self.users.create_index([("uid", ASCENDING)], unique=True, name="user_id_unique")
+        self.db["admin_log"].create_index([("seq", ASCENDING)], name="admin_log_order")
         self.archive.create_index([("created_at", ASCENDING), ("seq", ASCENDING)], name="archive_time")
         self.archive.create_index([("status", ASCENDING)], name="archive_status")
         self.archive.create_index([("seq", ASCENDING)], name="archive_pages")  # + _id: not on nx-27017
