@@ -29,6 +29,7 @@ __all__ = [
     "QueryInProgress",
     "QueryTimeout",
     "StoreUnavailable",
+    "Suspended",
     "TooManyQueries",
     "Unauthenticated",
 ]
@@ -77,6 +78,13 @@ class AccessDenied(LomasError):
     """
 
     code = "access_denied"
+    status = 403
+
+
+class Suspended(LomasError):
+    """The caller's account is suspended by an administrator; nothing was charged."""
+
+    code = "suspended"
     status = 403
 
 

@@ -17,12 +17,16 @@ from lomas_core.budget import Budget
 from lomas_core.metadata import Metadata
 
 __all__ = [
+    "AdminEvent",
     "ArchiveRecord",
     "DatasetDescription",
     "Grant",
     "NAME_PATTERN",
     "QueryStatus",
+    "TokenInfo",
     "User",
+    "new_token_id",
+    "new_user_id",
     "new_query_id",
     "utcnow",
 ]
@@ -41,11 +45,53 @@ def new_query_id() -> str:
     return uuid.uuid4().hex
 
 
+def new_user_id() -> str:
+    """A user's immutable identity (random; never reused after the user is removed)."""
+    return "usr_" + uuid.uuid4().hex[:16]
+
+
+def new_token_id() -> str:
+    """A token's public id: random, unrelated to the token value (safe to show and log)."""
+    return "tok_" + uuid.uuid4().hex[:16]
+
+
 class User(BaseModel):
-    """A researcher or an admin. Identity comes from a token only."""
+    """A researcher or an admin. Identity comes from a token only.
+
+    A ``suspended`` user keeps everything but every request is refused (403 ``suspended``).
+    """
 
     name: str = Field(pattern=NAME_PATTERN)
     is_admin: bool = False
+    suspended: bool = False
+    #: The immutable identity the store gives the user at creation (``usr_...``); a later user of
+    #: the same name gets another one and inherits nothing (archive, keys, spend).
+    id: str | None = None
+
+    def same_as(self, other: User) -> bool:
+        """Equal apart from the store-given id (for tests and comparisons of exports)."""
+        return self.model_dump(exclude={"id"}) == other.model_dump(exclude={"id"})
+
+
+class TokenInfo(BaseModel):
+    """What may be shown about a token: never its value nor its hash."""
+
+    id: str
+    user: str
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or utcnow())
+
+    def view(self) -> dict[str, Any]:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {"id": self.id, "user": self.user, "created_at": iso(self.created_at),
+                "expires_at": iso(self.expires_at), "last_used_at": iso(self.last_used_at),
+                "expired": self.expired()}
 
 
 class DatasetDescription(BaseModel):
@@ -73,6 +119,9 @@ class Grant(BaseModel):
     dataset: str
     initial: Budget
     spent: Budget
+    #: False once revoked: the grant gives no access but its lifetime ``spent`` is kept for a
+    #: later re-grant (unless the admin resets it explicitly).
+    active: bool = True
 
     @property
     def remaining(self) -> Budget:
@@ -97,6 +146,9 @@ class ArchiveRecord(BaseModel):
     result: Any = None
     error: dict[str, Any] | None = None
     idempotency_key: str | None = None
+    #: The identity of the user who ran it (set by the store's ``charge``): archive access,
+    #: idempotency keys and refunds follow the id, never the reusable name.
+    user_id: str | None = None
     #: Remaining budget right after the charge (set by the store's ``charge``).
     remaining: Budget | None = None
 
@@ -121,3 +173,23 @@ class ArchiveRecord(BaseModel):
 def decimal_str(value: Decimal) -> str:
     """Canonical text for a stored decimal."""
     return str(value)
+
+
+class AdminEvent(BaseModel):
+    """One entry of the admin audit log: who changed what, when, and the state before and after.
+
+    ``before`` / ``after`` are JSON-safe summaries of admin state (never token values or hashes,
+    never private data). Entries are only ever appended.
+    """
+
+    id: str = Field(default_factory=lambda: "evt_" + uuid.uuid4().hex[:16])
+    at: datetime = Field(default_factory=utcnow)
+    actor: str
+    action: str
+    target: str
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {"id": self.id, "at": self.at.isoformat(), "actor": self.actor, "action": self.action,
+                "target": self.target, "before": self.before, "after": self.after}

@@ -20,7 +20,15 @@ from datetime import datetime
 from typing import Any
 
 from lomas_core.budget import Budget
-from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, QueryStatus, User
+from lomas_core.models import (
+    AdminEvent,
+    ArchiveRecord,
+    DatasetDescription,
+    Grant,
+    QueryStatus,
+    TokenInfo,
+    User,
+)
 
 __all__ = ["MAX_PAGE", "ArchiveFilter", "ArchivePage", "BudgetStore", "decode_cursor",
            "encode_cursor"]
@@ -35,6 +43,8 @@ class ArchiveFilter:
 
     user: str | None = None
     dataset: str | None = None
+    #: The records of one identity (``user`` means the current holder of that name).
+    user_id: str | None = None
     status: str | None = None
     engine: str | None = None
     since: datetime | None = None
@@ -42,6 +52,7 @@ class ArchiveFilter:
 
     def matches(self, record: ArchiveRecord) -> bool:
         return ((self.user is None or record.user == self.user)
+                and (self.user_id is None or record.user_id == self.user_id)
                 and (self.dataset is None or record.dataset == self.dataset)
                 and (self.status is None or record.status == self.status)
                 and (self.engine is None or record.engine == self.engine)
@@ -110,8 +121,28 @@ class BudgetStore(ABC):
         """Delete a user with its tokens and grants (the archive stays). NotFound if absent."""
 
     @abstractmethod
-    def add_token(self, user: str, token_hash: str) -> None:
-        """Store a token's hash for ``user`` (never the token). NotFound if the user is absent."""
+    def set_suspended(self, name: str, suspended: bool) -> User:
+        """Suspend or resume a user; returns the user as it was before. NotFound if absent.
+
+        A suspended user's tokens stay but authenticate nobody (403 ``suspended``), and
+        :meth:`charge` refuses it with :class:`~lomas_core.errors.Suspended`.
+        """
+
+    @abstractmethod
+    def add_token(self, user: str, token_hash: str, *, expires_at: datetime | None = None) -> str:
+        """Store a token's hash for ``user`` (never the token) with an optional expiry.
+
+        Returns the token's id (:func:`lomas_core.models.new_token_id`). NotFound if the user is
+        absent; Conflict if the hash is known.
+        """
+
+    @abstractmethod
+    def list_tokens(self, user: str) -> list[TokenInfo]:
+        """The tokens of ``user`` (ids and times, never hashes), oldest first. NotFound if absent."""
+
+    @abstractmethod
+    def revoke_token(self, user: str, token_id: str) -> None:
+        """Delete one token of ``user``. NotFound if the user has no token with that id."""
 
     @abstractmethod
     def revoke_tokens(self, user: str) -> int:
@@ -119,7 +150,10 @@ class BudgetStore(ABC):
 
     @abstractmethod
     def user_for_token(self, token_hash: str) -> User | None:
-        """The user owning this token hash, or None."""
+        """The user owning this token hash, or None (unknown, revoked or expired).
+
+        Records the token's last use (stores may coarsen it to about a minute).
+        """
 
     # -- datasets -----------------------------------------------------------------------------------
     @abstractmethod
@@ -140,23 +174,26 @@ class BudgetStore(ABC):
 
     # -- grants and budgets ------------------------------------------------------------------------
     @abstractmethod
-    def grant(self, user: str, dataset: str, initial: Budget) -> None:
-        """Give ``user`` access to ``dataset`` with an initial budget and nothing spent.
+    def grant(self, user: str, dataset: str, initial: Budget, *, reset_spent: bool = False) -> None:
+        """Give ``user`` access to ``dataset`` with an initial budget.
 
-        NotFound if the user or dataset is absent; Conflict if the grant exists.
+        The lifetime spend of the pair survives :meth:`revoke`: a re-grant starts from what was
+        spent before, unless ``reset_spent``. NotFound if the user or dataset is absent; Conflict
+        if an active grant exists.
         """
 
     @abstractmethod
     def revoke(self, user: str, dataset: str) -> None:
-        """Remove the grant. NotFound if there is none."""
+        """End the grant's access, keeping its spent budget. NotFound if there is no active grant."""
 
     @abstractmethod
     def set_initial_budget(self, user: str, dataset: str, initial: Budget) -> None:
         """Change the initial budget of an existing grant (spent is kept). NotFound if no grant."""
 
     @abstractmethod
-    def get_grant(self, user: str, dataset: str) -> Grant | None:
-        """The grant with initial and spent budgets, or None when the user has no access."""
+    def get_grant(self, user: str, dataset: str, *, include_revoked: bool = False) -> Grant | None:
+        """The grant with initial and spent budgets, or None when the user has no access
+        (with ``include_revoked``, also a revoked grant, ``active`` false, with its spend)."""
 
     @abstractmethod
     def list_grants(self, user: str | None = None) -> list[Grant]:
@@ -174,6 +211,7 @@ class BudgetStore(ABC):
         Returns:
             The remaining budget right after the charge (also stored as ``record.remaining``).
         Raises:
+            Suspended: the user is suspended (checked in the same atomic step); nothing changed.
             AccessDenied: no grant for (user, dataset).
             BudgetExceeded: the cost does not fit; nothing changed.
             IdempotencyConflict: ``record.idempotency_key`` is already used by this user.
@@ -198,11 +236,16 @@ class BudgetStore(ABC):
 
     @abstractmethod
     def find_by_idempotency_key(self, user: str, key: str) -> ArchiveRecord | None:
-        """The record ``user`` created with this ``Idempotency-Key``, or None."""
+        """The record the current user named ``user`` created with this ``Idempotency-Key``, or
+        None. Keys belong to the user's id: a later user of a removed name never sees them."""
 
     @abstractmethod
     def list_archive(self, user: str | None = None, dataset: str | None = None) -> list[ArchiveRecord]:
-        """Archive records, oldest first, optionally filtered."""
+        """Archive records, oldest first, optionally filtered.
+
+        ``user`` selects the records of the current user of that name (by id); when no user has
+        that name any more, the records archived under it.
+        """
 
     def list_archive_page(self, where: ArchiveFilter, *, cursor: str | None = None,
                           limit: int = 100) -> ArchivePage:
@@ -225,6 +268,16 @@ class BudgetStore(ABC):
     @abstractmethod
     def pending_records(self) -> list[ArchiveRecord]:
         """Records still pending (left by a crash); for recovery and audit."""
+
+    # -- the admin audit log -------------------------------------------------------------------------
+    @abstractmethod
+    def add_admin_event(self, event: AdminEvent) -> None:
+        """Append one entry to the admin audit log (entries are never changed or deleted)."""
+
+    @abstractmethod
+    def list_admin_events(self, *, cursor: str | None = None,
+                          limit: int = 100) -> tuple[list[AdminEvent], str | None]:
+        """Audit-log entries, oldest first, a page at a time: ``(entries, next_cursor)``."""
 
     # -- whole-state copy and lifecycle ------------------------------------------------------------
     @abstractmethod

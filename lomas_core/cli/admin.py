@@ -9,7 +9,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from lomas_core import admin_log
 from lomas_core.admin_input import grant_budget
+from lomas_core.admin_log import cli_actor, grant_summary, token_summary, user_summary
 from lomas_core.budget import Budget
 from lomas_core.cli.common import (
     add_config_option,
@@ -24,9 +26,9 @@ from lomas_core.cli.common import (
     open_store,
 )
 from lomas_core.errors import ConfigError, NotFound
-from lomas_core.models import Grant, User
+from lomas_core.models import Grant, TokenInfo, User
 from lomas_core.store import MAX_PAGE, ArchiveFilter
-from lomas_core.tokens import hash_token, new_token
+from lomas_core.tokens import expiry, hash_token, new_token
 
 __all__ = ["grant_view", "register"]
 
@@ -84,6 +86,8 @@ def user_add(args: argparse.Namespace) -> int:
         raise invalid(exc, f"user name {args.name!r}") from None
     with open_store(config_from_args(args)) as store:
         store.add_user(user)
+        admin_log.record(store, cli_actor(), "user.add", f"user:{user.name}",
+                         after=user_summary(store.get_user(user.name)))
     print(f"created {'admin' if user.is_admin else 'user'} {user.name}")
     return 0
 
@@ -91,33 +95,83 @@ def user_add(args: argparse.Namespace) -> int:
 def user_list(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
         users = [u.model_dump() for u in store.list_users()]
-    emit(args, {"users": users}, format_table(users, ["name", "is_admin"]))
+    emit(args, {"users": users}, format_table(users, ["name", "id", "is_admin", "suspended"]))
+    return 0
+
+
+def user_suspend(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        before = store.set_suspended(args.name, True)
+        admin_log.record(store, cli_actor(), "user.suspend", f"user:{args.name}",
+                         user_summary(before), user_summary(store.get_user(args.name)))
+    print(f"suspended {args.name}: every request is refused (403 suspended), nothing is charged")
+    return 0
+
+
+def user_resume(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        before = store.set_suspended(args.name, False)
+        admin_log.record(store, cli_actor(), "user.resume", f"user:{args.name}",
+                         user_summary(before), user_summary(store.get_user(args.name)))
+    print(f"resumed {args.name}")
     return 0
 
 
 def user_remove(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
+        before = user_summary(store.get_user(args.name))
         store.remove_user(args.name)
+        admin_log.record(store, cli_actor(), "user.remove", f"user:{args.name}", before)
     print(f"removed user {args.name} (with its tokens and grants; its archive stays)")
     return 0
 
 
+def _expires_arg(text: str) -> str:
+    """argparse ``type`` for ``--expires``: checked now, turned into an instant at issue time."""
+    try:
+        expiry(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid expiry {text!r}: {exc}") from None
+    return text
+
+
 def token_issue(args: argparse.Namespace) -> int:
     token = new_token()
+    expires_at = expiry(args.expires)
     with open_store(config_from_args(args)) as store:
-        store.add_token(args.name, hash_token(token))
+        token_id = store.add_token(args.name, hash_token(token), expires_at=expires_at)
+        admin_log.record(store, cli_actor(), "token.issue", f"user:{args.name}", after=token_summary(
+            TokenInfo(id=token_id, user=args.name, expires_at=expires_at)))
+    when = expires_at.isoformat() if expires_at else None
     if args.json:
-        emit(args, {"user": args.name, "token": token})
+        emit(args, {"user": args.name, "id": token_id, "expires_at": when, "token": token})
     else:
-        note(f"new token for {args.name} (shown once, store it now):")
+        note(f"new token {token_id} for {args.name}, expires {when or 'never'} "
+             "(shown once, store it now):")
         print(token)
+    return 0
+
+
+def token_list(args: argparse.Namespace) -> int:
+    with open_store(config_from_args(args)) as store:
+        tokens = [t.view() for t in store.list_tokens(args.name)]
+    emit(args, {"user": args.name, "tokens": tokens},
+         format_table(tokens, ["id", "created_at", "expires_at", "last_used_at", "expired"]))
     return 0
 
 
 def token_revoke(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
         store.get_user(args.name)
-        count = store.revoke_tokens(args.name)
+        if args.token_id is not None:
+            store.revoke_token(args.name, args.token_id)
+            count = 1
+            admin_log.record(store, cli_actor(), "token.revoke", f"user:{args.name}",
+                             {"id": args.token_id})
+        else:
+            count = store.revoke_tokens(args.name)
+            admin_log.record(store, cli_actor(), "token.revoke_all", f"user:{args.name}",
+                             {"count": count})
     print(f"revoked {count} token(s) of {args.name}")
     return 0
 
@@ -126,16 +180,28 @@ def token_revoke(args: argparse.Namespace) -> int:
 def grant(args: argparse.Namespace) -> int:
     budget = check_budget(args.epsilon, args.delta)
     with open_store(config_from_args(args)) as store:
-        store.grant(args.user, args.dataset, budget)
+        before = store.get_grant(args.user, args.dataset, include_revoked=True)
+        store.grant(args.user, args.dataset, budget, reset_spent=args.reset_spent)
+        current = store.get_grant(args.user, args.dataset)
+        admin_log.record(store, cli_actor(), "grant.add", f"grant:{args.user}/{args.dataset}",
+                         grant_summary(before),
+                         {**(grant_summary(current) or {}), "reset_spent": args.reset_spent})
+    spent = current.spent if current is not None else None
     print(f"granted {args.user} access to {args.dataset} with epsilon={budget.epsilon} "
-          f"delta={budget.delta}")
+          f"delta={budget.delta}" + (f" (already spent: epsilon={spent.epsilon} delta={spent.delta})"
+                                     if spent and (spent.epsilon or spent.delta) else ""))
     return 0
 
 
 def revoke(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
+        before = grant_summary(store.get_grant(args.user, args.dataset))
         store.revoke(args.user, args.dataset)
-    print(f"revoked {args.user}'s access to {args.dataset}")
+        admin_log.record(store, cli_actor(), "grant.revoke", f"grant:{args.user}/{args.dataset}",
+                         before, grant_summary(store.get_grant(args.user, args.dataset,
+                                                               include_revoked=True)))
+    print(f"revoked {args.user}'s access to {args.dataset} (what was spent stays counted if it is "
+          "granted again; `grant --reset-spent` starts over)")
     return 0
 
 
@@ -147,6 +213,8 @@ def budget_set(args: argparse.Namespace) -> int:
         delta = args.delta if args.delta is not None else str(current.initial.delta)
         store.set_initial_budget(args.user, args.dataset, check_budget(args.epsilon, delta))
         updated = store.get_grant(args.user, args.dataset)
+        admin_log.record(store, cli_actor(), "budget.set", f"grant:{args.user}/{args.dataset}",
+                         grant_summary(current), grant_summary(updated))
     assert updated is not None
     view = grant_view(updated)
     emit(args, view, f"{args.user} on {args.dataset}: initial {_fmt(view['initial'])}, "
@@ -203,6 +271,29 @@ def archive_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def log_show(args: argparse.Namespace) -> int:
+    """The admin audit log, oldest first (every page, or the last ``--limit`` entries)."""
+    events: list[dict[str, Any]] = []
+    with open_store(config_from_args(args)) as store:
+        cursor: str | None = None
+        while True:
+            page, cursor = store.list_admin_events(cursor=cursor, limit=MAX_PAGE)
+            events.extend(e.view() for e in page)
+            if cursor is None:
+                break
+    if args.limit is not None:
+        events = events[-args.limit:] if args.limit > 0 else []
+    rows = [{**e, "change": _change(e)} for e in events]
+    emit(args, {"events": events}, format_table(rows, ["at", "actor", "action", "target", "change"]))
+    return 0
+
+
+def _change(event: dict[str, Any]) -> str:
+    before, after = event.get("before") or {}, event.get("after") or {}
+    keys = [k for k in {**before, **after} if before.get(k) != after.get(k)]
+    return ", ".join(f"{k}: {before.get(k)} -> {after.get(k)}" for k in keys)[:160]
+
+
 def register(admin_sub: Any) -> None:
     """Add the init, backup, user, token, grant, revoke, budget and archive subcommands."""
     p = _leaf(admin_sub, "init", "create the configured budget store (servers and other commands "
@@ -222,14 +313,30 @@ def register(admin_sub: Any) -> None:
     p = _leaf(user_sub, "remove", "delete a user with its tokens and grants")
     p.add_argument("name")
     p.set_defaults(func=user_remove)
+    p = _leaf(user_sub, "suspend", "refuse every request of a user (403 suspended) without "
+              "deleting anything")
+    p.add_argument("name")
+    p.set_defaults(func=user_suspend)
+    p = _leaf(user_sub, "resume", "lift a user's suspension")
+    p.add_argument("name")
+    p.set_defaults(func=user_resume)
 
-    token = admin_sub.add_parser("token", help="issue and revoke API tokens")
+    token = admin_sub.add_parser("token", help="issue, list and revoke API tokens")
     token_sub = token.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = _leaf(token_sub, "issue", "issue a new token for a user (printed once)", json_out=True)
     p.add_argument("name")
+    p.add_argument("--expires", type=_expires_arg, default=None,
+                   help="expiry: a duration (90d, 12h, 30m, 2w) or an ISO date/time "
+                        "(default: never)")
     p.set_defaults(func=token_issue)
-    p = _leaf(token_sub, "revoke", "revoke every token of a user")
+    p = _leaf(token_sub, "list", "a user's tokens: ids, created, expiry, last use (never values)",
+              json_out=True)
     p.add_argument("name")
+    p.set_defaults(func=token_list)
+    p = _leaf(token_sub, "revoke", "revoke one token of a user by its id, or every token")
+    p.add_argument("name")
+    p.add_argument("token_id", nargs="?", default=None,
+                   help="the token's id (from `token list`); omitted: every token of the user")
     p.set_defaults(func=token_revoke)
 
     p = _leaf(admin_sub, "grant", "give a user access to a dataset with a budget")
@@ -237,6 +344,8 @@ def register(admin_sub: Any) -> None:
     p.add_argument("dataset")
     p.add_argument("--epsilon", type=decimal_arg, required=True)
     p.add_argument("--delta", type=decimal_arg, default="0")
+    p.add_argument("--reset-spent", action="store_true",
+                   help="when granting again after a revoke, forget what the pair spent before")
     p.set_defaults(func=grant)
     p = _leaf(admin_sub, "revoke", "remove a user's access to a dataset")
     p.add_argument("user")
@@ -255,6 +364,11 @@ def register(admin_sub: Any) -> None:
     p.add_argument("user")
     p.add_argument("dataset", nargs="?")
     p.set_defaults(func=budget_show)
+
+    p = _leaf(admin_sub, "log", "the admin audit log: who changed what, when, before and after",
+              json_out=True)
+    p.add_argument("--limit", type=int, default=None, help="only the last N entries")
+    p.set_defaults(func=log_show)
 
     archive = admin_sub.add_parser("archive", help="the query archive")
     archive_sub = archive.add_subparsers(dest="action", metavar="ACTION", required=True)

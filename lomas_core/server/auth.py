@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from lomas_core.errors import AccessDenied, Unauthenticated
+from lomas_core.errors import AccessDenied, Suspended, Unauthenticated
 from lomas_core.models import Grant, User
 from lomas_core.server.state import ServerState, get_state
 from lomas_core.tokens import hash_token
@@ -27,14 +27,17 @@ _bearer = HTTPBearer(auto_error=False, description="Your lomas API token")
 async def current_user(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
-    """The user owning the request's bearer token; 401 when it is missing, unknown or revoked."""
+    """The user owning the request's bearer token; 401 when it is missing, unknown, expired or
+    revoked, 403 ``suspended`` when its user is suspended."""
     token = credentials.credentials.strip() if credentials is not None else ""
     if not token:
         raise Unauthenticated("missing bearer token: send 'Authorization: Bearer <token>'")
     state = get_state(request)
     user = await run_in_threadpool(state.store.user_for_token, hash_token(token))
     if user is None:
-        raise Unauthenticated("unknown or revoked token")
+        raise Unauthenticated("unknown, expired or revoked token")
+    if user.suspended:  # before any route runs: nothing is read or charged
+        raise Suspended("your account is suspended; contact an administrator")
     return user
 
 

@@ -81,8 +81,8 @@ async def get_queries(name: str, user: UserDep, state: StateDep,
                       params: Annotated[ArchiveQuery, Query()]) -> dict[str, Any]:
     """Pass ``next_cursor`` back as ``cursor`` for the next page (null on the last one)."""
     await require_grant(state, user, name)
-    where = ArchiveFilter(user=user.name, dataset=name, status=params.status, engine=params.engine,
-                          since=params.since, until=params.until)
+    where = ArchiveFilter(user=user.name, user_id=user.id, dataset=name, status=params.status,
+                          engine=params.engine, since=params.since, until=params.until)
     page = await run_in_threadpool(
         lambda: state.store.list_archive_page(where, cursor=params.cursor, limit=params.limit))
     return {"queries": [r.public_view() for r in page.records], "next_cursor": page.next_cursor}

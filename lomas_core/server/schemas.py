@@ -131,3 +131,5 @@ class GrantRequest(BudgetBody):
 
     user: str = Field(min_length=1, max_length=64)
     dataset: str = Field(min_length=1, max_length=64)
+    #: A re-grant after a revoke keeps what the pair spent unless this is true.
+    reset_spent: StrictBool = False

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,8 +28,20 @@ from lomas_core.errors import (
     IdempotencyConflict,
     InvalidRequest,
     NotFound,
+    Suspended,
 )
-from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, QueryStatus, User, utcnow
+from lomas_core.models import (
+    AdminEvent,
+    ArchiveRecord,
+    DatasetDescription,
+    Grant,
+    QueryStatus,
+    TokenInfo,
+    User,
+    new_token_id,
+    new_user_id,
+    utcnow,
+)
 from lomas_core.store import (
     MAX_PAGE,
     ArchiveFilter,
@@ -46,14 +58,23 @@ from lomas_core.stores.sqlite_rows import (
     budget,
     dump_json,
     grant_from_row,
+    load_json,
     record_from_row,
     record_params,
 )
-from lomas_core.stores.state import Token, build_state, format_time, parse_state
+from lomas_core.stores.state import Token, build_state, format_time, parse_state, parse_time
 
 __all__ = ["INTERRUPTED", "SQLiteStore", "parse_options", "recovery_grace"]
 
 log = logging.getLogger("lomas.stores.sqlite")
+
+#: Records of "user :u": those of the current user of that name (by id), or, when no user has
+#: that name any more, those archived under the name.
+_USER_MATCH = ("(:u IS NULL OR user_id = (SELECT id FROM users WHERE name = :u) "
+               "OR (user = :u AND NOT EXISTS (SELECT 1 FROM users WHERE name = :u)))")
+
+#: ``last_used_at`` is refreshed at most this often (so authentication rarely writes).
+_LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 _OPTIONS = {"path", "busy_timeout_seconds", "recovery_grace_seconds"}
 
@@ -128,22 +149,28 @@ class SQLiteStore(BudgetStore):
         return count
 
     # -- users and tokens -------------------------------------------------------------------------
+    @staticmethod
+    def _user(row: sqlite3.Row) -> User:
+        return User(name=row["name"], is_admin=bool(row["is_admin"]), suspended=bool(row["suspended"]),
+                    id=row["id"])
+
     def add_user(self, user: User) -> None:
         try:
             with self.db.write() as c:
-                c.execute("INSERT INTO users (name, is_admin) VALUES (?, ?)", (user.name, int(user.is_admin)))
+                c.execute("INSERT INTO users (name, is_admin, suspended, id) VALUES (?, ?, ?, ?)",
+                          (user.name, int(user.is_admin), int(user.suspended), new_user_id()))
         except sqlite3.IntegrityError:
             raise Conflict(f"user '{user.name}' already exists") from None
 
     def get_user(self, name: str) -> User:
-        rows = self.db.execute("SELECT name, is_admin FROM users WHERE name = ?", (name,))
+        rows = self.db.execute("SELECT name, is_admin, suspended, id FROM users WHERE name = ?", (name,))
         if not rows:
             raise NotFound(f"user '{name}' does not exist")
-        return User(name=rows[0]["name"], is_admin=bool(rows[0]["is_admin"]))
+        return self._user(rows[0])
 
     def list_users(self) -> list[User]:
-        rows = self.db.execute("SELECT name, is_admin FROM users ORDER BY name")
-        return [User(name=r["name"], is_admin=bool(r["is_admin"])) for r in rows]
+        rows = self.db.execute("SELECT name, is_admin, suspended, id FROM users ORDER BY name")
+        return [self._user(r) for r in rows]
 
     def remove_user(self, name: str) -> None:
         with self.db.write() as c:
@@ -152,23 +179,63 @@ class SQLiteStore(BudgetStore):
             c.execute("DELETE FROM tokens WHERE user = ?", (name,))
             c.execute("DELETE FROM grants WHERE user = ?", (name,))
 
-    def add_token(self, user: str, token_hash: str) -> None:
+    def set_suspended(self, name: str, suspended: bool) -> User:
+        with self.db.write() as c:
+            row = c.execute("SELECT name, is_admin, suspended, id FROM users WHERE name = ?",
+                            (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"user '{name}' does not exist")
+            c.execute("UPDATE users SET suspended = ? WHERE name = ?", (int(suspended), name))
+        return self._user(row)
+
+    def add_token(self, user: str, token_hash: str, *, expires_at: datetime | None = None) -> str:
+        token_id = new_token_id()
         with self.db.write() as c:
             if c.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is None:
                 raise NotFound(f"user '{user}' does not exist")
             try:
-                c.execute("INSERT INTO tokens (hash, user) VALUES (?, ?)", (token_hash, user))
+                c.execute("INSERT INTO tokens (hash, user, id, created_at, expires_at) "
+                          "VALUES (?, ?, ?, ?, ?)",
+                          (token_hash, user, token_id, format_time(utcnow()),
+                           format_time(expires_at) if expires_at else None))
             except sqlite3.IntegrityError:
                 raise Conflict("this token is already registered") from None
+        return token_id
+
+    def list_tokens(self, user: str) -> list[TokenInfo]:
+        with self.db.read() as c:
+            if c.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is None:
+                raise NotFound(f"user '{user}' does not exist")
+            rows = c.execute("SELECT id, user, created_at, expires_at, last_used_at FROM tokens "
+                             "WHERE user = ? ORDER BY created_at, id", (user,)).fetchall()
+        return [TokenInfo(id=r["id"], user=r["user"],
+                          **{k: parse_time(r[k]) if r[k] else None
+                             for k in ("created_at", "expires_at", "last_used_at")}) for r in rows]
+
+    def revoke_token(self, user: str, token_id: str) -> None:
+        with self.db.write() as c:
+            if c.execute("DELETE FROM tokens WHERE user = ? AND id = ?", (user, token_id)).rowcount == 0:
+                raise NotFound(f"user '{user}' has no token '{token_id[:40]}'")
 
     def revoke_tokens(self, user: str) -> int:
         with self.db.write() as c:
             return int(c.execute("DELETE FROM tokens WHERE user = ?", (user,)).rowcount)
 
     def user_for_token(self, token_hash: str) -> User | None:
-        rows = self.db.execute("SELECT u.name, u.is_admin FROM tokens t JOIN users u ON u.name = t.user "
-                               "WHERE t.hash = ?", (token_hash,))
-        return User(name=rows[0]["name"], is_admin=bool(rows[0]["is_admin"])) if rows else None
+        now = utcnow()
+        rows = self.db.execute(
+            "SELECT u.name, u.is_admin, u.suspended, u.id, t.last_used_at FROM tokens t "
+            "JOIN users u ON u.name = t.user WHERE t.hash = ? "
+            "AND (t.expires_at IS NULL OR t.expires_at > ?)", (token_hash, format_time(now)))
+        if not rows:
+            return None
+        stale = format_time(now - _LAST_USED_RESOLUTION)
+        if rows[0]["last_used_at"] is None or rows[0]["last_used_at"] < stale:
+            # At most one write a minute per token: authentication stays a read.
+            with self.db.write() as c:
+                c.execute("UPDATE tokens SET last_used_at = ? WHERE hash = ?",
+                          (format_time(now), token_hash))
+        return self._user(rows[0])
 
     # -- datasets -----------------------------------------------------------------------------------
     def put_dataset(self, dataset: DatasetDescription, *, replace: bool = False) -> None:
@@ -200,41 +267,53 @@ class SQLiteStore(BudgetStore):
             c.execute("DELETE FROM grants WHERE dataset = ?", (name,))
 
     # -- grants and budgets ------------------------------------------------------------------------
-    def grant(self, user: str, dataset: str, initial: Budget) -> None:
+    def grant(self, user: str, dataset: str, initial: Budget, *, reset_spent: bool = False) -> None:
         with self.db.write() as c:
-            if c.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is None:
+            owner = c.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()
+            if owner is None:
                 raise NotFound(f"user '{user}' does not exist")
             if c.execute("SELECT 1 FROM datasets WHERE name = ?", (dataset,)).fetchone() is None:
                 raise NotFound(f"dataset '{dataset}' does not exist")
-            try:
-                c.execute(f"INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, '0', '0')",
-                          (user, dataset, str(initial.epsilon), str(initial.delta)))
-            except sqlite3.IntegrityError:
-                raise Conflict(f"user '{user}' already has a grant on dataset '{dataset}'") from None
+            old = c.execute("SELECT active FROM grants WHERE user = ? AND dataset = ?",
+                            (user, dataset)).fetchone()
+            if old is not None and old["active"]:
+                raise Conflict(f"user '{user}' already has a grant on dataset '{dataset}'")
+            if old is None:
+                c.execute(f"INSERT INTO grants ({GRANT_COLUMNS}, user_id) "
+                          "VALUES (?, ?, ?, ?, '0', '0', 1, ?)",
+                          (user, dataset, str(initial.epsilon), str(initial.delta), owner["id"]))
+                return
+            # A re-grant: the pair's lifetime spend stays unless the admin resets it.
+            reset = ", spent_eps = '0', spent_delta = '0'" if reset_spent else ""
+            c.execute(f"UPDATE grants SET initial_eps = ?, initial_delta = ?, active = 1{reset} "
+                      "WHERE user = ? AND dataset = ?",
+                      (str(initial.epsilon), str(initial.delta), user, dataset))
 
     def revoke(self, user: str, dataset: str) -> None:
         with self.db.write() as c:
-            if c.execute("DELETE FROM grants WHERE user = ? AND dataset = ?", (user, dataset)).rowcount == 0:
+            if c.execute("UPDATE grants SET active = 0 WHERE user = ? AND dataset = ? AND active = 1",
+                         (user, dataset)).rowcount == 0:
                 raise NotFound(f"user '{user}' has no grant on dataset '{dataset}'")
 
     def set_initial_budget(self, user: str, dataset: str, initial: Budget) -> None:
         with self.db.write() as c:
             cur = c.execute("UPDATE grants SET initial_eps = ?, initial_delta = ? "
-                            "WHERE user = ? AND dataset = ?",
+                            "WHERE user = ? AND dataset = ? AND active = 1",
                             (str(initial.epsilon), str(initial.delta), user, dataset))
             if cur.rowcount == 0:
                 raise NotFound(f"user '{user}' has no grant on dataset '{dataset}'")
 
-    def get_grant(self, user: str, dataset: str) -> Grant | None:
-        rows = self.db.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE user = ? AND dataset = ?",
-                               (user, dataset))
+    def get_grant(self, user: str, dataset: str, *, include_revoked: bool = False) -> Grant | None:
+        rows = self.db.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE user = ? AND dataset = ? "
+                               "AND (active = 1 OR ?)", (user, dataset, int(include_revoked)))
         return grant_from_row(rows[0]) if rows else None
 
     def list_grants(self, user: str | None = None) -> list[Grant]:
         if user is None:
-            rows = self.db.execute(f"SELECT {GRANT_COLUMNS} FROM grants ORDER BY user, dataset")
+            rows = self.db.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE active = 1 "
+                                   "ORDER BY user, dataset")
         else:
-            rows = self.db.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE user = ? "
+            rows = self.db.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE user = ? AND active = 1 "
                                    "ORDER BY user, dataset", (user,))
         return [grant_from_row(r) for r in rows]
 
@@ -248,9 +327,11 @@ class SQLiteStore(BudgetStore):
             row = c.execute(
                 "UPDATE grants SET spent_eps = dec_add(spent_eps, :e), "
                 "spent_delta = dec_add(spent_delta, :d) "
-                "WHERE user = :u AND dataset = :ds AND dec_le(dec_add(spent_eps, :e), initial_eps) "
+                "WHERE user = :u AND dataset = :ds AND active = 1 "
+                "AND dec_le(dec_add(spent_eps, :e), initial_eps) "
+                "AND NOT EXISTS (SELECT 1 FROM users WHERE name = :u AND suspended = 1) "
                 "AND dec_le(dec_add(spent_delta, :d), initial_delta) "
-                "RETURNING initial_eps, initial_delta, spent_eps, spent_delta",
+                "RETURNING initial_eps, initial_delta, spent_eps, spent_delta, user_id",
                 {"e": e, "d": d, "u": record.user, "ds": record.dataset}).fetchone()
             if row is None:
                 self._refuse(c, record)
@@ -258,7 +339,8 @@ class SQLiteStore(BudgetStore):
             remaining = (budget(row["initial_eps"], row["initial_delta"])
                          - budget(row["spent_eps"], row["spent_delta"]))
             stored = record.model_copy(update={"status": "pending", "remaining": remaining,
-                                               "completed_at": None, "result": None, "error": None})
+                                               "completed_at": None, "result": None, "error": None,
+                                               "user_id": row["user_id"]})
             try:
                 c.execute(INSERT_RECORD, record_params(stored))
             except sqlite3.IntegrityError as exc:
@@ -271,12 +353,16 @@ class SQLiteStore(BudgetStore):
         self._step("charge:archived")
         record.status = "pending"
         record.remaining = remaining
+        record.user_id = stored.user_id
         return remaining
 
     @staticmethod
     def _refuse(c: sqlite3.Connection, record: ArchiveRecord) -> NoReturn:
-        row = c.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE user = ? AND dataset = ?",
-                        (record.user, record.dataset)).fetchone()
+        if c.execute("SELECT 1 FROM users WHERE name = ? AND suspended = 1",
+                     (record.user,)).fetchone() is not None:
+            raise Suspended("your account is suspended; nothing was charged")
+        row = c.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE user = ? AND dataset = ? "
+                        "AND active = 1", (record.user, record.dataset)).fetchone()
         if row is None:
             raise AccessDenied(f"you do not have access to dataset '{record.dataset}'")
         rem = grant_from_row(row).remaining
@@ -302,7 +388,8 @@ class SQLiteStore(BudgetStore):
 
     def release(self, query_id: str) -> None:
         with self.db.write() as c:
-            row = c.execute("SELECT user, dataset, cost_eps, cost_delta, status FROM archive WHERE id = ?",
+            row = c.execute("SELECT user, dataset, cost_eps, cost_delta, status, user_id FROM archive "
+                            "WHERE id = ?",
                             (query_id,)).fetchone()
             if row is None:
                 raise NotFound(f"query '{query_id}' does not exist")
@@ -313,8 +400,9 @@ class SQLiteStore(BudgetStore):
             c.execute("DELETE FROM owners WHERE query_id = ?", (query_id,))
             self._step("release:marked")
             c.execute("UPDATE grants SET spent_eps = dec_sub_floor(spent_eps, ?), "
-                      "spent_delta = dec_sub_floor(spent_delta, ?) WHERE user = ? AND dataset = ?",
-                      (row["cost_eps"], row["cost_delta"], row["user"], row["dataset"]))
+                      "spent_delta = dec_sub_floor(spent_delta, ?) "
+                      "WHERE user = ? AND dataset = ? AND user_id IS ?",  # that identity's grant only
+                      (row["cost_eps"], row["cost_delta"], row["user"], row["dataset"], row["user_id"]))
         self._step("release:committed")
 
     def get_record(self, query_id: str) -> ArchiveRecord:
@@ -324,13 +412,14 @@ class SQLiteStore(BudgetStore):
         return record_from_row(rows[0])
 
     def find_by_idempotency_key(self, user: str, key: str) -> ArchiveRecord | None:
-        rows = self.db.execute(f"SELECT {RECORD_COLUMNS} FROM archive "
-                               "WHERE user = ? AND idempotency_key = ?", (user, key))
+        rows = self.db.execute(f"SELECT {RECORD_COLUMNS} FROM archive WHERE user_id = "
+                               "(SELECT id FROM users WHERE name = ?) AND idempotency_key = ?",
+                               (user, key))
         return record_from_row(rows[0]) if rows else None
 
     def list_archive(self, user: str | None = None, dataset: str | None = None) -> list[ArchiveRecord]:
         rows = self.db.execute(
-            f"SELECT {RECORD_COLUMNS} FROM archive WHERE (:u IS NULL OR user = :u) "
+            f"SELECT {RECORD_COLUMNS} FROM archive WHERE {_USER_MATCH} "
             "AND (:ds IS NULL OR dataset = :ds) ORDER BY created_at, seq", {"u": user, "ds": dataset})
         return [record_from_row(r) for r in rows]
 
@@ -344,13 +433,14 @@ class SQLiteStore(BudgetStore):
             if len(position) != 1 or not isinstance(position[0], int):
                 raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page")
             after = position[0]
-        params: dict[str, object] = {"after": after, "u": where.user, "ds": where.dataset, "st": where.status,
+        params: dict[str, object] = {"after": after, "u": where.user, "uid": where.user_id,
+                  "ds": where.dataset, "st": where.status,
                   "en": where.engine, "limit": limit + 1,
                   "since": format_time(where.since) if where.since else None,
                   "until": format_time(where.until) if where.until else None}
         rows = self.db.execute(
             f"SELECT seq, {RECORD_COLUMNS} FROM archive WHERE seq > :after "
-            "AND (:u IS NULL OR user = :u) AND (:ds IS NULL OR dataset = :ds) "
+            f"AND {_USER_MATCH} AND (:uid IS NULL OR user_id = :uid) AND (:ds IS NULL OR dataset = :ds) "
             "AND (:st IS NULL OR status = :st) AND (:en IS NULL OR engine = :en) "
             "AND (:since IS NULL OR created_at >= :since) AND (:until IS NULL OR created_at < :until) "
             "ORDER BY seq LIMIT :limit", params)
@@ -364,16 +454,43 @@ class SQLiteStore(BudgetStore):
                                "ORDER BY created_at, seq")
         return [record_from_row(r) for r in rows]
 
+    # -- the admin audit log -------------------------------------------------------------------------
+    def add_admin_event(self, event: AdminEvent) -> None:
+        with self.db.write() as c:
+            c.execute("INSERT INTO admin_log (id, at, actor, action, target, before, after) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (event.id, format_time(event.at), event.actor, event.action, event.target,
+                       dump_json(event.before), dump_json(event.after)))
+
+    def list_admin_events(self, *, cursor: str | None = None,
+                          limit: int = 100) -> tuple[list[AdminEvent], str | None]:
+        limit = max(1, min(int(limit), MAX_PAGE))
+        after = 0
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            if len(position) != 1 or not isinstance(position[0], int):
+                raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page")
+            after = position[0]
+        rows = self.db.execute("SELECT seq, id, at, actor, action, target, before, after FROM admin_log "
+                               "WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit + 1))
+        events = [AdminEvent(id=r["id"], at=parse_time(r["at"]), actor=r["actor"], action=r["action"],
+                             target=r["target"], before=load_json(r["before"]),
+                             after=load_json(r["after"])) for r in rows[:limit]]
+        more = len(rows) > limit
+        return events, encode_cursor([rows[limit - 1]["seq"]]) if more else None
+
     # -- whole-state copy and lifecycle ------------------------------------------------------------
     def export_state(self) -> dict[str, Any]:
         with self.db.read() as c:
-            users = [User(name=r["name"], is_admin=bool(r["is_admin"]))
-                     for r in c.execute("SELECT name, is_admin FROM users ORDER BY name")]
-            tokens = [Token(user=r["user"], hash=r["hash"])
-                      for r in c.execute("SELECT user, hash FROM tokens ORDER BY user, hash")]
+            users = [self._user(r) for r in
+                     c.execute("SELECT name, is_admin, suspended, id FROM users ORDER BY name")]
+            tokens = [Token(user=r["user"], hash=r["hash"], id=r["id"], created_at=r["created_at"],
+                            expires_at=r["expires_at"], last_used_at=r["last_used_at"])
+                      for r in c.execute("SELECT user, hash, id, created_at, expires_at, last_used_at "
+                                         "FROM tokens ORDER BY user, hash")]
             datasets = [DatasetDescription.model_validate_json(r["description"])
                         for r in c.execute("SELECT description FROM datasets ORDER BY name")]
-            grants = [grant_from_row(r) for r in
+            grants = [grant_from_row(r) for r in  # revoked ones too: their spend is kept
                       c.execute(f"SELECT {GRANT_COLUMNS} FROM grants ORDER BY user, dataset")]
             archive = [record_from_row(r) for r in
                        c.execute(f"SELECT {RECORD_COLUMNS} FROM archive ORDER BY created_at, seq")]
@@ -386,16 +503,24 @@ class SQLiteStore(BudgetStore):
                 if c.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
                     raise Conflict("the store is not empty; import only into a fresh store")
             try:
-                c.executemany("INSERT INTO users (name, is_admin) VALUES (?, ?)",
-                              [(u.name, int(u.is_admin)) for u in parsed.users])
-                c.executemany("INSERT INTO tokens (hash, user) VALUES (?, ?)",
-                              [(t.hash, t.user) for t in parsed.tokens])
+                c.executemany("INSERT INTO users (name, is_admin, suspended, id) VALUES (?, ?, ?, ?)",
+                              [(u.name, int(u.is_admin), int(u.suspended), u.id or new_user_id())
+                               for u in parsed.users])
+                c.executemany("INSERT INTO tokens (hash, user, id, created_at, expires_at, last_used_at) "
+                              "VALUES (?, ?, ?, ?, ?, ?)",
+                              [(t.hash, t.user, t.id, t.created_at, t.expires_at, t.last_used_at)
+                               for t in parsed.tokens])
                 c.executemany("INSERT INTO datasets (name, description) VALUES (?, ?)",
                               [(d.name, d.model_dump_json()) for d in parsed.datasets])
-                c.executemany(f"INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                c.executemany(f"INSERT INTO grants ({GRANT_COLUMNS}, user_id) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT id FROM users WHERE name = ?))",
                               [(g.user, g.dataset, str(g.initial.epsilon), str(g.initial.delta),
-                                str(g.spent.epsilon), str(g.spent.delta)) for g in parsed.grants])
+                                str(g.spent.epsilon), str(g.spent.delta), int(g.active), g.user)
+                               for g in parsed.grants])
                 c.executemany(INSERT_RECORD, [record_params(r) for r in parsed.archive])
+                # A state from before user ids: records belong to the current user of their name.
+                c.execute("UPDATE archive SET user_id = (SELECT id FROM users WHERE name = archive.user) "
+                          "WHERE user_id IS NULL")
             except sqlite3.IntegrityError as exc:
                 raise InvalidRequest(f"the state is inconsistent: {exc}") from None
 

@@ -34,21 +34,58 @@ __all__ = ["SCHEMA_VERSION", "SQLiteDatabase", "dec_add", "dec_le", "dec_sub_flo
 
 log = logging.getLogger("lomas.stores.sqlite")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 4
+
+_ADMIN_LOG = ("CREATE TABLE IF NOT EXISTS admin_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+              "id TEXT NOT NULL UNIQUE, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, "
+              "target TEXT NOT NULL, before TEXT, after TEXT)")
+
+#: Steps from one schema version to the next, applied in one transaction at start-up.
+#: 1 -> 2: suspension and the token lifecycle (token id, created/expiry/last-used times).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE users ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE tokens ADD COLUMN id TEXT",
+        "ALTER TABLE tokens ADD COLUMN created_at TEXT",
+        "ALTER TABLE tokens ADD COLUMN expires_at TEXT",
+        "ALTER TABLE tokens ADD COLUMN last_used_at TEXT",
+        "UPDATE tokens SET id = 'tok_' || lower(hex(randomblob(8))) WHERE id IS NULL",
+        "CREATE UNIQUE INDEX IF NOT EXISTS tokens_id ON tokens (id)"),
+    # 2 -> 3: stable user identities. Existing records and grants belong to the current user of
+    # their name (the only knowledge there is); records of users removed before the upgrade get
+    # no id, so no later user of that name inherits them. Revoked grants keep their spend.
+    2: ("ALTER TABLE users ADD COLUMN id TEXT",
+        "UPDATE users SET id = 'usr_' || lower(hex(randomblob(8))) WHERE id IS NULL",
+        "CREATE UNIQUE INDEX IF NOT EXISTS users_id ON users (id)",
+        "ALTER TABLE grants ADD COLUMN user_id TEXT",
+        "ALTER TABLE grants ADD COLUMN active INTEGER NOT NULL DEFAULT 1",
+        "UPDATE grants SET user_id = (SELECT id FROM users WHERE users.name = grants.user)",
+        "ALTER TABLE archive ADD COLUMN user_id TEXT",
+        "UPDATE archive SET user_id = (SELECT id FROM users WHERE users.name = archive.user)",
+        "DROP INDEX IF EXISTS archive_idempotency",
+        "CREATE UNIQUE INDEX IF NOT EXISTS archive_idempotency_id ON archive (user_id, idempotency_key)",
+        "CREATE INDEX IF NOT EXISTS archive_user_id ON archive (user_id, seq)"),
+    # 3 -> 4: the admin audit log (append-only).
+    3: (_ADMIN_LOG,),
+}
 
 #: sqlite error texts that mean the file is damaged, not busy.
 _DAMAGE = re.compile(r"malformed|not a database|corrupt|disk I/O error", re.IGNORECASE)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, is_admin INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, user TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, is_admin INTEGER NOT NULL DEFAULT 0,
+    suspended INTEGER NOT NULL DEFAULT 0, id TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS users_id ON users (id);
+CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, user TEXT NOT NULL, id TEXT,
+    created_at TEXT, expires_at TEXT, last_used_at TEXT);
 CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user);
+CREATE UNIQUE INDEX IF NOT EXISTS tokens_id ON tokens (id);
 CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, description TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS grants (
     user TEXT NOT NULL, dataset TEXT NOT NULL,
     initial_eps TEXT NOT NULL, initial_delta TEXT NOT NULL,
     spent_eps TEXT NOT NULL, spent_delta TEXT NOT NULL,
+    user_id TEXT, active INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (user, dataset));
 CREATE TABLE IF NOT EXISTS archive (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -60,11 +97,12 @@ CREATE TABLE IF NOT EXISTS archive (
     created_at TEXT NOT NULL, completed_at TEXT,
     result TEXT, error TEXT,
     idempotency_key TEXT,
-    remaining_eps TEXT, remaining_delta TEXT);
-CREATE UNIQUE INDEX IF NOT EXISTS archive_idempotency ON archive (user, idempotency_key);
+    remaining_eps TEXT, remaining_delta TEXT, user_id TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS archive_idempotency_id ON archive (user_id, idempotency_key);
+CREATE INDEX IF NOT EXISTS archive_user_id ON archive (user_id, seq);
 CREATE INDEX IF NOT EXISTS archive_order ON archive (created_at, seq);
 CREATE INDEX IF NOT EXISTS archive_status ON archive (status);
-"""
+""" + _ADMIN_LOG + ";\n"
 
 
 def dec_add(a: str, b: str) -> str:
@@ -107,6 +145,7 @@ class SQLiteDatabase:
         else:
             self._check_existing()
         self._check_integrity()
+        self._migrate()
         self._ensure_owners_table()
         self.owner = uuid.uuid4().hex
         self._owner_pid = os.getpid()
@@ -231,6 +270,31 @@ class SQLiteDatabase:
             raise ConfigError(f"{where} has schema version {row[0]}; this lomas understands up to "
                               f"{SCHEMA_VERSION}")
 
+    def _migrate(self) -> None:
+        """Bring an older schema up to :data:`SCHEMA_VERSION`, in one ``BEGIN IMMEDIATE``
+        transaction (re-reading the version inside it: another process may have done it)."""
+        try:
+            conn = self._open()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                version = int(conn.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+                start = version
+                while version < SCHEMA_VERSION:
+                    for statement in _MIGRATIONS[version]:
+                        conn.execute(statement)
+                    version += 1
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"sqlite store {self.path}: migrating the schema failed ({exc}); "
+                              "nothing was changed") from None
+        if start != version:
+            log.warning("sqlite store %s: schema migrated from version %d to %d", self.path, start,
+                        version)
+
     def _check_wal(self) -> None:
         """Refuse a WAL holding damaged frames of its current generation (SQLite would drop them
         and every later transaction, silently). Read first without a lock, then confirmed under
@@ -304,9 +368,12 @@ class SQLiteDatabase:
                 if str(mode).lower() != "wal":
                     raise ConfigError(f"sqlite store {self.path}: cannot switch to WAL mode ({mode})")
                 conn.execute("BEGIN IMMEDIATE")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                known = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                     "AND name = 'meta'").fetchone()
+                if known is None:  # an existing store keeps its schema; _migrate upgrades it
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
                 conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                              (str(SCHEMA_VERSION),))
                 version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]

@@ -23,9 +23,10 @@ __all__ = [
     "record_params",
 ]
 
-GRANT_COLUMNS = "user, dataset, initial_eps, initial_delta, spent_eps, spent_delta"
+GRANT_COLUMNS = "user, dataset, initial_eps, initial_delta, spent_eps, spent_delta, active"
 RECORD_COLUMNS = ("id, user, dataset, engine, request, cost_eps, cost_delta, status, created_at, "
-                  "completed_at, result, error, idempotency_key, remaining_eps, remaining_delta")
+                  "completed_at, result, error, idempotency_key, remaining_eps, remaining_delta, "
+                  "user_id")
 
 
 def dump_json(value: Any) -> str | None:
@@ -43,7 +44,7 @@ def budget(eps: str, delta: str) -> Budget:
 def grant_from_row(row: sqlite3.Row) -> Grant:
     return Grant(user=row["user"], dataset=row["dataset"],
                  initial=budget(row["initial_eps"], row["initial_delta"]),
-                 spent=budget(row["spent_eps"], row["spent_delta"]))
+                 spent=budget(row["spent_eps"], row["spent_delta"]), active=bool(row["active"]))
 
 
 def record_from_row(row: sqlite3.Row) -> ArchiveRecord:
@@ -56,7 +57,7 @@ def record_from_row(row: sqlite3.Row) -> ArchiveRecord:
         status=row["status"], created_at=parse_time(row["created_at"]),
         completed_at=parse_time(row["completed_at"]) if row["completed_at"] else None,
         result=load_json(row["result"]), error=load_json(row["error"]),
-        idempotency_key=row["idempotency_key"], remaining=remaining)
+        idempotency_key=row["idempotency_key"], remaining=remaining, user_id=row["user_id"])
 
 
 def record_params(r: ArchiveRecord) -> tuple[Any, ...]:
@@ -64,7 +65,8 @@ def record_params(r: ArchiveRecord) -> tuple[Any, ...]:
     return (r.id, r.user, r.dataset, r.engine, dump_json(r.request) or "{}", str(r.cost.epsilon),
             str(r.cost.delta), r.status, format_time(r.created_at),
             format_time(r.completed_at) if r.completed_at else None, dump_json(r.result), dump_json(r.error),
-            r.idempotency_key, str(rem.epsilon) if rem else None, str(rem.delta) if rem else None)
+            r.idempotency_key, str(rem.epsilon) if rem else None, str(rem.delta) if rem else None,
+            r.user_id)
 
 
-INSERT_RECORD = f"INSERT INTO archive ({RECORD_COLUMNS}) VALUES ({', '.join('?' * 15)})"
+INSERT_RECORD = f"INSERT INTO archive ({RECORD_COLUMNS}) VALUES ({', '.join('?' * 16)})"

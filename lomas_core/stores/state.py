@@ -4,8 +4,9 @@ Every store exports the same JSON-safe mapping so that ``lomas admin copy`` can 
 stores::
 
     {
-      "users":    [{"name": "alice", "is_admin": false}, ...],
-      "tokens":   [{"user": "alice", "hash": "<sha256 hex>"}, ...],
+      "users":    [{"name": "alice", "is_admin": false, "suspended": false}, ...],
+      "tokens":   [{"user": "alice", "hash": "<sha256 hex>", "id": "tok_...", "created_at",
+                    "expires_at", "last_used_at"}, ...],   # times optional (null)
       "datasets": [<DatasetDescription as JSON>, ...],
       "grants":   [{"user", "dataset", "initial": {"epsilon": "1.0", "delta": "0"},
                     "spent": {"epsilon": "0.1", "delta": "0"}}, ...],
@@ -28,7 +29,7 @@ from pydantic import ValidationError
 
 from lomas_core.budget import Budget, to_decimal
 from lomas_core.errors import InvalidRequest
-from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, User
+from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, User, new_token_id
 
 __all__ = [
     "STATE_KEYS",
@@ -44,6 +45,7 @@ __all__ = [
     "parse_time",
     "record_from_state",
     "record_to_state",
+    "token_from_state",
 ]
 
 #: Top-level keys of an exported state, in export order.
@@ -53,10 +55,29 @@ _STATUSES = ("pending", "success", "failed", "released")
 
 @dataclass(frozen=True)
 class Token:
-    """A stored token hash and its owner."""
+    """A stored token hash, its owner, its public id and its times (ISO text or None)."""
 
     user: str
     hash: str
+    id: str | None = None
+    created_at: str | None = None
+    expires_at: str | None = None
+    last_used_at: str | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        return {"user": self.user, "hash": self.hash, "id": self.id, "created_at": self.created_at,
+                "expires_at": self.expires_at, "last_used_at": self.last_used_at}
+
+
+def token_from_state(value: dict[str, Any]) -> Token:
+    def when(key: str) -> str | None:
+        raw = value.get(key)
+        return format_time(parse_time(raw)) if raw else None
+
+    tid = value.get("id")
+    return Token(user=str(value["user"]), hash=str(value["hash"]),
+                 id=str(tid) if tid else new_token_id(), created_at=when("created_at"),
+                 expires_at=when("expires_at"), last_used_at=when("last_used_at"))
 
 
 @dataclass
@@ -98,12 +119,14 @@ def budget_from_state(value: Any) -> Budget:
 
 def grant_to_state(grant: Grant) -> dict[str, Any]:
     return {"user": grant.user, "dataset": grant.dataset,
-            "initial": budget_to_state(grant.initial), "spent": budget_to_state(grant.spent)}
+            "initial": budget_to_state(grant.initial), "spent": budget_to_state(grant.spent),
+            "active": grant.active}
 
 
 def grant_from_state(value: dict[str, Any]) -> Grant:
     return Grant(user=str(value["user"]), dataset=str(value["dataset"]),
-                 initial=budget_from_state(value["initial"]), spent=budget_from_state(value["spent"]))
+                 initial=budget_from_state(value["initial"]), spent=budget_from_state(value["spent"]),
+                 active=bool(value.get("active", True)))
 
 
 def record_to_state(record: ArchiveRecord) -> dict[str, Any]:
@@ -122,6 +145,7 @@ def record_to_state(record: ArchiveRecord) -> dict[str, Any]:
         "error": record.error,
         "idempotency_key": record.idempotency_key,
         "remaining": budget_to_state(record.remaining) if record.remaining is not None else None,
+        "user_id": record.user_id,
     }
 
 
@@ -146,6 +170,7 @@ def record_from_state(value: dict[str, Any]) -> ArchiveRecord:
         result=value.get("result"), error=error,
         idempotency_key=str(key) if key is not None else None,
         remaining=budget_from_state(remaining) if remaining is not None else None,
+        user_id=str(value["user_id"]) if value.get("user_id") else None,
     )
 
 
@@ -154,8 +179,9 @@ def build_state(users: Iterable[User], tokens: Iterable[Token],
                 archive: Iterable[ArchiveRecord]) -> dict[str, Any]:
     """The exported mapping from model objects (archive oldest first)."""
     return {
-        "users": [{"name": u.name, "is_admin": u.is_admin} for u in users],
-        "tokens": [{"user": t.user, "hash": t.hash} for t in tokens],
+        "users": [{"name": u.name, "is_admin": u.is_admin, "suspended": u.suspended, "id": u.id}
+                  for u in users],
+        "tokens": [t.to_state() for t in tokens],
         "datasets": [d.model_dump(mode="json") for d in datasets],
         "grants": [grant_to_state(g) for g in grants],
         "archive": [record_to_state(r) for r in archive],
@@ -182,7 +208,7 @@ def parse_state(state: Any) -> ParsedState:
     parsed = ParsedState()
     converters: dict[str, Any] = {
         "users": lambda v: User.model_validate(v),
-        "tokens": lambda v: Token(user=str(v["user"]), hash=str(v["hash"])),
+        "tokens": token_from_state,
         "datasets": lambda v: DatasetDescription.model_validate(v),
         "grants": grant_from_state,
         "archive": record_from_state,
@@ -222,10 +248,12 @@ def _check_references(parsed: ParsedState) -> None:
     _unique((u.name for u in parsed.users), "user")
     _unique((d.name for d in parsed.datasets), "dataset")
     _unique((t.hash for t in parsed.tokens), "token hash")
+    _unique((t.id for t in parsed.tokens), "token id")
     _unique(((g.user, g.dataset) for g in parsed.grants), "grant")
     _unique((r.id for r in parsed.archive), "archive id")
-    _unique(((r.user, r.idempotency_key) for r in parsed.archive if r.idempotency_key is not None),
-            "idempotency key")
+    _unique((u.id for u in parsed.users if u.id is not None), "user id")
+    _unique(((r.user_id or r.user, r.idempotency_key) for r in parsed.archive
+             if r.idempotency_key is not None), "idempotency key")
     for token in parsed.tokens:
         if token.user not in users:
             raise InvalidRequest(f"a token belongs to unknown user '{token.user}'")

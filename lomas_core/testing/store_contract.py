@@ -45,9 +45,10 @@ from lomas_core.errors import (
     InvalidRequest,
     LomasError,
     NotFound,
+    Suspended,
 )
 from lomas_core.metadata import Metadata
-from lomas_core.models import ArchiveRecord, DatasetDescription, User
+from lomas_core.models import AdminEvent, ArchiveRecord, DatasetDescription, User
 from lomas_core.plugins import make_store
 from lomas_core.store import ArchiveFilter, BudgetStore
 
@@ -105,6 +106,11 @@ def make_record(user: str = "alice", dataset: str = "ds", epsilon: Any = "0.1", 
     kwargs.setdefault("request", {"sql": "SELECT COUNT(*) FROM t", "epsilon": 0.1})
     kwargs.setdefault("engine", "smartnoise_sql")
     return ArchiveRecord(user=user, dataset=dataset, cost=Budget.of(epsilon, delta), **kwargs)
+
+
+def _same(user: User | None, expected: User) -> bool:
+    """``user`` is ``expected`` apart from the store-given id."""
+    return user is not None and user.same_as(expected)
 
 
 class SimulatedCrash(BaseException):  # noqa: N818 - it is not an error, it is a kill
@@ -223,7 +229,7 @@ class StoreContract:
     def test_users(self, store: BudgetStore) -> None:
         store.add_user(User(name="bob"))
         store.add_user(User(name="alice", is_admin=True))
-        assert store.get_user("alice") == User(name="alice", is_admin=True)
+        assert store.get_user("alice").same_as(User(name="alice", is_admin=True))
         assert [u.name for u in store.list_users()] == ["alice", "bob"]
         with pytest.raises(Conflict):
             store.add_user(User(name="bob", is_admin=True))
@@ -240,11 +246,66 @@ class StoreContract:
             store.add_token("nobody", "h0")
         store.add_token("alice", "h1")
         store.add_token("alice", "h2")
-        assert store.user_for_token("h1") == User(name="alice")
+        assert _same(store.user_for_token("h1"), User(name="alice"))
         assert store.user_for_token("unknown") is None
         assert store.revoke_tokens("alice") == 2
         assert store.revoke_tokens("alice") == 0
         assert store.user_for_token("h2") is None
+
+    def test_token_lifecycle(self, store: BudgetStore) -> None:
+        store.add_user(User(name="alice"))
+        store.add_user(User(name="bob"))
+        first = store.add_token("alice", "h1")
+        later = datetime.now(UTC) + timedelta(days=90)
+        second = store.add_token("alice", "h2", expires_at=later)
+        assert first != second and first.startswith("tok_")
+        tokens = store.list_tokens("alice")
+        assert [t.id for t in tokens] == [first, second]
+        assert tokens[0].expires_at is None and tokens[0].created_at is not None
+        assert abs((tokens[1].expires_at or later) - later) < timedelta(milliseconds=1)
+        assert tokens[0].last_used_at is None
+        assert "h1" not in json.dumps([t.view() for t in tokens])  # ids and times, never hashes
+        assert _same(store.user_for_token("h1"), User(name="alice"))
+        assert store.list_tokens("alice")[0].last_used_at is not None
+        with pytest.raises(NotFound):
+            store.list_tokens("nobody")
+        with pytest.raises(NotFound):
+            store.revoke_token("bob", first)  # another user's token id
+        store.revoke_token("alice", first)
+        assert store.user_for_token("h1") is None
+        assert _same(store.user_for_token("h2"), User(name="alice"))
+        with pytest.raises(NotFound):
+            store.revoke_token("alice", first)
+        assert [t.id for t in store.list_tokens("alice")] == [second]
+
+    def test_expired_tokens_authenticate_nobody(self, store: BudgetStore) -> None:
+        store.add_user(User(name="alice"))
+        store.add_token("alice", "old", expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        store.add_token("alice", "new", expires_at=datetime.now(UTC) + timedelta(hours=1))
+        assert store.user_for_token("old") is None
+        assert _same(store.user_for_token("new"), User(name="alice"))
+        assert [t.expired() for t in store.list_tokens("alice")] == [True, False]
+
+    def test_suspension_refuses_the_charge_itself(self, store: BudgetStore) -> None:
+        seed(store)
+        store.add_token("alice", "h1")
+        before = store.set_suspended("alice", True)
+        assert before.same_as(User(name="alice")) and store.get_user("alice").suspended
+        # The token still names the user (so the server can answer 403 suspended, not 401).
+        assert _same(store.user_for_token("h1"), User(name="alice", suspended=True))
+        with pytest.raises(Suspended):
+            store.charge(make_record(idempotency_key="k"))
+        seed(store, dataset="later")  # a grant given while suspended is suspended too
+        with pytest.raises(Suspended):
+            store.charge(make_record(dataset="later"))
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None and grant.spent == Budget.of(0, 0)
+        assert store.list_archive(user="alice") == []
+        assert store.set_suspended("alice", False).suspended
+        store.charge(make_record(idempotency_key="k"))  # the key was never used
+        store.charge(make_record(dataset="later"))
+        with pytest.raises(NotFound):
+            store.set_suspended("nobody", True)
 
     def test_remove_user_drops_tokens_and_grants_keeps_archive(self, store: BudgetStore) -> None:
         seed(store)
@@ -257,6 +318,84 @@ class StoreContract:
         assert store.get_record(record.id).user == "alice"
         store.add_user(User(name="alice"))  # a new user of the same name starts without grants
         assert store.list_grants("alice") == []
+
+    def test_a_reused_name_inherits_nothing(self, store: BudgetStore) -> None:
+        seed(store)
+        old_id = store.get_user("alice").id
+        done = make_record(idempotency_key="k1")
+        store.charge(done)
+        store.complete(done.id, "success", result={"type": "value", "value": 1})
+        pending = make_record(epsilon="0.2")
+        store.charge(pending)
+        assert store.get_record(done.id).user_id == old_id
+        store.remove_user("alice")
+        assert [r.id for r in store.list_archive(user="alice")] == [done.id, pending.id]
+        seed(store)  # a new alice, granted the same dataset
+        new_id = store.get_user("alice").id
+        assert old_id and new_id and new_id != old_id
+        assert store.find_by_idempotency_key("alice", "k1") is None
+        assert store.list_archive(user="alice") == []
+        assert store.list_archive_page(ArchiveFilter(user="alice")).records == []
+        assert [r.id for r in store.list_archive_page(ArchiveFilter(user_id=old_id)).records] == [
+            done.id, pending.id]
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None and grant.spent == Budget.of(0, 0)
+        store.release(pending.id)  # the old user's refund never lands on the new user's grant
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None and grant.spent == Budget.of(0, 0)
+        mine = make_record(idempotency_key="k1")  # the key is free for the new identity
+        store.charge(mine)
+        found = store.find_by_idempotency_key("alice", "k1")
+        assert found is not None and found.id == mine.id and found.user_id == new_id
+
+    def test_admin_log_appends_and_pages(self, store: BudgetStore) -> None:
+        assert store.list_admin_events() == ([], None)
+        events = [AdminEvent(actor="cli:root", action="grant.add", target=f"grant:u{i}/ds",
+                             before={"spent": {"epsilon": str(i), "delta": "0"}} if i else None,
+                             after={"reset_spent": bool(i % 2), "n": i}) for i in range(7)]
+        for event in events:
+            store.add_admin_event(event)
+        page, cursor = store.list_admin_events(limit=3)
+        seen = list(page)
+        while cursor is not None:
+            page, cursor = store.list_admin_events(cursor=cursor, limit=3)
+            seen.extend(page)
+        assert [e.id for e in seen] == [e.id for e in events]
+        assert seen[3].before == {"spent": {"epsilon": "3", "delta": "0"}} and seen[0].before is None
+        assert seen[3].after == {"reset_spent": True, "n": 3}
+        assert abs(seen[6].at - events[6].at) < timedelta(milliseconds=1)
+        with pytest.raises(InvalidRequest):
+            store.list_admin_events(cursor="not-a-cursor")
+
+    def test_revoked_grant_is_visible_on_request(self, store: BudgetStore) -> None:
+        seed(store)
+        store.charge(make_record(epsilon="0.3"))
+        store.revoke("alice", "ds")
+        grant = store.get_grant("alice", "ds", include_revoked=True)
+        assert grant is not None and not grant.active and grant.spent == Budget.of("0.3", 0)
+
+    def test_spend_survives_revoke_and_regrant(self, store: BudgetStore) -> None:
+        seed(store)
+        store.charge(make_record(epsilon="0.3"))
+        store.revoke("alice", "ds")
+        assert store.get_grant("alice", "ds") is None and store.list_grants("alice") == []
+        with pytest.raises(NotFound):
+            store.revoke("alice", "ds")
+        with pytest.raises(AccessDenied):
+            store.charge(make_record())
+        with pytest.raises(NotFound):
+            store.set_initial_budget("alice", "ds", Budget.of(5, 0))
+        store.grant("alice", "ds", Budget.of("0.5", "0"))
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None and grant.spent == Budget.of("0.3", 0)
+        with pytest.raises(BudgetExceeded):
+            store.charge(make_record(epsilon="0.3"))
+        with pytest.raises(Conflict):
+            store.grant("alice", "ds", Budget.of(1, 0), reset_spent=True)
+        store.revoke("alice", "ds")
+        store.grant("alice", "ds", Budget.of("0.5", "0"), reset_spent=True)
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None and grant.spent == Budget.of(0, 0)
 
     def test_datasets(self, store: BudgetStore) -> None:
         store.put_dataset(_dataset("zeta"))
@@ -458,7 +597,13 @@ class StoreContract:
         seed(store, user="bob", dataset="other")
         store.add_user(User(name="root", is_admin=True))
         store.add_token("alice", "hash-a")
+        store.add_token("alice", "hash-a2", expires_at=datetime(2100, 1, 2, 3, 4, 5, tzinfo=UTC))
         store.add_token("root", "hash-r")
+        store.add_user(User(name="sleeper"))
+        store.set_suspended("sleeper", True)
+        seed(store, user="bob", dataset="ds")
+        store.charge(make_record(user="bob", epsilon="0.125"))
+        store.revoke("bob", "ds")  # a revoked grant keeps its spend through a copy
         a = make_record(idempotency_key="key")
         store.charge(a)
         store.complete(a.id, "success", result={"type": "value", "value": 3.25})
@@ -481,7 +626,7 @@ class StoreContract:
                 other.import_state({"users": [{"nope": 1}]})
             other.import_state(json.loads(text))
             assert other.export_state() == state
-            assert other.user_for_token("hash-r") == User(name="root", is_admin=True)
+            assert _same(other.user_for_token("hash-r"), User(name="root", is_admin=True))
             assert other.pending_records() == store.pending_records()
             with pytest.raises(IdempotencyConflict):
                 other.charge(make_record(idempotency_key="key"))

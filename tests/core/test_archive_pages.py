@@ -101,7 +101,9 @@ def test_five_thousand_records_come_in_small_fast_pages(h: LomasHarness) -> None
     """The issue measured 10 MB and 1.5 s for one unpaginated answer at 5,000 records."""
     token = h.add_user("alice", grant={"ds": (1000.0, 0.0)})
     rows = [[i, "x" * 20] for i in range(20)]
-    records = [ArchiveRecord(user="alice", dataset="ds", engine="toy_count", request={"epsilon": 0.1},
+    uid = h.store.get_user("alice").id  # records belong to the user's id
+    records = [ArchiveRecord(user="alice", user_id=uid, dataset="ds", engine="toy_count",
+                             request={"epsilon": 0.1},
                              cost=Budget.of("0.1"), status="success",
                              result={"type": "table", "columns": ["a", "b"], "dtypes": ["int", "str"],
                                      "rows": rows}) for _ in range(5000)]

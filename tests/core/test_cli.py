@@ -67,8 +67,10 @@ def cli(deployment: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
 def test_users_add_list_remove(cli: Cli) -> None:
     cli("admin", "user", "add", "alice")
     cli("admin", "user", "add", "carol", "--admin")
-    assert cli.json("admin", "user", "list") == {"users": [
-        {"name": "alice", "is_admin": False}, {"name": "carol", "is_admin": True}]}
+    assert [{k: u[k] for k in ("name", "is_admin", "suspended")}
+            for u in cli.json("admin", "user", "list")["users"]] == [
+        {"name": "alice", "is_admin": False, "suspended": False},
+        {"name": "carol", "is_admin": True, "suspended": False}]
     out, _ = cli("admin", "user", "list")
     assert "alice" in out and "IS_ADMIN" in out
     _, err = cli("admin", "user", "add", "alice", expect=1)

@@ -48,7 +48,9 @@ def test_console_script_admin_flow_and_exit_codes(tmp_path: Path) -> None:
     issued = lomas("admin", "token", "issue", "alice", env=env)
     assert issued.returncode == 0 and issued.stdout.strip().startswith("lomas_")
     listed = lomas("admin", "user", "list", "--json", env=env)
-    assert json.loads(listed.stdout) == {"users": [{"name": "alice", "is_admin": False}]}
+    [alice] = json.loads(listed.stdout)["users"]
+    assert alice["name"] == "alice" and not alice["is_admin"] and not alice["suspended"]
+    assert alice["id"].startswith("usr_")  # the immutable identity
 
     dup = lomas("admin", "user", "add", "alice", env=env)
     assert dup.returncode == 1 and "already exists" in dup.stderr and "Traceback" not in dup.stderr

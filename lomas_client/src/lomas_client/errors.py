@@ -65,7 +65,8 @@ class AuthenticationError(LomasClientError):
 
 
 class AccessDeniedError(LomasClientError):
-    """The dataset is not granted to you, or the endpoint needs the admin role (``access_denied``)."""
+    """The dataset is not granted to you, the endpoint needs the admin role (``access_denied``), or
+    your account is suspended (``suspended``)."""
 
 
 class BudgetExceededError(LomasClientError):
@@ -135,6 +136,7 @@ _BY_CODE: dict[str, type[LomasClientError]] = {
     "invalid_query": InvalidQueryError,
     "unauthenticated": AuthenticationError,
     "access_denied": AccessDeniedError,
+    "suspended": AccessDeniedError,
     "insufficient_budget": BudgetExceededError,
     "not_found": NotFoundError,
     "conflict": ConflictError,

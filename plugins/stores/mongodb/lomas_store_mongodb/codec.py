@@ -69,6 +69,8 @@ def record_to_doc(record: ArchiveRecord, seq: int) -> dict[str, Any]:
         "remaining": budget_to_doc(record.remaining) if record.remaining is not None else None,
         "seq": seq,
     }
+    if record.user_id is not None:
+        doc["uid"] = record.user_id
     if record.idempotency_key is not None:
         # Absent (not null) when unused, so the partial unique index ignores it.
         doc["idem"] = record.idempotency_key
@@ -90,6 +92,7 @@ def record_from_doc(doc: dict[str, Any]) -> ArchiveRecord:
         error=load_json(doc.get("error")),
         idempotency_key=doc.get("idem"),
         remaining=budget_from_doc(doc["remaining"]) if doc.get("remaining") else None,
+        user_id=doc.get("uid"),
     )
 
 
@@ -100,3 +103,9 @@ def dataset_to_doc(dataset: DatasetDescription) -> dict[str, Any]:
 
 def dataset_from_doc(doc: dict[str, Any]) -> DatasetDescription:
     return DatasetDescription.model_validate_json(doc["description"])
+
+
+def is_active(grant: dict[str, Any]) -> bool:
+    """Whether a grant document gives access (absent: written before revocation kept grants;
+    some wire-compatible servers store the flag as 0/1)."""
+    return bool(grant.get("active", True))

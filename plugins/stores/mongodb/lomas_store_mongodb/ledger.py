@@ -41,6 +41,7 @@ from lomas_core.errors import (
     InvalidRequest,
     NotFound,
     StoreUnavailable,
+    Suspended,
 )
 from lomas_core.models import ArchiveRecord, QueryStatus, utcnow
 from lomas_core.store import MAX_PAGE, ArchiveFilter, ArchivePage, decode_cursor, encode_cursor
@@ -50,6 +51,7 @@ from lomas_store_mongodb.codec import (
     dump_json,
     format_time,
     grant_id,
+    is_active,
     record_from_doc,
     record_to_doc,
 )
@@ -108,9 +110,19 @@ class LedgerMixin(MongoBase):
             fields[key_field(key)] = ""
         return fields
 
-    def _key_taken(self, user: str, key: str) -> bool:
+    def _uid(self, user: str) -> str | None:
+        """The id of the current user named ``user`` (None when absent)."""
+        doc = self.users.find_one({"_id": user}, {"uid": 1})
+        return None if doc is None else doc.get("uid")
+
+    def _owner_filter(self, user: str) -> dict[str, Any]:
+        """Records of "user": the current holder's (by id), else those archived under the name."""
+        uid = self._uid(user)
+        return {"uid": uid} if uid is not None else {"user": user}
+
+    def _key_taken(self, user: str, key: str, uid: str | None) -> bool:
         """Whether ``user`` already used ``key`` (archived, or claimed by a pending charge)."""
-        if self.archive.count_documents({"user": user, "idem": key}, limit=1):
+        if self.archive.count_documents({"uid": uid, "idem": key}, limit=1):
             return True
         return bool(self.grants.count_documents({"user": user, key_field(key): {"$exists": True}},
                                                 limit=1))
@@ -128,7 +140,11 @@ class LedgerMixin(MongoBase):
         record_doc = record_to_doc(stored, time.time_ns())
         record_doc["nonce"] = nonce
         with self.guard("charge", _NOT_CHARGED):
-            if key is not None and self._key_taken(record.user, key):
+            uid = self._uid(record.user)
+            if uid is None:
+                raise AccessDenied(f"you do not have access to dataset '{record.dataset}'")
+            record_doc["uid"] = uid
+            if key is not None and self._key_taken(record.user, key, uid):
                 raise IdempotencyConflict("this Idempotency-Key was already used for another request")
             doc = None
             if self.scale.fits_counter(cost):
@@ -138,6 +154,8 @@ class LedgerMixin(MongoBase):
                          "record": record_doc}
                 filt: dict[str, Any] = {"_id": gid, "rem_eps": {"$gte": cost.epsilon},
                                         "rem_delta": {"$gte": cost.delta},
+                                        "suspended": {"$ne": True}, "active": {"$ne": False},
+                                        "uid": uid,  # this very identity's grant
                                         f"pending.{qid}": {"$exists": False}}
                 claims: dict[str, Any] = {f"pending.{qid}": entry}
                 if key is not None:
@@ -165,16 +183,21 @@ class LedgerMixin(MongoBase):
         self._step("charge:archived")
         record.status = "pending"
         record.remaining = remaining
+        record.user_id = uid
         return remaining
 
     def _refuse(self, record: ArchiveRecord, gid: str, nonce: str) -> dict[str, Any]:
         """Explain why the conditional charge matched nothing (or find our own retried write)."""
         qid = record.id
         key = record.idempotency_key
-        projection: dict[str, Any] = {**_GRANT_FIELDS, "pending": 1, "keys": 1}
+        projection: dict[str, Any] = {**_GRANT_FIELDS, "pending": 1, "keys": 1, "suspended": 1,
+                                      "active": 1}
         current = self.grants.find_one({"_id": gid}, projection)
-        if current is None:
+        if current is None or (not is_active(current)
+                               and (current.get("pending") or {}).get(qid) is None):
             raise AccessDenied(f"you do not have access to dataset '{record.dataset}'")
+        if current.get("suspended") and (current.get("pending") or {}).get(qid) is None:
+            raise Suspended("your account is suspended; nothing was charged")
         entry = (current.get("pending") or {}).get(qid)
         if entry is not None:
             if entry.get("nonce") == nonce:
@@ -270,7 +293,10 @@ class LedgerMixin(MongoBase):
     def find_by_idempotency_key(self, user: str, key: str) -> ArchiveRecord | None:
         field = key_field(key)
         with self.guard("find_by_idempotency_key"):
-            doc = self.archive.find_one({"user": user, "idem": key})
+            uid = self._uid(user)
+            if uid is None:
+                return None
+            doc = self.archive.find_one({"uid": uid, "idem": key})
             if doc is not None:
                 return record_from_doc(doc)
             # Charged but not yet copied to the archive: the record is in the grant.
@@ -285,7 +311,7 @@ class LedgerMixin(MongoBase):
             if entry is not None and isinstance(entry.get("record"), dict):
                 return record_from_doc(entry["record"])
             # The archive copy landed between the two reads.
-            doc = self.archive.find_one({"user": user, "idem": key})
+            doc = self.archive.find_one({"uid": uid, "idem": key})
         return None if doc is None else record_from_doc(doc)
 
     def _find_records(self, query: dict[str, Any]) -> list[ArchiveRecord]:
@@ -296,7 +322,8 @@ class LedgerMixin(MongoBase):
     def list_archive(self, user: str | None = None, dataset: str | None = None) -> list[ArchiveRecord]:
         query: dict[str, Any] = {}
         if user is not None:
-            query["user"] = user
+            with self.guard("list_archive"):
+                query.update(self._owner_filter(user))
         if dataset is not None:
             query["dataset"] = dataset
         return self._find_records(query)
@@ -306,9 +333,15 @@ class LedgerMixin(MongoBase):
         """Keyset pagination on ``(seq, _id)`` (insertion order); times are compared here, since
         some wire-compatible servers compare time strings loosely."""
         limit = max(1, min(int(limit), MAX_PAGE))
-        query: dict[str, Any] = {k: v for k, v in (("user", where.user), ("dataset", where.dataset),
+        query: dict[str, Any] = {k: v for k, v in (("dataset", where.dataset), ("uid", where.user_id),
                                                     ("status", where.status), ("engine", where.engine))
                                  if v is not None}
+        if where.user is not None:
+            with self.guard("list_archive"):
+                owner = self._owner_filter(where.user)
+            if "uid" in query and owner.get("uid") not in (None, query["uid"]):
+                return ArchivePage([], None)
+            query.update(owner)
         if cursor is not None:
             position = decode_cursor(cursor)
             if (len(position) != 2 or not isinstance(position[0], int)

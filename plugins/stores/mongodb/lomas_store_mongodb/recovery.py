@@ -67,7 +67,7 @@ class RecoveryMixin(MongoBase):
         cutoff = utcnow() - timedelta(seconds=grace)
         report = RecoveryReport()
         with self.guard("recover"):
-            for grant in self.grants.find({}, {"user": 1, "dataset": 1, "pending": 1}):
+            for grant in self.grants.find({}, {"user": 1, "dataset": 1, "pending": 1, "uid": 1}):
                 for qid, entry in (grant.get("pending") or {}).items():
                     self._reconcile_entry(grant, qid, entry, cutoff, report)
             # The age is compared here, not in the query: pending records are few, and some
@@ -102,7 +102,7 @@ class RecoveryMixin(MongoBase):
             record = ArchiveRecord(
                 id=qid, user=grant["user"], dataset=grant["dataset"],
                 engine=entry.get("engine", "?"), request={}, cost=budget_from_doc(entry["cost"]),
-                created_at=created, idempotency_key=key)
+                created_at=created, idempotency_key=key, user_id=grant.get("uid"))
         record = record.model_copy(update={"status": "failed", "completed_at": utcnow(),
                                            "error": INTERRUPTED, "result": None})
         doc = record_to_doc(record, 0)

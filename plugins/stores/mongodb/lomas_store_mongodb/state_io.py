@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from lomas_core.errors import Conflict
-from lomas_core.models import Grant, User
+from lomas_core.models import Grant, User, new_user_id
 from lomas_core.stores.state import Token, build_state, parse_state
 from lomas_store_mongodb.base import MongoBase
 from lomas_store_mongodb.codec import (
@@ -36,9 +36,12 @@ class StateMixin(MongoBase):
             grants = list(self.grants.find({}, {"pending": 0, "keys": 0}))
             archive = list(self.archive.find({}).sort([("created_at", 1), ("seq", 1)]))
         return build_state(
-            sorted((User(name=u["name"], is_admin=bool(u.get("is_admin"))) for u in users),
+            sorted((User(name=u["name"], is_admin=bool(u.get("is_admin")),
+                         suspended=bool(u.get("suspended")), id=u.get("uid")) for u in users),
                    key=lambda u: u.name),
-            sorted((Token(user=t["user"], hash=t["_id"]) for t in tokens),
+            sorted((Token(user=t["user"], hash=t["_id"], id=t.get("tid"),
+                          created_at=t.get("created_at"), expires_at=t.get("expires_at"),
+                          last_used_at=t.get("last_used_at")) for t in tokens),
                    key=lambda t: (t.user, t.hash)),
             sorted((dataset_from_doc(d) for d in datasets), key=lambda d: d.name),
             sorted((self._grant_from_doc(g) for g in grants),  # type: ignore[attr-defined]
@@ -61,22 +64,34 @@ class StateMixin(MongoBase):
                 pending.setdefault(grant_id(r.user, r.dataset), {})[r.id] = {
                     "cost": r.cost.as_strings(), "engine": r.engine,
                     "created_at": format_time(r.created_at), "idem": r.idempotency_key}
-        grant_docs = [self._import_grant(g, pending.get(grant_id(g.user, g.dataset)))
+        suspended = {u.name for u in parsed.users if u.suspended}
+        uids = {u.name: u.id or new_user_id() for u in parsed.users}
+        grant_docs = [self._import_grant(g, pending.get(grant_id(g.user, g.dataset)),
+                                         g.user in suspended, uids[g.user])
                       for g in parsed.grants]
         with self.guard("import_state"):
             if parsed.users:
-                self.users.insert_many([{"_id": u.name, "name": u.name, "is_admin": u.is_admin}
+                self.users.insert_many([{"_id": u.name, "name": u.name, "is_admin": u.is_admin,
+                                         "suspended": u.suspended, "uid": uids[u.name]}
                                         for u in parsed.users])
             if parsed.tokens:
-                self.tokens.insert_many([{"_id": t.hash, "user": t.user} for t in parsed.tokens])
+                self.tokens.insert_many([{"_id": t.hash, "user": t.user, "tid": t.id,
+                                          "created_at": t.created_at, "expires_at": t.expires_at,
+                                          "last_used_at": t.last_used_at} for t in parsed.tokens])
             if parsed.datasets:
                 self.datasets.insert_many([dataset_to_doc(d) for d in parsed.datasets])
             if grant_docs:
                 self.grants.insert_many(grant_docs)
             if parsed.archive:
-                self.archive.insert_many([record_to_doc(r, i) for i, r in enumerate(parsed.archive)])
+                # A state from before user ids: records belong to the current user of their name.
+                self.archive.insert_many([
+                    record_to_doc(r if r.user_id or r.user not in uids
+                                  else r.model_copy(update={"user_id": uids[r.user]}), i)
+                    for i, r in enumerate(parsed.archive)])
 
-    def _import_grant(self, grant: Grant, pending: dict[str, Any] | None) -> dict[str, Any]:
+    def _import_grant(self, grant: Grant, pending: dict[str, Any] | None,
+                      suspended: bool, uid: str) -> dict[str, Any]:
         doc: dict[str, Any] = self._grant_doc(  # type: ignore[attr-defined]
             grant.user, grant.dataset, grant.initial, grant.spent, pending)
+        doc.update(suspended=suspended, uid=uid, active=grant.active)
         return doc

@@ -12,6 +12,7 @@ from pymongo.write_concern import WriteConcern
 
 from lomas_core.context import PluginContext
 from lomas_core.errors import ConfigError, StoreUnavailable
+from lomas_core.models import new_token_id, new_user_id
 from lomas_core.store import BudgetStore
 from lomas_store_mongodb.admin import AdminMixin
 from lomas_store_mongodb.base import log
@@ -21,7 +22,12 @@ from lomas_store_mongodb.recovery import RecoveryMixin
 from lomas_store_mongodb.state_io import StateMixin
 from lomas_store_mongodb.units import Scale
 
-__all__ = ["MongoStore"]
+__all__ = ["SCHEMA_VERSION", "MongoStore"]
+
+#: 2: token ids and times, suspension; 3: user ids on users, grants and archive records, revoked
+#: grants kept inactive; 4: the admin_log collection (documents of older versions are upgraded by
+#: ``_migrate``).
+SCHEMA_VERSION = 4
 
 
 class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore):
@@ -51,6 +57,7 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
         try:
             self.client.admin.command("ping")
             self._check_scale(create)
+            self._migrate()
             self._create_indexes()
             if recover:
                 self.recover()
@@ -82,12 +89,42 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
                                  name="grant_user_dataset_unique")
         self.grants.create_index([("dataset", ASCENDING)], name="grant_dataset")
         self.tokens.create_index([("user", ASCENDING)], name="token_user")
-        self.archive.create_index([("user", ASCENDING), ("idem", ASCENDING)], unique=True,
-                                  name="archive_user_idempotency_key_unique",
-                                  partialFilterExpression={"idem": {"$type": "string"}})
+        self.tokens.create_index([("tid", ASCENDING)], unique=True, name="token_id_unique")
+        self.archive.create_index([("uid", ASCENDING), ("idem", ASCENDING)], unique=True,
+                                  name="archive_uid_idempotency_key_unique",
+                                  partialFilterExpression={"idem": {"$type": "string"},
+                                                           "uid": {"$type": "string"}})
+        self.users.create_index([("uid", ASCENDING)], unique=True, name="user_id_unique")
+        self.db["admin_log"].create_index([("seq", ASCENDING)], name="admin_log_order")
         self.archive.create_index([("created_at", ASCENDING), ("seq", ASCENDING)], name="archive_time")
         self.archive.create_index([("status", ASCENDING)], name="archive_status")
         self.archive.create_index([("seq", ASCENDING)], name="archive_pages")  # + _id: not on nx-27017
+
+    def _migrate(self) -> None:
+        """Upgrade documents written by older versions (idempotent; safe with several servers).
+
+        Tokens without an id get one (the token lifecycle needs it); users and grants without the
+        ``suspended`` flag read as not suspended and need nothing.
+        """
+        for doc in self.tokens.find({"tid": {"$exists": False}}, {"_id": 1}):
+            self.tokens.update_one({"_id": doc["_id"], "tid": {"$exists": False}},
+                                   {"$set": {"tid": new_token_id(), "created_at": None,
+                                             "expires_at": None, "last_used_at": None}})
+        # Version 3: stable identities. Each user gets an id; its grants and the records archived
+        # under its name belong to it (the only knowledge there is). Records of users removed
+        # before the upgrade get none, so no later user of that name inherits them.
+        for doc in self.users.find({"uid": {"$exists": False}}, {"_id": 1}):
+            self.users.update_one({"_id": doc["_id"], "uid": {"$exists": False}},
+                                  {"$set": {"uid": new_user_id()}})
+        for doc in self.users.find({}, {"_id": 1, "uid": 1}):
+            self.grants.update_many({"user": doc["_id"], "uid": {"$exists": False}},
+                                    {"$set": {"uid": doc["uid"]}})
+            self.archive.update_many({"user": doc["_id"], "uid": {"$exists": False}},
+                                     {"$set": {"uid": doc["uid"]}})
+        if "archive_user_idempotency_key_unique" in self.archive.index_information():
+            # Keys belong to identities now: a new user of an old name may reuse them.
+            self.archive.drop_index("archive_user_idempotency_key_unique")
+        self.meta.update_one({"_id": "schema"}, {"$max": {"version": SCHEMA_VERSION}}, upsert=True)
 
     def _check_scale(self, create: bool) -> None:
         """The ``units`` record marks an initialised store and fixes its unit scale.

@@ -1,0 +1,61 @@
+"""The admin audit log: every admin change, who made it, when, and the state before and after.
+
+The CLI and the admin API call :func:`record` after each change succeeds; the store appends the
+entry (:meth:`lomas_core.store.BudgetStore.add_admin_event`). Summaries hold admin state only:
+names, ids, roles, budgets, token ids and expiry, never token values, hashes or private data.
+"""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+from lomas_core.models import AdminEvent, DatasetDescription, Grant, TokenInfo, User
+from lomas_core.store import BudgetStore
+
+__all__ = ["api_actor", "cli_actor", "dataset_summary", "grant_summary", "record", "token_summary",
+           "user_summary"]
+
+
+def cli_actor() -> str:
+    """Who runs ``lomas admin`` on this machine (the OS account)."""
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):  # no login name in some containers
+        name = "unknown"
+    return f"cli:{name}"
+
+
+def api_actor(admin: User) -> str:
+    """The admin calling the admin API, by name and immutable id."""
+    return f"api:{admin.name}" + (f" ({admin.id})" if admin.id else "")
+
+
+def user_summary(user: User | None) -> dict[str, Any] | None:
+    return None if user is None else user.model_dump()
+
+
+def grant_summary(grant: Grant | None) -> dict[str, Any] | None:
+    if grant is None:
+        return None
+    return {"initial": grant.initial.as_strings(), "spent": grant.spent.as_strings(),
+            "active": grant.active}
+
+
+def token_summary(token: TokenInfo) -> dict[str, Any]:
+    return {"id": token.id, "expires_at": token.expires_at.isoformat() if token.expires_at else None}
+
+
+def dataset_summary(dataset: DatasetDescription | None) -> dict[str, Any] | None:
+    """Where a dataset lives (adapter and option names; values may name secrets or paths)."""
+    if dataset is None:
+        return None
+    return {"adapter": dataset.adapter, "options": sorted(dataset.options),
+            "has_metadata": dataset.metadata is not None}
+
+
+def record(store: BudgetStore, actor: str, action: str, target: str,
+           before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
+    """Append one audit entry (``action`` like ``user.add``, ``target`` like ``user:eve``)."""
+    store.add_admin_event(AdminEvent(actor=actor, action=action, target=target, before=before,
+                                     after=after))

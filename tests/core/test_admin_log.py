@@ -1,0 +1,95 @@
+"""The admin audit log through the CLI and the admin API, on both stores."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lomas_core.cli import main
+from lomas_core.testing.harness import LomasHarness
+from lomas_core.testing.mongo import mongodb_uri  # noqa: F401 - fixture
+from lomas_core.tokens import hash_token
+
+META = {"max_ids": 1, "rows": 20, "columns": {"x": {"type": "int", "lower": 0, "upper": 9}}}
+FRAME = pd.DataFrame({"x": [i % 10 for i in range(20)]})
+QUERY = {"engine": "toy_count", "query": {"epsilon": 0.25}}
+
+
+@pytest.fixture(params=["sqlite", "mongodb"])
+def h(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LomasHarness]:
+    store = None
+    if request.param == "mongodb":
+        pytest.importorskip("lomas_store_mongodb")
+        from lomas_core.testing.mongo import drop_database, fresh_database_name
+
+        uri = request.getfixturevalue("mongodb_uri")
+        name = fresh_database_name()
+        store = {"name": "mongodb", "options": {"uri": uri, "database": name}}
+        request.addfinalizer(lambda: drop_database(uri, name))
+    harness = LomasHarness(tmp_path, engines={"toy_count": {}}, store=store)
+    harness.add_dataset("ds", FRAME, META)
+    yield harness
+    harness.close()
+
+
+def cli(h: LomasHarness, capsys: pytest.CaptureFixture[str], *args: str, expect: int = 0) -> str:
+    config = h.tmp_path / "lomas.yaml"
+    if not config.exists():
+        config = h.write_config()
+    capsys.readouterr()
+    rc = main([*args, "--config", str(config)])
+    out, err = capsys.readouterr()
+    assert rc == expect, (out, err)
+    return out
+
+
+def test_every_admin_change_is_logged_with_who_what_when_before_after(
+        h: LomasHarness, capsys: pytest.CaptureFixture[str]) -> None:
+    token = h.add_user("eve", grant={"ds": (1.0, 0.0)})  # the harness writes the store directly
+    with h.client(token) as c:
+        assert c.post("/v1/datasets/ds/query", json=QUERY).status_code == 200
+    issued = json.loads(cli(h, capsys, "admin", "token", "issue", "eve", "--expires", "30d", "--json"))
+    cli(h, capsys, "admin", "user", "suspend", "eve")
+    cli(h, capsys, "admin", "user", "resume", "eve")
+    cli(h, capsys, "admin", "revoke", "eve", "ds")
+    cli(h, capsys, "admin", "grant", "eve", "ds", "--epsilon", "2", "--reset-spent")
+    cli(h, capsys, "admin", "token", "revoke", "eve", issued["id"])
+    with h.client(h.admin_token) as c:
+        assert c.post("/v1/admin/users", json={"name": "bob"}).status_code == 201
+        assert c.put("/v1/admin/grants/eve/ds", json={"epsilon": 3}).status_code == 200
+        api_token = c.post("/v1/admin/users/bob/tokens").json()["token"]
+        assert c.delete("/v1/admin/users/bob").status_code == 200
+        api_view = c.get("/v1/admin/log", params={"limit": 2}).json()
+    events = json.loads(cli(h, capsys, "admin", "log", "--json"))["events"]
+    assert [e["action"] for e in events] == [
+        "token.issue", "user.suspend", "user.resume", "grant.revoke", "grant.add", "token.revoke",
+        "user.add", "budget.set", "token.issue", "user.remove"]
+    by_action = {e["action"]: e for e in events}
+    assert all(e["actor"].startswith("cli:") for e in events[:6])
+    admin_id = h.store.get_user("admin").id
+    assert all(e["actor"] == f"api:admin ({admin_id})" for e in events[6:])
+    reset = by_action["grant.add"]
+    assert reset["target"] == "grant:eve/ds"
+    assert reset["before"]["spent"] == {"epsilon": "0.25", "delta": "0"}
+    assert reset["before"]["active"] is False
+    assert reset["after"]["spent"] == {"epsilon": "0", "delta": "0"} and reset["after"]["reset_spent"]
+    assert by_action["user.suspend"]["after"]["suspended"] is True
+    assert by_action["budget.set"]["after"]["initial"]["epsilon"] == "3"
+    assert events[0]["after"]["id"] == issued["id"]
+    assert len(api_view["events"]) == 2 and api_view["next_cursor"]
+    text = cli(h, capsys, "admin", "log")
+    assert "grant.add" in text and "grant:eve/ds" in text and "spent" in text
+    everything = json.dumps(events) + text
+    for value in (token, issued["token"], api_token):
+        assert value not in everything and hash_token(value) not in everything
+    cli(h, capsys, "admin", "log", "--limit", "1")
+
+
+def test_the_log_endpoint_needs_the_admin_role(h: LomasHarness) -> None:
+    token = h.add_user("eve")
+    with h.client(token) as c:
+        assert c.get("/v1/admin/log").status_code == 403
