@@ -19,6 +19,7 @@ from lomas_core.engine import DatasetInfo, Engine, validation_message
 from lomas_core.errors import ConfigError, InvalidQuery, QueryFailed
 from lomas_engine_smartnoise_sql.accounting import analyse, privacy_of
 from lomas_engine_smartnoise_sql.backend import DuckDBDatabase, make_reader, render_subquery
+from lomas_engine_smartnoise_sql.calibration import ScaleCache
 from lomas_engine_smartnoise_sql.metadata import to_snsql_metadata
 from lomas_engine_smartnoise_sql.policy import KeyPlan, plan_keys
 from lomas_engine_smartnoise_sql.query import SmartnoiseSQLQuery
@@ -40,6 +41,9 @@ class SmartnoiseSQLOptions(BaseModel):
 
     #: Costs kept in memory (a cost is a pure function of metadata, SQL and privacy settings).
     cost_cache_size: int = Field(default=1024, ge=0)
+    #: Calibrated noise scales kept in memory (a scale is a pure function of a mechanism's public
+    #: inputs: epsilon share, delta, bounds, max_ids; see ``calibration``). 0: search every time.
+    scale_cache_size: int = Field(default=4096, ge=0)
 
 
 class SmartnoiseSQLEngine(Engine):
@@ -57,6 +61,7 @@ class SmartnoiseSQLEngine(Engine):
         self._log = context.logger if context is not None else log
         self._costs: OrderedDict[_CostKey, Budget] = OrderedDict()
         self._costs_lock = threading.Lock()
+        self._scales = ScaleCache(self.options.scale_cache_size)
 
     def warmup(self) -> None:
         """Import SmartNoise-SQL and DuckDB and calibrate one mechanism (seconds, paid once)."""
@@ -89,7 +94,8 @@ class SmartnoiseSQLEngine(Engine):
             if key in self._costs:
                 self._costs.move_to_end(key)
                 return self._costs[key]
-        reader = make_reader(None, self._snsql_metadata(dataset, plan), privacy_of(query))
+        reader = make_reader(None, self._snsql_metadata(dataset, plan),
+                             privacy_of(query, self._scales))
         epsilon, delta, subquery = analyse(reader, prepared.sql)
         self._check_rendering(subquery, dataset)
         try:
@@ -130,8 +136,8 @@ class SmartnoiseSQLEngine(Engine):
         meta = dataset.metadata
         database = data.memo(f"smartnoise_sql:{metadata_hash(meta)}",
                              lambda: DuckDBDatabase(data.table, meta))
-        reader = make_reader(database, self._snsql_metadata(dataset, plan), privacy_of(query),
-                             plan)
+        reader = make_reader(database, self._snsql_metadata(dataset, plan),
+                             privacy_of(query, self._scales), plan)
         try:
             columns, rows = self._execute(reader, prepared.sql, query.postprocess)
             exact = reader.reader.exact
@@ -155,3 +161,4 @@ class SmartnoiseSQLEngine(Engine):
     def close(self) -> None:
         with self._costs_lock:
             self._costs.clear()
+        self._scales.clear()
