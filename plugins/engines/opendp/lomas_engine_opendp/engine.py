@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -32,7 +34,7 @@ class OpenDPOptions(BaseModel):
     honest_but_curious: bool = False
     #: Largest accepted ``pipeline``/``plan`` text, in characters.
     max_query_chars: int = Field(default=500_000, ge=1024)
-    #: Calibrated plan measurements kept in memory.
+    #: Calibrated plan measurements kept in memory; as many rebuilt pipeline measurements.
     plan_cache_size: int = Field(default=256, ge=0)
     #: Any size or length a payload asks for (resize, sized sums, trees, lists, slices, literal
     #: series, public key sets) is at most the dataset's ``rows`` times this factor.
@@ -64,6 +66,9 @@ class OpenDPEngine(Engine):
         from lomas_engine_opendp.plans import PlanBuilder
 
         self._plans = PlanBuilder(cache_size=self.options.plan_cache_size)
+        self._pipelines: OrderedDict[tuple[str, str | None, str, int], tuple[Any, Any]] = \
+            OrderedDict()
+        self._pipelines_lock = threading.Lock()
 
     def parse(self, payload: Mapping[str, Any]) -> BaseModel:
         query = super().parse(payload)
@@ -81,13 +86,32 @@ class OpenDPEngine(Engine):
 
     def _measurement(self, query: OpenDPQuery, dataset: DatasetInfo) -> tuple[Any, Any]:
         if query.pipeline is not None:
-            from lomas_engine_opendp.pipeline import build_pipeline
-
-            return build_pipeline(query.pipeline, query.column, dataset,
-                                  honest_but_curious=self.options.honest_but_curious,
-                                  limit=self._limit(dataset))
+            return self._pipeline(query.pipeline, query.column, dataset)
         built = self._plans.measurement(query, dataset, limit=self._limit(dataset))
         return built.measurement, built
+
+    def _pipeline(self, text: str, column: str | None, dataset: DatasetInfo) -> tuple[Any, Any]:
+        """The checked, deserialized pipeline and its feed, kept per (text, column, metadata,
+        size limit): a pure function of those public inputs (no search: the payload carries its
+        scales). The OpenDP measurement is immutable and is invoked afresh (fresh noise) on every
+        run. A refusal is not kept."""
+        from lomas_engine_opendp.pipeline import build_pipeline
+
+        limit = self._limit(dataset)
+        key = (text, column, dataset.metadata.model_dump_json(), limit)
+        with self._pipelines_lock:
+            hit = self._pipelines.get(key)
+            if hit is not None:
+                self._pipelines.move_to_end(key)
+                return hit
+        built = build_pipeline(text, column, dataset,
+                               honest_but_curious=self.options.honest_but_curious, limit=limit)
+        if self.options.plan_cache_size:
+            with self._pipelines_lock:
+                self._pipelines[key] = built
+                while len(self._pipelines) > self.options.plan_cache_size:
+                    self._pipelines.popitem(last=False)
+        return built
 
     def cost(self, query: Any, dataset: DatasetInfo) -> Budget:
         measurement, _ = self._measurement(query, dataset)

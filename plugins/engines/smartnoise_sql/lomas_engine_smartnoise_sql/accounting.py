@@ -12,14 +12,16 @@ import math
 from typing import Any
 
 from lomas_core.errors import InvalidQuery
+from lomas_engine_smartnoise_sql.calibration import ScaleCache
 from lomas_engine_smartnoise_sql.query import SmartnoiseSQLQuery
 from lomas_engine_smartnoise_sql.sql_check import researcher_message
 
 __all__ = ["analyse", "privacy_of", "spent_by"]
 
 
-def privacy_of(query: SmartnoiseSQLQuery) -> Any:
-    """A new ``snsql.Privacy`` for this query (mechanism overrides applied)."""
+def privacy_of(query: SmartnoiseSQLQuery, scales: ScaleCache | None = None) -> Any:
+    """A new ``snsql.Privacy`` for this query (mechanism overrides applied); with ``scales``, its
+    mechanisms take their calibrated noise scale from that cache (see :mod:`.calibration`)."""
     from snsql import Privacy
     from snsql.sql._mechanisms.base import Mechanism
     from snsql.sql.privacy import Mechanisms, Stat
@@ -27,6 +29,8 @@ def privacy_of(query: SmartnoiseSQLQuery) -> Any:
     mechanisms = Mechanisms()
     for stat, mech in (query.mechanisms or {}).items():
         mechanisms.map[Stat[stat]] = Mechanism[mech]
+    if scales is not None:
+        scales.install(mechanisms)
     return Privacy(epsilon=query.epsilon, delta=query.delta, mechanisms=mechanisms)
 
 

@@ -19,6 +19,7 @@ from lomas_core.engine import DatasetInfo, Engine, validation_message
 from lomas_core.errors import ConfigError, InvalidQuery, QueryFailed
 from lomas_engine_smartnoise_sql.accounting import analyse, privacy_of
 from lomas_engine_smartnoise_sql.backend import DuckDBDatabase, make_reader, render_subquery
+from lomas_engine_smartnoise_sql.calibration import ScaleCache
 from lomas_engine_smartnoise_sql.metadata import to_snsql_metadata
 from lomas_engine_smartnoise_sql.policy import KeyPlan, plan_keys
 from lomas_engine_smartnoise_sql.query import SmartnoiseSQLQuery
@@ -38,8 +39,12 @@ class SmartnoiseSQLOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: Costs kept in memory (a cost is a pure function of metadata, SQL and privacy settings).
+    #: Costs kept in memory (a cost is a pure function of metadata, SQL and privacy settings);
+    #: as many checked, parsed queries (a pure function of the SQL text, dataset name and metadata).
     cost_cache_size: int = Field(default=1024, ge=0)
+    #: Calibrated noise scales kept in memory (a scale is a pure function of a mechanism's public
+    #: inputs: epsilon share, delta, bounds, max_ids; see ``calibration``). 0: search every time.
+    scale_cache_size: int = Field(default=4096, ge=0)
 
 
 class SmartnoiseSQLEngine(Engine):
@@ -57,6 +62,8 @@ class SmartnoiseSQLEngine(Engine):
         self._log = context.logger if context is not None else log
         self._costs: OrderedDict[_CostKey, Budget] = OrderedDict()
         self._costs_lock = threading.Lock()
+        self._plans: OrderedDict[tuple[str, str, str], tuple[str, KeyPlan]] = OrderedDict()
+        self._scales = ScaleCache(self.options.scale_cache_size)
 
     def warmup(self) -> None:
         """Import SmartNoise-SQL and DuckDB and calibrate one mechanism (seconds, paid once)."""
@@ -75,22 +82,40 @@ class SmartnoiseSQLEngine(Engine):
             raise InvalidQuery("the dataset's metadata cannot be used by SmartNoise-SQL: "
                                + " ".join(str(exc).split())[:200]) from None
 
-    @staticmethod
-    def _plan(query: SmartnoiseSQLQuery, dataset: DatasetInfo) -> tuple[Prepared, KeyPlan]:
-        prepared = prepare_sql(query.sql, dataset.name)
-        return prepared, plan_keys(prepared.query, dataset.metadata)
+    def _plan(self, query: SmartnoiseSQLQuery, dataset: DatasetInfo) -> tuple[str, KeyPlan]:
+        """The checked query as SmartNoise-SQL will read it (the printed tree) and its key plan.
+
+        Both are pure functions of the SQL text, the dataset's name and its metadata, and are
+        immutable (a string and a frozen plan): they are kept, so a repeated query is not parsed
+        and checked again here. A refusal is not kept.
+        """
+        key = (query.sql, dataset.name, metadata_hash(dataset.metadata))
+        with self._costs_lock:
+            hit = self._plans.get(key)
+            if hit is not None:
+                self._plans.move_to_end(key)
+                return hit
+        prepared: Prepared = prepare_sql(query.sql, dataset.name)
+        planned = (prepared.sql, plan_keys(prepared.query, dataset.metadata))
+        if self.options.cost_cache_size:
+            with self._costs_lock:
+                self._plans[key] = planned
+                while len(self._plans) > self.options.cost_cache_size:
+                    self._plans.popitem(last=False)
+        return planned
 
     def cost(self, query: Any, dataset: DatasetInfo) -> Budget:
         assert isinstance(query, SmartnoiseSQLQuery)
-        prepared, plan = self._plan(query, dataset)
-        key: _CostKey = (metadata_hash(dataset.metadata), prepared.sql, query.epsilon, query.delta,
+        sql, plan = self._plan(query, dataset)
+        key: _CostKey = (metadata_hash(dataset.metadata), sql, query.epsilon, query.delta,
                          tuple((query.mechanisms or {}).items()))
         with self._costs_lock:
             if key in self._costs:
                 self._costs.move_to_end(key)
                 return self._costs[key]
-        reader = make_reader(None, self._snsql_metadata(dataset, plan), privacy_of(query))
-        epsilon, delta, subquery = analyse(reader, prepared.sql)
+        reader = make_reader(None, self._snsql_metadata(dataset, plan),
+                             privacy_of(query, self._scales))
+        epsilon, delta, subquery = analyse(reader, sql)
         self._check_rendering(subquery, dataset)
         try:
             budget = Budget.of(epsilon, delta)
@@ -126,14 +151,14 @@ class SmartnoiseSQLEngine(Engine):
 
     def run(self, query: Any, data: DataHandle, dataset: DatasetInfo) -> Any:
         assert isinstance(query, SmartnoiseSQLQuery)
-        prepared, plan = self._plan(query, dataset)
+        sql, plan = self._plan(query, dataset)
         meta = dataset.metadata
         database = data.memo(f"smartnoise_sql:{metadata_hash(meta)}",
                              lambda: DuckDBDatabase(data.table, meta))
-        reader = make_reader(database, self._snsql_metadata(dataset, plan), privacy_of(query),
-                             plan)
+        reader = make_reader(database, self._snsql_metadata(dataset, plan),
+                             privacy_of(query, self._scales), plan)
         try:
-            columns, rows = self._execute(reader, prepared.sql, query.postprocess)
+            columns, rows = self._execute(reader, sql, query.postprocess)
             exact = reader.reader.exact
             if query.postprocess:
                 key_outputs, width = plan.key_outputs, plan.outputs
@@ -155,3 +180,5 @@ class SmartnoiseSQLEngine(Engine):
     def close(self) -> None:
         with self._costs_lock:
             self._costs.clear()
+            self._plans.clear()
+        self._scales.clear()

@@ -12,6 +12,12 @@ and functions SmartNoise-SQL's grammar and rewriter produce (a small allow-list)
 than the dataset's columns and the statement's own aliases, and the same string literals, value
 for value, as the tree. The same check runs at cost time on a data-less connection, so a query
 that the two parsers could read differently is refused before anything is charged.
+
+The verdict is a pure function of the statement's exact text, its rendered string literals and
+the column names it may use (DuckDB's parser is the same for every connection of the process):
+a statement that passed is remembered under exactly that key (a bounded, thread-safe set) and is
+not parsed again; any other text, even one character apart, is parsed and checked in full. A
+refusal is never remembered, so it is recomputed and raised each time.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -176,6 +182,26 @@ def verify(con: Any, statement: Statement, columns: Iterable[str]) -> None:
     """
     if not isinstance(statement, Statement):
         raise TypeError("only rendered statements can be verified")
+    names = tuple(columns)
+    key = (statement.text, statement.strings, names)
+    with _verified_lock:
+        if key in _verified:
+            _verified.move_to_end(key)
+            return
+    _check(con, statement, names)
+    with _verified_lock:
+        _verified[key] = None
+        while len(_verified) > VERIFIED_CACHE_SIZE:
+            _verified.popitem(last=False)
+
+
+#: Verified statements remembered (see the module docstring); 0 re-parses every statement.
+VERIFIED_CACHE_SIZE = 4096
+_verified: OrderedDict[tuple[str, tuple[str, ...], tuple[str, ...]], None] = OrderedDict()
+_verified_lock = threading.Lock()
+
+
+def _check(con: Any, statement: Statement, columns: tuple[str, ...]) -> None:
     tree = _parse(con, statement.text)
     statements = tree.get("statements") or []
     if len(statements) != 1 or statements[0].get("node", {}).get("type") != "SELECT_NODE":

@@ -1,0 +1,183 @@
+"""Interactive latency on a small table: p50/p99 through HTTP, with the raw library call as the floor.
+
+    .venv/bin/python benchmarks/bench_latency.py [--rows 1000] [--queries 60] [--rounds 3]
+
+Five queries on a ``--rows`` table (prints; asserts nothing):
+
+* SmartNoise-SQL ``COUNT(*)`` and ``GROUP BY g`` ``AVG(x)`` (public keys);
+* an OpenDP plan ``dp.len`` and a grouped ``dp.mean`` with public keys;
+* an OpenDP pipeline: clamp, bounded sum, Laplace.
+
+Each is timed over HTTP (a full charged round trip on a real server process, harness ``serve()``;
+warm: the first query of each kind is excluded), ``--queries`` times split over ``--rounds``
+interleaved rounds so that load from other processes spreads over all cases. The floor is the
+in-process library call for the same query on the same data:
+
+* SmartNoise-SQL: ``reader.execute(sql)`` on one ``snsql.from_df`` reader built beforehand (the
+  library's own per-query path, including its noise-scale calibration);
+* OpenDP plan: one ``make_private_lazyframe`` measurement built beforehand, invoked and collected;
+* OpenDP pipeline: one measurement built beforehand, invoked on the column's values.
+
+Aims (p50, HTTP): COUNT <= 10 ms, GROUP BY AVG <= 15 ms, OpenDP plans <= 20 ms.
+
+What the profiler showed (1,000 rows, in process, warm; 2 shared cores, load average 9-14):
+
+* SmartNoise-SQL ``engine.run``: COUNT ~47 ms, GROUP BY AVG ~74 ms, ~80% of it in the mechanisms'
+  noise-scale search (``binary_search_param``, ~50 ms each, every query). Now looked up per public
+  inputs (``calibration.py``): run ~3 ms (COUNT) and ~5 ms (GROUP BY AVG).
+* Of what remained: the SQL parsed three times per query (engine check, library parse with
+  metadata, library rewrite) -- the engine's own parse and key plan are now kept per SQL text,
+  dataset and metadata; DuckDB's parse check (``json_serialize_sql``, ~0.3 ms, ~15% of a warm
+  run) -- a pass is now kept per exact statement text; the rest is SmartNoise-SQL's own parse,
+  rewrite, XPath validation and one OpenDP Laplace measurement built per released value
+  (library internals, left alone), the DuckDB query (~0.4 ms) and the pandas round trip of the
+  answer (``results.table_from_pandas``, ~0.5 ms).
+* OpenDP: plans already kept their calibration; a pipeline was checked and deserialized on cost
+  and again on run (~2 ms each): now kept per text, column, metadata and size limit. In process a
+  plan runs in 0.3-1.3 ms, a pipeline in 0.2 ms.
+* The core's charged round trip (toy engine, in-process client) is ~4-5 ms: two durable sqlite
+  ledger writes (charge, complete: ~2 ms), the bearer-token lookup (~1.3 ms) and five
+  thread-pool hops in ``QueryService`` (~0.2-0.5 ms each under load). Not changed here (ledger
+  durability, identities and the query lifecycle are owned elsewhere); over loopback HTTP on a
+  loaded machine this overhead, not the engines, is now most of a small query's latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import opendp.prelude as dp
+import pandas as pd
+import polars as pl
+import snsql
+from lomas_engine_opendp.wire import make_payload, placeholder
+from lomas_engine_smartnoise_sql.metadata import to_snsql_metadata
+
+from lomas_core.metadata import Metadata
+from lomas_core.testing.harness import LomasHarness
+
+META: dict[str, Any] = {"max_ids": 1, "row_privacy": True, "censor_dims": False, "columns": {
+    "g": {"type": "string", "categories": ["a", "b", "c"], "public_keys": True},
+    "x": {"type": "float", "lower": 0.0, "upper": 100.0},
+}}
+EPSILON, DELTA = 1.0, 1e-6
+AIMS = {"snsql COUNT": 10.0, "snsql GROUP BY AVG": 15.0, "opendp plan len": 20.0,
+        "opendp plan grouped mean": 20.0}
+
+
+def _pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
+
+
+def _timed(fn: Callable[[], Any], repeat: int, out: list[float]) -> None:
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--queries", type=int, default=60, help="per case, at least 50 advised")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"g": rng.choice(["a", "b", "c"], args.rows),
+                          "x": rng.uniform(0, 100, args.rows)})
+    meta = {**META, "rows": args.rows}
+    dp.enable_features("contrib")
+
+    # -- the queries -------------------------------------------------------------------------------
+    lf = placeholder(meta)
+    length: Any = pl.len()
+    mean: Any = pl.col("x").dp.mean((0.0, 100.0))
+    len_plan = lf.select(length.dp.noise())
+    mean_plan = lf.group_by("g").agg(mean)
+    vec = dp.vector_domain(dp.atom_domain(T=float, nan=False))
+    pipeline = (dp.t.make_clamp(vec, dp.symmetric_distance(), (0.0, 100.0)) >> dp.t.then_sum()
+                >> dp.m.then_laplace(100.0))
+    count_sql = "SELECT COUNT(*) AS n FROM df"
+    avg_sql = "SELECT g, AVG(x) AS m FROM df GROUP BY g"
+    bodies = {
+        "snsql COUNT": {"engine": "smartnoise_sql",
+                        "query": {"sql": count_sql, "epsilon": EPSILON, "delta": DELTA}},
+        "snsql GROUP BY AVG": {"engine": "smartnoise_sql",
+                               "query": {"sql": avg_sql, "epsilon": EPSILON, "delta": DELTA}},
+        "opendp plan len": {"engine": "opendp", "query": make_payload(len_plan, epsilon=EPSILON)},
+        "opendp plan grouped mean": {"engine": "opendp",
+                                     "query": make_payload(mean_plan, epsilon=EPSILON)},
+        "opendp pipeline sum": {"engine": "opendp",
+                                "query": make_payload(pipeline, column="x")},
+    }
+
+    # -- the floors: in-process library calls ------------------------------------------------------
+    reader = snsql.from_df(frame, privacy=snsql.Privacy(epsilon=EPSILON, delta=DELTA),
+                           metadata=to_snsql_metadata(Metadata.model_validate(meta)))
+    polars_frame = pl.from_pandas(frame).lazy()
+    lf_domain = dp.lazyframe_domain([
+        dp.series_domain("g", dp.atom_domain(T=str)),
+        dp.series_domain("x", dp.atom_domain(T=float, nan=False))])
+    lf_domain = dp.with_margin(lf_domain, dp.polars.Margin(by=[], max_length=args.rows))
+    keyed = dp.with_margin(lf_domain, dp.polars.Margin(by=[pl.col("g")], max_length=args.rows,
+                                                       max_groups=3))
+    keys = pl.LazyFrame({"g": ["a", "b", "c"]})
+    len_m = dp.m.make_private_lazyframe(lf_domain, dp.symmetric_distance(), dp.max_divergence(),
+                                        len_plan, global_scale=1.0)
+    mean_m = dp.m.make_private_lazyframe(
+        keyed, dp.symmetric_distance(), dp.max_divergence(),
+        keys.join(mean_plan, on="g", how="left", nulls_equal=True), global_scale=1.0)
+    column = frame["x"].astype(float).tolist()
+    floors: dict[str, Callable[[], Any]] = {
+        "snsql COUNT": lambda: reader.execute(count_sql),
+        "snsql GROUP BY AVG": lambda: reader.execute(avg_sql),
+        "opendp plan len": lambda: len_m(polars_frame).collect(),
+        "opendp plan grouped mean": lambda: mean_m(polars_frame).collect(),
+        "opendp pipeline sum": lambda: pipeline(column),
+    }
+
+    http: dict[str, list[float]] = {name: [] for name in bodies}
+    floor: dict[str, list[float]] = {name: [] for name in bodies}
+    per_round = max(1, args.queries // args.rounds)
+    with tempfile.TemporaryDirectory() as tmp:
+        h = LomasHarness(Path(tmp), engines={"smartnoise_sql": {}, "opendp": {}})
+        h.add_dataset("small", frame, meta)
+        token = h.add_user("bench", grant={"small": (1e9, 0.5)})
+        with h.serve(timeout=120) as url, httpx.Client(
+                base_url=url, timeout=120, headers={"Authorization": f"Bearer {token}"}) as c:
+            def ask(body: dict[str, Any]) -> Callable[[], None]:
+                return lambda: c.post("/v1/datasets/small/query", json=body).raise_for_status()
+
+            for name, body in bodies.items():  # cold: dataset load, hand-over, first build
+                ask(body)()
+                floors[name]()
+            for _ in range(args.rounds):
+                for name, body in bodies.items():
+                    _timed(ask(body), per_round, http[name])
+                    _timed(floors[name], per_round, floor[name])
+        h.close()
+    load = os.getloadavg()
+    print(f"rows={args.rows} queries per case={per_round * args.rounds} "
+          f"load average={load[0]:.2f} {load[1]:.2f} {load[2]:.2f} cores={os.cpu_count()}")
+    print(f"{'case':26} {'HTTP p50':>9} {'HTTP p99':>9} {'floor p50':>10} {'floor p99':>10}  aim")
+    for name in bodies:
+        p50 = _pct(http[name], 0.5)
+        aim = AIMS.get(name)
+        verdict = "" if aim is None else f"p50 <= {aim:.0f} ms: {'met' if p50 <= aim else 'missed'}"
+        print(f"{name:26} {p50:8.2f}  {_pct(http[name], 0.99):8.2f}  "
+              f"{_pct(floor[name], 0.5):9.2f}  {_pct(floor[name], 0.99):9.2f}   {verdict}")
+
+
+if __name__ == "__main__":
+    main()
