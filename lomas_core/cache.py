@@ -73,6 +73,8 @@ class DatasetCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
+        #: IPC files of versions served but not kept (over the cap); removed at the next load.
+        self._loose: list[str] = []
         #: Counters for tests and metrics (updated under the cache lock).
         self.loads = 0
         self.hits = 0
@@ -148,6 +150,11 @@ class DatasetCache:
         nbytes = handle.nbytes
         with self._lock:
             self.loads += 1
+            # Queries on them have had their files (ensure_file rewrites one for a late query).
+            for path in self._loose:
+                if path != handle.path:
+                    Path(path).unlink(missing_ok=True)
+            self._loose.clear()
             # Other versions of this dataset (an older description or metadata) are dead weight.
             for stale in [k for k, e in self._entries.items()
                           if e.handle.dataset == description.name and k != key]:
@@ -161,6 +168,8 @@ class DatasetCache:
             else:
                 log.warning("dataset '%s' (%d bytes) is larger than the cache cap; not kept",
                             description.name, nbytes)
+                if handle.path is not None:
+                    self._loose.append(handle.path)
         return handle
 
     def _materialise(self, key: str, handle: DataHandle) -> None:
@@ -241,3 +250,6 @@ class DatasetCache:
             for entry in self._entries.values():
                 self._drop(entry)
             self._entries.clear()
+            for path in self._loose:
+                Path(path).unlink(missing_ok=True)
+            self._loose.clear()
