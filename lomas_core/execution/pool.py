@@ -81,7 +81,8 @@ class _Process:
         self.conn, child = ctx.Pipe(duplex=True)
         self.proc = ctx.Process(
             target=worker_main, name="lomas-worker", daemon=True,
-            args=(child, pool.config_json, pool.sys_path, pool.memory_mb, pool.cpu_seconds))
+            args=(child, pool.config_json, pool.sys_path, pool.memory_mb, pool.cpu_seconds,
+                  os.getpid()))
         self.proc.start()
         child.close()
         self.ready = False

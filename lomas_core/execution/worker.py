@@ -118,12 +118,58 @@ class _Worker:
         return {"json": text, "nbytes": data.nbytes}
 
 
+def _die_with_parent() -> None:
+    """SIGKILL this worker when its parent (the forkserver, which dies with the server) dies:
+    a server killed with ``kill -9`` must not leave a task burning CPU until its limits."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not sys.platform.startswith("linux")
+
+
+def _watch_server(server_pid: int) -> None:
+    """Exit at once when the server process is gone (killed with ``kill -9``), even mid-task."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while _alive(server_pid):
+            time.sleep(0.25)
+        os._exit(70)
+
+    threading.Thread(target=watch, name="lomas-server-watch", daemon=True).start()
+
+
 def worker_main(conn: Any, config_json: str, sys_path: list[str], memory_mb: int,
-                cpu_seconds: int) -> None:
+                cpu_seconds: int, server_pid: int = 0) -> None:
     """Entry point of a worker process (run by multiprocessing)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
+    _die_with_parent()
+    if server_pid:
+        _watch_server(server_pid)
     for entry in reversed(sys_path):
         if entry not in sys.path:
             sys.path.insert(0, entry)

@@ -138,3 +138,66 @@ def test_cpu_limit_stops_a_loop_before_the_wall_clock(tmp_path: Path) -> None:
                 "engine": "toy_faulty", "query": {"epsilon": 0.1}}).status_code == 200
     finally:
         h.close()
+
+
+def test_kill_9_during_charged_queries_then_every_retry_gets_a_final_answer(tmp_path: Path) -> None:
+    """A server killed with SIGKILL while charged queries run in its workers: after a restart
+    every record is final, each Idempotency-Key replays that final answer, no worker is left
+    running, and spent equals the sum of the charged archive."""
+    import signal
+    import threading
+
+    h = _harness(tmp_path, workers=2)
+    h.raw_config["limits"]["query_timeout_seconds"] = 30
+    h.raw_config["store"]["options"]["recovery_grace_seconds"] = 1
+    token = h.add_user("alice", grant={"ds": (10.0, 0.0)})
+    headers = {"Authorization": f"Bearer {token}"}
+    bodies = {f"k{i}": {"engine": "toy_faulty",
+                        "query": {"epsilon": 0.25, "action": "sleep", "seconds": 20 if i else 0}}
+              for i in range(4)}
+    try:
+        with h.serve() as url:
+            pid = h.server_pid
+            assert pid is not None
+            with httpx.Client(base_url=url, timeout=5, headers=headers) as c:
+                r = c.post("/v1/datasets/ds/query", json=bodies["k0"],
+                           headers={"Idempotency-Key": "k0"})
+                assert r.status_code == 200  # one completed before the kill
+
+            def send(key: str) -> None:
+                try:
+                    httpx.post(f"{url}/v1/datasets/ds/query", json=bodies[key], timeout=30,
+                               headers={**headers, "Idempotency-Key": key})
+                except httpx.HTTPError:
+                    pass  # the server dies under it
+
+            threads = [threading.Thread(target=send, args=(k,)) for k in ("k1", "k2", "k3")]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and len(
+                    [r for r in h.store.list_archive("alice") if r.status == "pending"]) < 2:
+                time.sleep(0.05)
+            workers = _children(pid)
+            os.kill(pid, signal.SIGKILL)
+            for t in threads:
+                t.join()
+        time.sleep(1.5)  # past the grace period; workers watch the server and exit with it
+        left = [p for p in workers if Path(f"/proc/{p}").exists()
+                and "Z" not in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0]]
+        assert left == [], [Path(f"/proc/{p}/cmdline").read_bytes()[:150] for p in left]
+        with h.serve() as url, httpx.Client(base_url=url, timeout=30, headers=headers) as c:
+            records = h.store.list_archive("alice")
+            assert all(r.status != "pending" for r in records), [r.status for r in records]
+            for key, body in bodies.items():
+                r = c.post("/v1/datasets/ds/query", json=body, headers={"Idempotency-Key": key})
+                if key == "k0":
+                    assert r.status_code == 200
+                elif r.status_code != 200:  # killed mid-run: final, charged, never re-run
+                    assert r.json()["error"]["code"] != "query_in_progress", r.text
+                    assert r.json()["error"]["details"].get("charged") is True, r.text
+            charged = sum(float(r.cost.epsilon) for r in h.store.list_archive("alice")
+                          if r.status in ("success", "failed"))
+            assert float(h.grant("alice", "ds").spent.epsilon) == pytest.approx(charged)
+    finally:
+        h.close()
