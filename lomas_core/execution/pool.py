@@ -37,9 +37,11 @@ class WorkerTimeout(Exception):
 class WorkerLost(Exception):
     """The worker died during the task (memory or CPU limit, crash); it was replaced."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, sent: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
+        #: False when the task never reached the worker (it died idle or failed to start).
+        self.sent = sent
 
 
 class WorkerError(Exception):
@@ -110,24 +112,26 @@ class _Process:
     def _await_ready(self) -> None:
         if not self.conn.poll(self.start_timeout):
             self.kill()
-            raise WorkerLost("the worker did not start in time")
+            raise WorkerLost("the worker did not start in time", sent=False)
         try:
             status, detail = self.conn.recv()
         except (EOFError, OSError):
-            raise WorkerLost(self._exit_reason()) from None
+            raise WorkerLost(self._exit_reason(), sent=False) from None
         if status != "ready":
             self.kill()
-            raise WorkerLost(f"the worker could not build its engines: {detail}")
+            raise WorkerLost(f"the worker could not build its engines: {detail}", sent=False)
         self.ready = True
 
     def exchange(self, msg: dict[str, Any], timeout: float) -> Any:
         """Send one task and wait for its reply (blocking)."""
         if not self.ready:
             self._await_ready()
+        if not self.alive():
+            raise WorkerLost(self._exit_reason(), sent=False)
         try:
             self.conn.send(msg)
         except (OSError, EOFError):
-            raise WorkerLost(self._exit_reason()) from None
+            raise WorkerLost(self._exit_reason(), sent=False) from None
         if not self.conn.poll(timeout):
             self.kill()
             raise WorkerTimeout()
@@ -211,6 +215,17 @@ class ExecutionPool:
         Raises:
             WorkerTimeout, WorkerLost, WorkerError: see their docs.
         """
+        for _ in range(2):  # a task that never reached a worker may go to a fresh one, once
+            try:
+                return self._call_once(msg, timeout)
+            except WorkerLost as exc:
+                if exc.sent:
+                    raise
+                log.warning("execution worker unavailable before its task: %s", exc.reason)
+                last = exc
+        raise last
+
+    def _call_once(self, msg: dict[str, Any], timeout: float) -> Any:
         if self._closed:
             raise WorkerLost("the server is shutting down")
         proc = self._idle.get()

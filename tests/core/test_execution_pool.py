@@ -101,3 +101,31 @@ def test_charged_query_runs_in_a_worker_once(tmp_path: Path) -> None:
         assert list((tmp_path / "files").glob("*.arrow")) == []  # removed at shutdown
     finally:
         h.close()
+
+
+def test_a_worker_that_died_idle_is_replaced_before_the_task(tmp_path: Path) -> None:
+    """Nothing ran in it, so the task goes to a fresh worker: the query succeeds, charged once."""
+    import os
+    import signal
+    import time
+
+    h = LomasHarness(tmp_path, engines={"toy_faulty": {}}, execution={"workers": 1})
+    h.add_dataset("ds", pd.DataFrame({"x": range(10)}), META)
+    token = h.add_user("alice", grant={"ds": (10.0, 0.0)})
+    try:
+        with h.client(token) as c:
+            pool = h.app_state(c).pool
+            assert pool is not None
+            body = {"engine": "toy_faulty", "query": {"epsilon": 0.5}}
+            assert c.post("/v1/datasets/ds/query", json=body).status_code == 200
+            (pid,) = pool.pids()
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while pid in pool.pids() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            r = c.post("/v1/datasets/ds/query", json=body)
+            assert r.status_code == 200, r.text
+            assert pool.pids() and pid not in pool.pids()
+        assert float(h.grant("alice", "ds").spent.epsilon) == pytest.approx(1.0)
+    finally:
+        h.close()
