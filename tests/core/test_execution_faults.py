@@ -123,15 +123,16 @@ def test_fault_on_real_and_dummy_query(tmp_path: Path, fault: str) -> None:
 
 def test_cpu_limit_stops_a_loop_before_the_wall_clock(tmp_path: Path) -> None:
     h = _harness(tmp_path, cpu_seconds=1)
-    h.raw_config["limits"]["query_timeout_seconds"] = 30
+    h.raw_config["limits"]["query_timeout_seconds"] = 90
     token = h.add_user("alice", grant={"ds": (10.0, 0.0)})
     try:
-        with h.serve() as url, httpx.Client(base_url=url, timeout=60,
+        with h.serve() as url, httpx.Client(base_url=url, timeout=120,
                                             headers={"Authorization": f"Bearer {token}"}) as c:
             started = time.monotonic()
             r = c.post("/v1/datasets/ds/query",
                        json={"engine": "toy_faulty", "query": {"epsilon": 0.5, "action": "loop"}})
-            assert time.monotonic() - started < 15
+            # 1-2 CPU seconds; on a loaded machine that is several wall-clock seconds.
+            assert time.monotonic() - started < 80
             assert r.status_code == 422 and r.json()["error"]["details"]["reason"] == "worker_lost"
             assert "CPU time limit" in h.server_log()
             assert c.post("/v1/datasets/ds/query", json={
