@@ -8,6 +8,10 @@
   datasets load in parallel.
 - Evicted or replaced handles are only dropped, never closed: a query that already holds one keeps
   working on it, and its memory goes when the last query lets go of it.
+- With ``data_dir`` (the execution pool is on) a loaded version is written once as an Arrow IPC
+  file there and the server keeps only a memory map of it; workers map the same file, so the
+  dataset is in memory once per machine (the page cache), whatever the number of workers. Files of
+  evicted or replaced versions are removed; workers drop their memos of a version whose file is gone.
 - When a revalidation finds the source unreachable the error is raised rather than serving the old
   copy: a data owner who withdraws a file withdraws the dataset.
 """
@@ -17,11 +21,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from lomas_core.adapter import Adapter
 from lomas_core.data import DataHandle
@@ -55,13 +62,19 @@ class DatasetCache:
     """Thread-safe LRU cache of :class:`DataHandle` objects keyed by dataset description."""
 
     def __init__(self, max_bytes: int, revalidate_seconds: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *,
+                 data_dir: Path | None = None) -> None:
         self.max_bytes = max_bytes
+        self.data_dir = data_dir
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.revalidate_seconds = revalidate_seconds
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
+        #: IPC files of versions served but not kept (over the cap); removed at the next load.
+        self._loose: list[str] = []
         #: Counters for tests and metrics (updated under the cache lock).
         self.loads = 0
         self.hits = 0
@@ -132,21 +145,72 @@ class DatasetCache:
         note_read()  # a table came back: whatever fails from here on has seen its content
         table = prepare_table(description.name, loaded.table, metadata)
         handle = DataHandle(description.name, loaded.version, table)
+        if self.data_dir is not None:
+            self._materialise(key, handle)
         nbytes = handle.nbytes
         with self._lock:
             self.loads += 1
+            # Queries on them have had their files (ensure_file rewrites one for a late query).
+            for path in self._loose:
+                if path != handle.path:
+                    Path(path).unlink(missing_ok=True)
+            self._loose.clear()
             # Other versions of this dataset (an older description or metadata) are dead weight.
             for stale in [k for k, e in self._entries.items()
                           if e.handle.dataset == description.name and k != key]:
-                del self._entries[stale]
-            self._entries.pop(key, None)
+                self._drop(self._entries.pop(stale))
+            old = self._entries.pop(key, None)
+            if old is not None and old.handle.path != handle.path:
+                self._drop(old)
             if nbytes <= self.max_bytes:
                 self._entries[key] = _Entry(handle, self._clock(), nbytes)
                 self._evict()
             else:
                 log.warning("dataset '%s' (%d bytes) is larger than the cache cap; not kept",
                             description.name, nbytes)
+                if handle.path is not None:
+                    self._loose.append(handle.path)
         return handle
+
+    def _materialise(self, key: str, handle: DataHandle) -> None:
+        """Write the handle's table as an Arrow IPC file (once per version) and map it back."""
+        import pyarrow as pa
+
+        assert self.data_dir is not None
+        name = hashlib.sha256(f"{key}|{handle.version}".encode()).hexdigest()[:32]
+        path = self.data_dir / f"{name}.arrow"
+        if not path.exists():
+            self._write(path, handle.table)
+        handle.path = str(path)
+        handle.table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+
+    @staticmethod
+    def _write(path: Path, table: object) -> None:
+        import pyarrow as pa
+
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:  # type: ignore[attr-defined]
+                writer.write_table(table)
+            os.replace(tmp, path)  # atomic: another HTTP process may map the same version
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def ensure_file(self, handle: DataHandle) -> str:
+        """The handle's IPC file, rewritten from the mapped table if another process removed it."""
+        assert handle.path is not None
+        path = Path(handle.path)
+        if not path.exists():
+            self._write(path, handle.table)
+        return handle.path
+
+    def _drop(self, entry: _Entry) -> None:
+        # Unlinking is safe for maps already open (server and workers): the pages go with the
+        # last map. Workers notice the missing file and drop their memos of that version.
+        if entry.handle.path is not None:
+            Path(entry.handle.path).unlink(missing_ok=True)
 
     def _evict(self) -> None:
         # Called with self._lock held. The newest entry is last, so it is the one kept when a
@@ -154,23 +218,28 @@ class DatasetCache:
         total = sum(e.nbytes for e in self._entries.values())
         while total > self.max_bytes and len(self._entries) > 1:
             _, entry = self._entries.popitem(last=False)
+            self._drop(entry)
             total -= entry.nbytes
             self.evictions += 1
             log.info("evicting dataset '%s' from the cache", entry.handle.dataset)
 
-    def note_growth(self, handle: DataHandle) -> None:
-        """Re-measure a handle after engines derived forms from it, and evict if over the cap."""
+    def note_growth(self, handle: DataHandle, nbytes: int | None = None) -> None:
+        """Re-measure a handle after engines derived forms from it, and evict if over the cap.
+
+        ``nbytes``: the size a worker reported for its copy (table plus its memos); with several
+        workers each may hold memos, so the largest report is kept as an estimate per worker.
+        """
         with self._lock:
             for entry in self._entries.values():
                 if entry.handle is handle:
-                    entry.nbytes = handle.nbytes
+                    entry.nbytes = max(entry.nbytes, nbytes or 0, handle.nbytes)
             self._evict()
 
     def invalidate(self, name: str) -> None:
         """Drop every cached version of dataset ``name`` (after an admin changes it)."""
         with self._lock:
             for key in [k for k, e in self._entries.items() if e.handle.dataset == name]:
-                del self._entries[key]
+                self._drop(self._entries.pop(key))
             for key in [k for k in self._key_locks if k.startswith(f"{name}:")]:
                 # Dropping a lock another thread holds is harmless: it keeps its reference.
                 del self._key_locks[key]
@@ -178,4 +247,9 @@ class DatasetCache:
     def clear(self) -> None:
         """Drop every cached dataset."""
         with self._lock:
+            for entry in self._entries.values():
+                self._drop(entry)
             self._entries.clear()
+            for path in self._loose:
+                Path(path).unlink(missing_ok=True)
+            self._loose.clear()

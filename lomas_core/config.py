@@ -8,6 +8,7 @@ Example::
     adapters: {local: {allowed_dirs: [./data]}}
     limits: {max_body_bytes: 1048576, query_timeout_seconds: 60, max_inflight_per_user: 4}
     cache: {max_bytes: 2147483648, revalidate_seconds: 30}
+    execution: {workers: 4, memory_mb: 4096, cpu_seconds: 300}
     secrets:
       s3_readonly: {env: S3_CREDENTIALS, adapters: [s3], endpoints: [https://s3.example.org],
                     buckets: [research-data]}
@@ -35,6 +36,7 @@ __all__ = [
     "BootstrapAdmin",
     "CacheConfig",
     "Config",
+    "ExecutionConfig",
     "LimitsConfig",
     "PluginConfig",
     "SecretRef",
@@ -120,6 +122,40 @@ class CacheConfig(BaseModel):
     revalidate_seconds: float = Field(default=30.0, ge=0)
 
 
+class ExecutionConfig(BaseModel):
+    """Where engine code runs: a pool of isolated worker processes (per HTTP process).
+
+    ``workers: 0`` runs engines in threads of the server process (tests and development only: a
+    query can then take the server down). ``None`` means one worker per core.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    workers: int | None = Field(default=None, ge=0, le=256)
+    #: Address-space limit of each worker (RLIMIT_AS); a query past it fails, the worker is replaced.
+    memory_mb: int = Field(default=4096, ge=256)
+    #: CPU seconds one task may use in a worker (RLIMIT_CPU, a backstop behind the wall-clock
+    #: timeouts in ``limits``).
+    cpu_seconds: int = Field(default=300, ge=1)
+    #: Seconds a new worker may take to import and warm up its engines.
+    start_timeout_seconds: float = Field(default=120.0, gt=0)
+    #: Where loaded datasets are written once as Arrow IPC files that workers memory-map;
+    #: default a per-user folder in the system temporary directory (shared by the HTTP processes).
+    data_dir: str | None = None
+
+    def worker_count(self) -> int:
+        """Worker processes of this HTTP process: ``workers``, or the usable cores shared among
+        the HTTP processes ``lomas serve`` started (``$LOMAS_HTTP_PROCESSES``)."""
+        if self.workers is not None:
+            return self.workers
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cores = os.cpu_count() or 1
+        http = os.environ.get("LOMAS_HTTP_PROCESSES", "1")
+        return max(1, cores // max(1, int(http) if http.isdigit() else 1))
+
+
 class BootstrapAdmin(BaseModel):
     """Create ``user`` as admin at start-up with the token held in the named secret, if absent."""
 
@@ -141,6 +177,7 @@ class Config(BaseModel):
     adapters: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"local": dict[str, Any]()})
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     bootstrap_admin: BootstrapAdmin | None = None
     #: Directory that relative paths in options are resolved against (the config file's folder).

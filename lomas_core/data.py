@@ -36,6 +36,8 @@ class DataHandle:
         self.version = version
         self.table = table
         self.dummy = dummy
+        #: The Arrow IPC file holding ``table`` when workers map it (None: in memory only).
+        self.path: str | None = None
         self._memo: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()

@@ -39,10 +39,13 @@ def serve(args: argparse.Namespace) -> int:
         os.environ["LOMAS_CONFIG"] = str(Path(path).resolve())
     import uvicorn
 
+    http = args.workers or config.server.workers
+    # Each HTTP process has its own execution pool: by default the cores are shared between them.
+    os.environ["LOMAS_HTTP_PROCESSES"] = str(http)
     uvicorn.run(APP_FACTORY, factory=True,
                 host=args.host or config.server.host,
                 port=args.port if args.port is not None else config.server.port,
-                workers=args.workers or config.server.workers,
+                workers=http,
                 log_level=config.server.log_level)
     return 0
 
@@ -70,7 +73,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the lomas server (uvicorn)")
     p.add_argument("--host", default=None, help="default: server.host of the config")
     p.add_argument("--port", type=port_arg, default=None, help="default: server.port of the config")
-    p.add_argument("--workers", type=_workers, default=None, help="default: server.workers of the config")
+    p.add_argument("--workers", type=_workers, default=None,
+                   help="HTTP processes (default: server.workers of the config); engine work "
+                   "runs in execution.workers processes, see docs/admin.md")
     add_config_option(p)
     p.set_defaults(func=serve)
     p = sub.add_parser("plugins", help="list installed plugins and which ones the config enables")

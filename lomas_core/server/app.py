@@ -8,8 +8,11 @@ Run it with ``lomas serve`` or with uvicorn's factory mode::
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,6 +23,7 @@ from lomas_core import __version__
 from lomas_core.cache import DatasetCache
 from lomas_core.config import Config, config_path_from_env, load_config
 from lomas_core.errors import LomasError, StoreUnavailable
+from lomas_core.execution import ExecutionPool
 from lomas_core.plugins import LoadedPlugins, load_plugins
 from lomas_core.server.auth import bootstrap_admin
 from lomas_core.server.errors import install_error_handlers
@@ -37,11 +41,23 @@ log = logging.getLogger("lomas.server")
 def _start(config: Config) -> ServerState:
     """Build every plugin object, bootstrap the admin, warm up engines (blocking)."""
     plugins: LoadedPlugins = load_plugins(config)
+    pool: ExecutionPool | None = None
     try:
+        workers = config.execution.worker_count()
+        data_dir = None
+        if workers > 0:
+            data_dir = (config.resolve_path(config.execution.data_dir)
+                        if config.execution.data_dir is not None
+                        else Path(tempfile.gettempdir()) / f"lomas-data-{os.getuid()}")
         state = ServerState(
             config=config, plugins=plugins,
-            cache=DatasetCache(config.cache.max_bytes, config.cache.revalidate_seconds),
+            cache=DatasetCache(config.cache.max_bytes, config.cache.revalidate_seconds,
+                               data_dir=data_dir),
             inflight=InflightLimiter(config.limits.max_inflight_per_user))
+        if workers > 0:
+            pool = ExecutionPool(config)
+            pool.start()  # workers warm up their own engines in the background
+            state.pool = pool
         bootstrap_admin(state)
         for name, engine in plugins.engines.items():
             try:
@@ -55,6 +71,8 @@ def _start(config: Config) -> ServerState:
                                   f"{type(exc).__name__}: {exc}") from exc
         plugins.pm.hook.lomas_startup(context=plugins.context)
     except BaseException:
+        if pool is not None:
+            pool.close()
         plugins.close()
         raise
     return state
@@ -81,6 +99,8 @@ def create_app(config: Config) -> FastAPI:
         try:
             yield
         finally:
+            if state.pool is not None:
+                await run_in_threadpool(state.pool.close)
             state.cache.clear()
             await run_in_threadpool(state.plugins.close)
 

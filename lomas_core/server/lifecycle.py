@@ -1,8 +1,14 @@
 """The query lifecycle, the same for every engine.
 
 ``parse -> cost (public metadata) -> [dummy: run on a dummy dataset, free] -> atomic charge ->
-load -> run (with a timeout) -> archive -> respond``. Blocking work runs in worker threads. A
-mechanism is run at most once per charge; an ``Idempotency-Key`` replays the stored outcome.
+load -> run (with a timeout) -> archive -> respond``. A mechanism is run at most once per charge;
+an ``Idempotency-Key`` replays the stored outcome.
+
+With the execution pool (the default) every engine call -- parse and cost, dummy generation and
+dummy runs, real runs -- happens in an isolated worker process (:mod:`lomas_core.execution`); the
+charge, the data load and the archive stay here. A worker killed or lost before the charge costs
+nothing; after the charge its record is completed as failed and the charge stays (never re-run).
+With ``execution.workers: 0`` engines run in threads of this process (tests, development).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from lomas_core.errors import (
     QueryInProgress,
     QueryTimeout,
 )
+from lomas_core.execution import WorkerError, WorkerLost, WorkerTimeout
 from lomas_core.models import ArchiveRecord, DatasetDescription, User, utcnow
 from lomas_core.reads import DataReads
 from lomas_core.server.auth import access_denied, require_grant
@@ -100,9 +107,15 @@ def check_all_datasets(state: ServerState) -> dict[str, str]:
     return problems
 
 
+#: Said when a worker died during a task (memory or CPU limit, crash); never names the cause's
+#: details, which depend on the data.
+WORKER_LOST = "the worker process running the query stopped (memory or CPU limit, or a crash)"
+
+
 @dataclass
 class _Prepared:
     engine: Engine
+    #: The parsed query (in-process mode) or the raw payload (pool: the worker parses it).
     query: Any
     description: DatasetDescription
     info: DatasetInfo
@@ -122,7 +135,9 @@ class QueryService:
         if not granted:
             await require_grant(state, user, dataset)
         engine = state.engine(body.engine)
-        query = await run_in_threadpool(engine.parse, body.query)
+        # With the pool the worker parses (and validates) the payload as part of the cost task.
+        query = (body.query if state.pool is not None
+                 else await run_in_threadpool(engine.parse, body.query))
         try:
             description = await run_in_threadpool(state.store.get_dataset, dataset)
         except NotFound:  # removed between the grant check and now
@@ -133,8 +148,21 @@ class QueryService:
         cost = await self._cost(engine, query, info)
         return _Prepared(engine, query, description, info, cost)
 
+    def _task(self, op: str, prepared_engine: Engine, query: Any, info: DatasetInfo,
+              **extra: Any) -> dict[str, Any]:
+        return {"op": op, "engine": self._engine_name(prepared_engine), "query": query,
+                "info": info.model_dump(mode="json"), **extra}
+
+    async def _in_worker(self, msg: dict[str, Any], timeout: float) -> Any:
+        pool = self.state.pool
+        assert pool is not None
+        # Not abandoned on cancel: the thread returns once the worker answered or was killed.
+        return await anyio.to_thread.run_sync(pool.call, msg, timeout)
+
     async def _cost(self, engine: Engine, query: Any, info: DatasetInfo) -> Budget:
         limit = self.state.config.limits.cost_timeout_seconds
+        if self.state.pool is not None:
+            return await self._cost_in_worker(engine, query, info, limit)
         try:
             with anyio.fail_after(limit):
                 return await anyio.to_thread.run_sync(engine.cost, query, info, abandon_on_cancel=True)
@@ -143,6 +171,32 @@ class QueryService:
                 f"estimating this query's privacy cost took longer than {limit:g} seconds; "
                 "simplify the query (fewer statistics, groups or nesting)") from None
 
+    async def _cost_in_worker(self, engine: Engine, query: Any, info: DatasetInfo,
+                              limit: float) -> Budget:
+        msg = self._task("cost", engine, query, info)
+        try:
+            value = await self._in_worker(msg, limit)
+        except WorkerTimeout:
+            raise InvalidQuery(
+                f"estimating this query's privacy cost took longer than {limit:g} seconds; "
+                "simplify the query (fewer statistics, groups or nesting)") from None
+        except WorkerLost as exc:
+            log.warning("cost estimation on '%s' lost its worker: %s", info.name, exc.reason)
+            raise QueryFailed(f"{WORKER_LOST} while estimating the cost; nothing was charged",
+                              reason="worker_lost") from None
+        except WorkerError as exc:
+            if exc.lomas is not None:  # InvalidQuery and the like: researcher-facing by contract
+                raise StoredError(exc.lomas) from None
+            log.warning("cost estimation on '%s' failed in the engine: %s", info.name, exc.where)
+            raise QueryFailed("estimating the query's cost failed; nothing was charged") from None
+        return Budget.of(value["epsilon"], value["delta"])
+
+    def _engine_name(self, engine: Engine) -> str:
+        for name, candidate in self.state.plugins.engines.items():
+            if candidate is engine:
+                return name
+        return engine.name
+
     async def cost(self, user: User, dataset: str, body: CostRequest) -> Budget:
         """The cost of a query from public metadata only; never loads data, never charges."""
         return (await self._prepare(user, dataset, body)).cost
@@ -150,6 +204,17 @@ class QueryService:
     async def _run(self, prepared: _Prepared, data: DataHandle) -> Any:
         """Run the mechanism once, with the configured timeout; validate the result is JSON."""
         timeout = self.state.config.limits.query_timeout_seconds
+        if self.state.pool is not None:
+            assert data.path is not None
+            msg = self._task("run", prepared.engine, prepared.query, prepared.info,
+                             data={"path": self.state.cache.ensure_file(data),
+                                   "dataset": data.dataset, "version": data.version})
+            try:
+                value = await self._in_worker(msg, timeout)
+            except WorkerTimeout:
+                raise TimeoutError from None
+            self.state.cache.note_growth(data, int(value["nbytes"]))
+            return json.loads(value["json"])
 
         def run() -> Any:
             result = prepared.engine.run(prepared.query, data, prepared.info)
@@ -186,13 +251,30 @@ class QueryService:
         if body.dummy.rows > limit:
             raise InvalidRequest(f"dummy.rows must be at most {limit}")
         prepared = await self._prepare(user, dataset, body)
-        data = await run_in_threadpool(dummy_handle, prepared.info.metadata, body.dummy.rows,
-                                       body.dummy.seed, dataset=dataset)
         try:
-            result = await self._run(prepared, data)
+            if self.state.pool is not None:  # generated and run in the worker
+                msg = self._task("dummy", prepared.engine, prepared.query, prepared.info,
+                                 rows=body.dummy.rows, seed=body.dummy.seed)
+                try:
+                    value = await self._in_worker(msg, self.state.config.limits.query_timeout_seconds)
+                except WorkerTimeout:
+                    raise TimeoutError from None
+                result = json.loads(value["json"])
+            else:
+                data = await run_in_threadpool(dummy_handle, prepared.info.metadata,
+                                               body.dummy.rows, body.dummy.seed, dataset=dataset)
+                result = await self._run(prepared, data)
         except TimeoutError:
             raise QueryTimeout("the query ran past the time limit on the dummy dataset; "
                                "nothing was charged") from None
+        except WorkerLost as exc:
+            log.info("dummy query on '%s' with %s lost its worker: %s", dataset, body.engine,
+                     exc.reason)
+            raise QueryFailed(f"{WORKER_LOST} on the dummy dataset; nothing was charged",
+                              reason="worker_lost") from None
+        except WorkerError as exc:
+            log.info("dummy query on '%s' with %s failed: %s", dataset, body.engine, exc.where)
+            raise QueryFailed("the query failed on the dummy dataset; nothing was charged") from None
         except Exception as exc:  # noqa: BLE001 - engine internals stay server-side
             log.info("dummy query on '%s' with %s failed: %s", dataset, body.engine, _where(exc))
             raise QueryFailed("the query failed on the dummy dataset; nothing was charged") from None
@@ -308,6 +390,18 @@ class QueryService:
                 "its cost stays charged")
             await self._finish(record, "failed", error=timeout)
             raise timeout from None
+        except WorkerLost as exc:
+            log.warning("query %s (%s on '%s') lost its worker: %s", record.id, body.engine,
+                        dataset, exc.reason)
+            lost = QueryFailed(f"{WORKER_LOST}; its cost stays charged", reason="worker_lost")
+            await self._finish(record, "failed", error=lost)
+            raise lost from None
+        except WorkerError as exc:
+            log.warning("query %s (%s on '%s') failed: %s", record.id, body.engine, dataset,
+                        exc.where)
+            failed = QueryFailed()
+            await self._finish(record, "failed", error=failed)
+            raise failed from None
         except Exception as exc:  # noqa: BLE001 - engine internals stay server-side
             # The message may quote data; it goes to DEBUG only, the type and place to WARNING.
             log.warning("query %s (%s on '%s') failed: %s", record.id, body.engine, dataset,
@@ -316,6 +410,7 @@ class QueryService:
             failed = QueryFailed()
             await self._finish(record, "failed", error=failed)
             raise failed from None
-        state.cache.note_growth(data)
+        if state.pool is None:
+            state.cache.note_growth(data)
         done = await self._finish(record, "success", result=result)
         return self._response(done, remaining)

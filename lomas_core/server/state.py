@@ -15,6 +15,7 @@ from lomas_core.cache import DatasetCache
 from lomas_core.config import Config
 from lomas_core.engine import Engine
 from lomas_core.errors import DatasetUnavailable, InvalidQuery, LomasError
+from lomas_core.execution import ExecutionPool
 from lomas_core.metadata import Metadata
 from lomas_core.models import DatasetDescription
 from lomas_core.plugins import LoadedPlugins
@@ -37,6 +38,8 @@ class ServerState:
     plugins: LoadedPlugins
     cache: DatasetCache
     inflight: InflightLimiter
+    #: The worker processes running engine code; None with ``execution.workers: 0``.
+    pool: ExecutionPool | None = None
     _metadata: dict[str, Metadata] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

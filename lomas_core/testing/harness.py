@@ -83,12 +83,18 @@ class ToyCountEngine(Engine):
 class _ToyFaultyQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     epsilon: float = Field(gt=0, le=100)
-    action: Literal["ok", "raise", "sleep", "slow_cost", "unserializable", "path_refusal"] = "ok"
+    action: Literal["ok", "raise", "sleep", "slow_cost", "unserializable", "path_refusal",
+                    "allocate", "loop", "abort"] = "ok"
     seconds: float = Field(default=0.0, ge=0, le=60)
+    #: For ``allocate``: how much memory to fill.
+    megabytes: int = Field(default=0, ge=0, le=65536)
 
 
 class ToyFaultyEngine(Engine):
     """Misbehaves on request (raises with a 'private' message, sleeps, returns junk). Test-only.
+
+    ``allocate`` fills ``megabytes`` of memory, ``loop`` spins on the CPU for ever and ``abort``
+    kills its process (``os.abort``): only ever use those with the execution pool on.
 
     ``runs`` counts calls of :meth:`run` per (dataset, dummy) in this process.
     """
@@ -112,6 +118,15 @@ class ToyFaultyEngine(Engine):
             raise RuntimeError(f"engine crashed near {self.SECRET_TEXT}")
         if query.action == "sleep":
             time.sleep(query.seconds)
+        if query.action == "allocate":
+            block = bytearray(query.megabytes * 1024 * 1024)
+            return {"type": "value", "value": len(block)}
+        if query.action == "loop":
+            n = 0
+            while True:
+                n += 1
+        if query.action == "abort":
+            os.abort()
         if query.action == "unserializable":
             return {"type": "value", "value": object()}
         return {"type": "value", "value": data.table.num_rows}
@@ -207,6 +222,11 @@ class LomasHarness:
         os.environ[self._secret_env] = self.admin_token
         secrets_section = {"harness_admin": {"env": self._secret_env},
                            **config_overrides.pop("secrets", {})}
+        # In-process tests run engines in threads unless a test asks for the pool (``execution``):
+        # starting worker processes for each of hundreds of short tests would dominate the suite.
+        # $LOMAS_HARNESS_WORKERS runs a suite with the pool instead.
+        workers = os.environ.get("LOMAS_HARNESS_WORKERS", "0")
+        config_overrides.setdefault("execution", {"workers": int(workers)})
         self.raw_config: dict[str, Any] = {
             "engines": engines,
             "adapters": dict(adapters) if adapters is not None
@@ -220,6 +240,8 @@ class LomasHarness:
             **config_overrides,
         }
         self._store: BudgetStore | None = None
+        #: Process id of the server started last by :meth:`serve`.
+        self.server_pid: int | None = None
         self._added_paths: list[str] = []
 
     # -- configuration and state -----------------------------------------------------------------
@@ -339,6 +361,7 @@ class LomasHarness:
         url = f"http://127.0.0.1:{port}"
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        self.server_pid = proc.pid
         try:
             deadline = time.monotonic() + timeout
             while True:
