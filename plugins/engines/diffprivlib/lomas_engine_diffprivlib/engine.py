@@ -89,13 +89,11 @@ class DiffPrivLibEngine(Engine):
         from diffprivlib.accountant import BudgetAccountant
         from diffprivlib.utils import DiffprivlibCompatibilityWarning, PrivacyLeakWarning
 
-        X, y = prepare_trial(plan)
+        X, y = trial_rows(plan)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                warnings.simplefilter("error", PrivacyLeakWarning)
-                warnings.simplefilter("error", DiffprivlibCompatibilityWarning)
-                fit_pipeline(plan, X, y, BudgetAccountant)
+            # No catch_warnings here: it is not thread-safe. The filters set at start-up make
+            # both warnings raise; build_estimator also refuses a missing bound outright.
+            fit_pipeline(plan, X, y, BudgetAccountant, trial=True)
         except (PrivacyLeakWarning, DiffprivlibCompatibilityWarning) as exc:
             raise InvalidQuery(f"DiffPrivLib would not be differentially private with this pipeline "
                                f"({type(exc).__name__}); the server supplies bounds, norms and "
@@ -140,10 +138,6 @@ class DiffPrivLibEngine(Engine):
             model["score"] = _noisy_accuracy(fitted, X_test, y_test, query.score_epsilon)
             model["score_kind"] = "accuracy"
         return model, fitted
-
-
-def prepare_trial(plan: Plan) -> tuple[Any, Any]:
-    return trial_rows(plan)
 
 
 def _noisy_accuracy(fitted: list[Any], X_test: Any, y_test: Any, epsilon: float) -> float:

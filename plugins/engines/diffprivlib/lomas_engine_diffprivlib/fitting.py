@@ -158,11 +158,36 @@ def _norm(lower: np.ndarray, upper: np.ndarray) -> float:
     return float(np.linalg.norm(np.maximum(np.abs(lower), np.abs(upper)))) or 1e-9
 
 
-def build_estimator(step: Step, bounds: Bounds, plan: Plan, accountant: Any) -> Any:
-    """A DiffPrivLib estimator for ``step`` with the server's bounds/norms/classes."""
+#: Per step, the attributes that must be set for DiffPrivLib not to read them from the data.
+PRIVACY_ATTRS: dict[str, tuple[str, ...]] = {
+    "StandardScaler": ("bounds",),
+    "PCA": ("bounds", "data_norm"),
+    "LogisticRegression": ("data_norm",),
+    "GaussianNB": ("bounds",),
+    "LinearRegression": ("bounds_X", "bounds_y"),
+    "KMeans": ("bounds",),
+}
+
+
+def build_estimator(step: Step, bounds: Bounds, plan: Plan, accountant: Any, *,
+                    trial: bool = False) -> Any:
+    """A DiffPrivLib estimator for ``step``; refuses one whose privacy parameters are unset."""
+    est = _estimator(step, bounds, plan, accountant, trial=trial)
+    missing = [a for a in PRIVACY_ATTRS[step.step] if getattr(est, a, None) is None]
+    if missing:
+        raise InvalidQuery(f"{step.step}: {', '.join(missing)} would be read from the data")
+    return est
+
+
+def _estimator(step: Step, bounds: Bounds, plan: Plan, accountant: Any, *,
+               trial: bool = False) -> Any:
+    """A DiffPrivLib estimator for ``step`` with the server's bounds/norms/classes (``trial``: a
+    check fit on public rows, with the solver's iterations capped)."""
     import diffprivlib.models as m
 
     params = public_params(step)
+    if trial and "max_iter" in params:
+        params["max_iter"] = min(params["max_iter"], 5)
     lower, upper = bounds
     box = (lower.copy(), upper.copy())
     if step.step == "StandardScaler":
@@ -200,13 +225,13 @@ def next_bounds(step: Step, fitted: Any, bounds: Bounds) -> Bounds:
 
 
 def fit_pipeline(plan: Plan, X: np.ndarray, y: np.ndarray | None,
-                 accountant_factory: Any) -> list[Any]:
+                 accountant_factory: Any, *, trial: bool = False) -> list[Any]:
     """Fit every step on ``X`` (and ``y``); returns the fitted estimators in order."""
     bounds: Bounds = (plan.lower.copy(), plan.upper.copy())
     fitted: list[Any] = []
     Xt = X
     for i, step in enumerate(plan.query.pipeline):
-        est = build_estimator(step, bounds, plan, accountant_factory())
+        est = build_estimator(step, bounds, plan, accountant_factory(), trial=trial)
         last = i == len(plan.query.pipeline) - 1
         if step.kind == "transformer":
             est.fit(Xt)
@@ -264,9 +289,8 @@ def prepare_arrays(plan: Plan, frame: Any, *, resize: bool) -> tuple[np.ndarray,
     if q.target_columns:
         raw = frame[q.target_columns[0]]
         if plan.classes is not None:
-            index = {c: i for i, c in enumerate(plan.classes)}
-            codes = np.array([index.get(v, -1) if not pd.isna(v) else -1 for v in raw.tolist()],
-                             dtype=np.int64)
+            # Values outside the declared classes (and nulls) get code -1 and their rows are dropped.
+            codes = np.asarray(pd.Categorical(raw, categories=plan.classes).codes, dtype=np.int64)
             keep &= codes >= 0
             y = codes
         else:

@@ -89,15 +89,43 @@ def test_metadata_without_rows_refused(engine: Any) -> None:
                     DatasetInfo(name="p", metadata=meta))
 
 
-def test_privacy_leak_warning_is_an_error(engine: Any) -> None:
+def _unbounded_nb(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lomas_engine_diffprivlib.fitting as fitting
+
+    def unbounded(step: Any, bounds: Any, plan: Any, accountant: Any, **_: Any) -> Any:
+        from diffprivlib.models import GaussianNB
+
+        return GaussianNB(accountant=accountant)  # bounds left to DiffPrivLib: read from data
+
+    monkeypatch.setattr(fitting, "_estimator", unbounded)
+
+
+def test_missing_bound_refused_before_charge(engine: Any, dataset: DatasetInfo,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    _unbounded_nb(monkeypatch)
+    with pytest.raises(InvalidQuery, match="read from the data"):
+        engine.cost(engine.parse(payload(("GaussianNB", {}), target_columns=["label"])), dataset)
+
+
+@pytest.mark.filterwarnings("error::diffprivlib.utils.PrivacyLeakWarning")
+def test_privacy_leak_warning_refused_before_charge(engine: Any, dataset: DatasetInfo,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import lomas_engine_diffprivlib.fitting as fitting
+
+    _unbounded_nb(monkeypatch)
+    monkeypatch.setattr(fitting, "PRIVACY_ATTRS", {"GaussianNB": ()})
+    with pytest.raises(InvalidQuery, match="PrivacyLeakWarning"):
+        engine.cost(engine.parse(payload(("GaussianNB", {}), target_columns=["label"])), dataset)
+
+
+def test_engine_makes_leak_warnings_errors() -> None:
     import warnings
 
-    import numpy as np
-    from diffprivlib.models import GaussianNB
     from diffprivlib.utils import PrivacyLeakWarning
+    from lomas_engine_diffprivlib.engine import DiffPrivLibEngine
 
-    assert engine is not None  # the engine turns the warnings into errors process-wide
     with warnings.catch_warnings():
-        warnings.simplefilter("error", PrivacyLeakWarning)
+        warnings.resetwarnings()
+        DiffPrivLibEngine({})
         with pytest.raises(PrivacyLeakWarning):
-            GaussianNB().fit(np.zeros((4, 1)), np.array([0, 1, 0, 1]))
+            warnings.warn("leak", PrivacyLeakWarning, stacklevel=1)
