@@ -52,6 +52,7 @@ def test_statistical_check_ran_in_fast_mode(report: AuditReport) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # KMeans' bounded-domain Laplace is slow: 10,000 fits per query
 def test_full_statistical_audit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     full = PrivacyAudit(ENGINE, CATALOGUE, workdir=tmp_path, samples=FULL_SAMPLES,
                         statistical="all").run()
