@@ -117,7 +117,32 @@ res = client.opendp.query(pipeline, column="body_mass_g")
 print("noisy total body mass:", round(res.result), "- remaining:", res.remaining)
 
 # %% [markdown]
-# ## 6. Spending more than you have is refused (and costs nothing)
+# ## 6. Machine learning with DiffPrivLib
+# A scikit-learn-like pipeline of DiffPrivLib steps, sent as data: step names and their
+# parameters. The server supplies the bounds, norms and classes from the metadata (passing them
+# is refused), trains on the private table and sends back the fitted parameters, which the client
+# rebuilds into a scikit-learn model you can use locally. The cost is the sum of the steps'
+# epsilons; `score_epsilon` buys a noisy test accuracy (without it no score is released).
+# Needs `pip install 'lomas-client[diffprivlib]'`.
+
+# %%
+step = client.diffprivlib.step
+ml_pipeline = [step("StandardScaler", epsilon=0.5), step("LogisticRegression", epsilon=1.0)]
+ml_columns = {"feature_columns": ["bill_depth_mm", "flipper_length_mm"],
+              "target_columns": ["species"], "score_epsilon": 0.5}
+print("cost:", client.diffprivlib.cost(ml_pipeline, **ml_columns))
+on_dummy_model = client.diffprivlib.query(ml_pipeline, dummy=True, nb_rows=300, **ml_columns)
+print("trained on dummy data (charged", on_dummy_model.epsilon, "):", on_dummy_model.result)
+
+# %%
+res = client.diffprivlib.query(ml_pipeline, **ml_columns)
+model = res.result
+print(model, "- classes:", model.classes, "- noisy test accuracy:", model.score)
+print("predictions on dummy rows:", list(model.predict(dummy)[:5]))
+print("this training cost", (res.epsilon, res.delta), "- remaining:", res.remaining)
+
+# %% [markdown]
+# ## 7. Spending more than you have is refused (and costs nothing)
 
 # %%
 remaining = client.get_remaining_budget()
@@ -129,7 +154,7 @@ except BudgetExceededError as err:
 print("remaining is unchanged:", client.get_remaining_budget() == remaining)
 
 # %% [markdown]
-# ## 7. Your past queries
+# ## 8. Your past queries
 # Every real query is archived with its cost and its (already private) result.
 
 # %%

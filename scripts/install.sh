@@ -4,9 +4,9 @@
 #   bash scripts/install.sh [VENV_DIR]        # default VENV_DIR: <repo>/.venv
 #
 # Creates the venv when missing, then installs the core, every plugin distribution under
-# plugins/*/*/ and lomas_client/, with their test/dev extras, pinning opendp[polars]==0.14.2 and
-# smartnoise-sql==1.0.10. A second run with nothing changed takes a second (an install stamp in the
-# venv records what was installed).
+# plugins/*/*/ and lomas_client/, with their test/dev extras, pinning opendp[polars]==0.14.2,
+# smartnoise-sql==1.0.10, diffprivlib==0.6.6 and scikit-learn==1.6.1. A second run with nothing
+# changed takes a second (an install stamp in the venv records what was installed).
 #
 # Environment:
 #   LOMAS_PLUGINS="engines/opendp adapters/s3"  only these plugin dirs (default: all that exist);
@@ -77,7 +77,7 @@ for dir in "${plugin_dirs[@]}"; do add_target "$dir" "test"; done
     || add_target "$ROOT/lomas_client" "opendp,polars,test"
 
 constraints="$VENV/lomas-constraints.txt"
-printf 'opendp==0.14.2\nsmartnoise-sql==1.0.10\n' > "$constraints"
+printf 'opendp==0.14.2\nsmartnoise-sql==1.0.10\ndiffprivlib==0.6.6\nscikit-learn==1.6.1\n' > "$constraints"
 extra_reqs=()
 if [ -z "$SELECTION" ]; then
     extra_reqs+=("opendp[polars]==0.14.2" "smartnoise-sql==1.0.10")

@@ -85,7 +85,8 @@ def _stand_in() -> tuple[Any, dict[str, Any]]:
 def test_walkthrough_runs_against_a_demo_server(tmp_path: Path) -> None:
     harness_mod = pytest.importorskip("lomas_core.testing.harness")
     frame, metadata = _demo_dataset()
-    harness = harness_mod.LomasHarness(tmp_path, engines={"smartnoise_sql": {}, "opendp": {}})
+    harness = harness_mod.LomasHarness(tmp_path, engines={"smartnoise_sql": {}, "opendp": {},
+                                                                 "diffprivlib": {}})
     harness.add_dataset("penguins", frame, metadata)
     token = harness.add_user("researcher", grant={"penguins": (10.0, 1e-4)})
     try:

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode
 
 import pandas as pd
 
-from lomas_client.engines import OpenDPClient, SmartnoiseSQLClient
+from lomas_client.engines import DiffPrivLibClient, OpenDPClient, SmartnoiseSQLClient
 from lomas_client.results import QueryResult, budget_dict, decode_result, table_to_dataframe
 from lomas_client.transport import RetryPolicy, Transport
 
@@ -71,6 +71,7 @@ class Client:
         self._metadata: tuple[str, dict[str, Any]] | None = None
         self.smartnoise_sql = SmartnoiseSQLClient(self)
         self.opendp = OpenDPClient(self)
+        self.diffprivlib = DiffPrivLibClient(self)
 
     @property
     def url(self) -> str:

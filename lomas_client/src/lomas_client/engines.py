@@ -1,4 +1,4 @@
-"""Engine-specific helpers: ``client.smartnoise_sql`` and ``client.opendp``.
+"""Engine-specific helpers: ``client.smartnoise_sql``, ``client.opendp`` and ``client.diffprivlib``.
 
 They only build the engine's payload (see ``docs/api.md``, "Engine payloads") and call the generic
 :meth:`Client.cost` / :meth:`Client.query`; any other engine is reachable through those directly.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lomas_client import opendp_wire
+from lomas_client import diffprivlib_model, opendp_wire
 from lomas_client.results import QueryResult
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from lomas_client.client import Client
 
-__all__ = ["OpenDPClient", "SmartnoiseSQLClient"]
+__all__ = ["DiffPrivLibClient", "OpenDPClient", "SmartnoiseSQLClient"]
 
 
 class SmartnoiseSQLClient:
@@ -127,3 +127,57 @@ class OpenDPClient:
             client.opendp.query(plan, epsilon=1.0)
         """
         return opendp_wire.empty_lazyframe(self._client._cached_metadata())
+
+
+class DiffPrivLibClient:
+    """Machine learning with DiffPrivLib: a pipeline sent as data, the trained model returned as
+    data and rebuilt locally (``result.result`` is a :class:`~lomas_client.diffprivlib_model.
+    DiffPrivLibModel`; ``.predict(X)`` works). Rebuilding needs the optional extra: ``pip install
+    'lomas-client[diffprivlib]'``.
+
+    ``pipeline`` is a list of steps, each ``step("Name", **params)`` (or ``(name, params)``):
+    transformers ``StandardScaler``, ``PCA`` then at most one of ``LogisticRegression``,
+    ``GaussianNB``, ``LinearRegression``, ``KMeans``. Bounds, norms and classes are the server's
+    (from the metadata): do not pass them. The cost is the sum of the steps' ``epsilon`` (plus
+    ``score_epsilon`` for a noisy test accuracy), times the dataset's ``max_ids``.
+
+    Example::
+
+        from lomas_client.diffprivlib_model import step
+        res = client.diffprivlib.query(
+            [step("StandardScaler", epsilon=0.5), step("LogisticRegression", epsilon=1.0)],
+            feature_columns=["bill_length_mm", "flipper_length_mm"], target_columns=["species"])
+        res.result.predict(frame)
+    """
+
+    engine = "diffprivlib"
+    step = staticmethod(diffprivlib_model.step)
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @staticmethod
+    def payload(pipeline: list[Any], feature_columns: list[str],
+                target_columns: list[str] | None = None, **options: Any) -> dict[str, Any]:
+        """The engine payload (see :func:`lomas_client.diffprivlib_model.make_payload`)."""
+        return diffprivlib_model.make_payload(pipeline, feature_columns, target_columns, **options)
+
+    def cost(self, pipeline: list[Any], feature_columns: list[str],
+             target_columns: list[str] | None = None, **options: Any) -> dict[str, float]:
+        """The (epsilon, delta) the training would cost; free, computed from public metadata."""
+        return self._client.cost(self.engine, self.payload(pipeline, feature_columns,
+                                                           target_columns, **options))
+
+    def query(self, pipeline: list[Any], feature_columns: list[str],
+              target_columns: list[str] | None = None, dummy: bool = False, nb_rows: int = 100,
+              seed: int = 42, rebuild: bool = True, **options: Any) -> QueryResult:
+        """Train the pipeline on the dataset (or, with ``dummy=True``, on a free dummy dataset).
+
+        ``result`` is the rebuilt model (``rebuild=False``: the JSON model as sent).
+        """
+        answer = self._client.query(self.engine, self.payload(pipeline, feature_columns,
+                                                              target_columns, **options),
+                                    dummy=dummy, nb_rows=nb_rows, seed=seed)
+        if rebuild and isinstance(answer.result, dict) and "steps" in answer.result:
+            answer.result = diffprivlib_model.rebuild(answer.result)
+        return answer

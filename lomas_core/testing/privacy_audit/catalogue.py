@@ -10,7 +10,7 @@ file (``lomas audit --queries FILE``) it is a YAML or JSON list::
       query: {sql: "SELECT * FROM df", epsilon: 1.0, delta: 0}
       expect: refused       # the engine must refuse it (identically on D and D')
 
-Built-in catalogues exist for ``smartnoise_sql`` and ``opendp``; they are written against the
+Built-in catalogues exist for ``smartnoise_sql``, ``opendp`` and ``diffprivlib``; they are written against the
 built-in audit dataset (:func:`~lomas_core.testing.privacy_audit.neighbours.audit_dataset`).
 """
 
@@ -146,9 +146,43 @@ def opendp_catalogue(metadata: Metadata) -> list[AuditQuery]:
     return out
 
 
+# -- diffprivlib --------------------------------------------------------------------------------------
+def _ml(name: str, steps: list[tuple[str, dict[str, Any]]], features: list[str],
+        target: list[str] | None = None, *, stat: bool = False, expect: str = "answered",
+        **extra: Any) -> AuditQuery:
+    query = {"pipeline": [{"step": s, "params": p} for s, p in steps],
+             "feature_columns": features, "target_columns": list(target or []), **extra}
+    return AuditQuery(name=name, query=query, stat=stat, expect=expect,  # type: ignore[arg-type]
+                      thresholded=False)
+
+
+def diffprivlib_catalogue(metadata: Metadata) -> list[AuditQuery]:
+    """Classifiers on public classes (one declared class is absent from D), a regression,
+    clustering, transformers, a noisy test score, and refusals of server-owned parameters."""
+    del metadata  # written for the built-in audit dataset's columns
+    xs = ["bill_depth_mm", "flipper_length_mm"]
+    return [
+        _ml("gaussian nb", [("GaussianNB", {"epsilon": 1.0})], xs, ["species"], stat=True),
+        _ml("scaled logistic regression", [("StandardScaler", {"epsilon": 0.5}),
+                                           ("LogisticRegression", {"epsilon": 1.0})],
+            xs, ["species"]),
+        _ml("logistic regression with score", [("LogisticRegression", {"epsilon": 1.0})],
+            ["bill_length_mm", *xs], ["sex"], score_epsilon=0.5),
+        _ml("linear regression", [("LinearRegression", {"epsilon": 1.0})], xs, ["body_mass_g"]),
+        _ml("kmeans", [("KMeans", {"epsilon": 1.0, "n_clusters": 3})], xs),
+        _ml("scaler and pca", [("StandardScaler", {"epsilon": 0.5}),
+                               ("PCA", {"epsilon": 0.5, "n_components": 1})], xs),
+        _ml("norm from payload", [("LogisticRegression", {"data_norm": 1.0})], xs, ["species"],
+            expect="refused"),
+        _ml("classes from data", [("GaussianNB", {})], xs, ["body_mass_g"], expect="refused"),
+        _ml("unknown estimator", [("SVC", {})], xs, ["species"], expect="refused"),
+    ]
+
+
 BUILTIN_CATALOGUES: dict[str, Callable[[Metadata], list[AuditQuery]]] = {
     "smartnoise_sql": smartnoise_sql_catalogue,
     "opendp": opendp_catalogue,
+    "diffprivlib": diffprivlib_catalogue,
 }
 
 
