@@ -30,7 +30,7 @@ DEMO_DATASET = "penguins"
 DEMO_USER = "alice"
 DEMO_BUDGET = ("10", "0.0001")
 #: Engines the demo enables when their plugin is installed.
-DEMO_ENGINES = ("smartnoise_sql", "opendp")
+DEMO_ENGINES = ("smartnoise_sql", "opendp", "diffprivlib")
 
 
 def _installed_engines() -> list[str]:

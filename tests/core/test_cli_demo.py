@@ -56,7 +56,7 @@ def test_demo_command_writes_a_valid_deployment(tmp_path: Path, capsys: pytest.C
     out = capsys.readouterr().out
     config = load_config(tmp_path / "d" / "lomas.yaml")
     assert config.server.port == 8123 and config.store.name == "sqlite"
-    assert set(config.engines) <= {"smartnoise_sql", "opendp"}
+    assert set(config.engines) <= {"smartnoise_sql", "opendp", "diffprivlib"}
     table = pq.read_table(tmp_path / "d" / "data" / "penguins.parquet")
     checked = check_schema("penguins", table, _metadata())
     assert checked.num_rows == 344 and checked.column("sex").null_count > 0

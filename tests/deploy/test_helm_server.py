@@ -319,5 +319,5 @@ def test_a_default_plugin_is_disabled_with_null(helm_template: Render) -> None:
     values = {"config": {"engines": {"smartnoise_sql": None}, "adapters": {"http": None}}}
     rendered = helm_template(CHART, values)
     raw = server_config(rendered)
-    assert raw["engines"] == {"opendp": {}}
+    assert raw["engines"] == {"opendp": {}, "diffprivlib": {}}
     assert set(raw["adapters"]) == {"local", "s3"}
