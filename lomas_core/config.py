@@ -38,6 +38,8 @@ __all__ = [
     "Config",
     "ExecutionConfig",
     "LimitsConfig",
+    "MetricsConfig",
+    "ObservabilityConfig",
     "PluginConfig",
     "SecretRef",
     "ServerConfig",
@@ -156,6 +158,28 @@ class ExecutionConfig(BaseModel):
         return max(1, cores // max(1, int(http) if http.isdigit() else 1))
 
 
+class MetricsConfig(BaseModel):
+    """Prometheus metrics. Served without auth on the API port at ``path`` by default (see
+    docs/observability.md); ``port`` moves them to a listener of their own, ``enabled: false``
+    turns them off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    path: str = Field(default="/metrics", pattern=r"^/[A-Za-z0-9_./-]*$")
+    #: A separate port for the metrics (on ``host``); then the API port does not serve them.
+    port: int | None = Field(default=None, ge=1, le=65535)
+    host: str = "0.0.0.0"
+
+
+class ObservabilityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    #: Label the budget counters with dataset names (off: one aggregate, ``dataset="_all"``).
+    label_datasets: bool = False
+
+
 class BootstrapAdmin(BaseModel):
     """Create ``user`` as admin at start-up with the token held in the named secret, if absent."""
 
@@ -180,6 +204,7 @@ class Config(BaseModel):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     bootstrap_admin: BootstrapAdmin | None = None
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     #: Directory that relative paths in options are resolved against (the config file's folder).
     base_dir: str = "."
 

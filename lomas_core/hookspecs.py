@@ -102,3 +102,18 @@ def lomas_query_completed(record: ArchiveRecord) -> None:
     For observers (metrics, audit exports). Must not block; exceptions are logged and ignored.
     All implementations are called.
     """
+
+
+@hookspec
+def lomas_query_stage(engine: str, stage: str, seconds: float) -> None:
+    """Called when a stage of a real query's lifecycle ends, successfully or not.
+
+    ``stage`` is one of ``cost``, ``charge``, ``load``, ``run``, ``archive``. For observers
+    (metrics, tracing); must be fast. All implementations are called.
+    """
+
+
+@hookspec
+def lomas_query_refused(engine: str, code: str) -> None:
+    """Called when a real query is refused before any charge (``code`` is the error code, e.g.
+    ``budget_exceeded`` or ``invalid_query``). For observers; never carries the query text."""
