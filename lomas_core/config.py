@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -38,6 +38,7 @@ __all__ = [
     "Config",
     "ExecutionConfig",
     "LimitsConfig",
+    "LoggingConfig",
     "MetricsConfig",
     "ObservabilityConfig",
     "PluginConfig",
@@ -172,6 +173,14 @@ class MetricsConfig(BaseModel):
     host: str = "0.0.0.0"
 
 
+class LoggingConfig(BaseModel):
+    """``format: json`` writes one JSON object per log line (see docs/observability.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["text", "json"] = "text"
+
+
 class ObservabilityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -205,6 +214,7 @@ class Config(BaseModel):
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     bootstrap_admin: BootstrapAdmin | None = None
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
     #: Directory that relative paths in options are resolved against (the config file's folder).
     base_dir: str = "."
 

@@ -24,6 +24,7 @@ from lomas_core.cache import DatasetCache
 from lomas_core.config import Config, config_path_from_env, load_config
 from lomas_core.errors import LomasError, StoreUnavailable
 from lomas_core.execution import ExecutionPool
+from lomas_core.logs import QueryLogger, RequestIdMiddleware, configure_logging
 from lomas_core.observability import Metrics, MetricsMiddleware, TimedStore, render
 from lomas_core.plugins import LoadedPlugins, load_plugins
 from lomas_core.server.auth import bootstrap_admin
@@ -42,6 +43,7 @@ log = logging.getLogger("lomas.server")
 def _start(config: Config, metrics: Metrics | None = None) -> ServerState:
     """Build every plugin object, bootstrap the admin, warm up engines (blocking)."""
     plugins: LoadedPlugins = load_plugins(config)
+    plugins.pm.register(QueryLogger(), name="lomas.query_log")
     if metrics is not None:
         plugins.pm.register(metrics, name="lomas.metrics")
         plugins.store = TimedStore(plugins.store, metrics)  # type: ignore[assignment]
@@ -86,6 +88,7 @@ def _start(config: Config, metrics: Metrics | None = None) -> ServerState:
 
 def create_app(config: Config) -> FastAPI:
     """The lomas REST API for ``config``. Plugins are loaded when the app starts (lifespan)."""
+    configure_logging(config.logging.format)
     mconf = config.observability.metrics
     metrics = (Metrics(label_datasets=config.observability.label_datasets)
                if mconf.enabled else None)
@@ -134,6 +137,8 @@ def create_app(config: Config) -> FastAPI:
     app.state.lomas_metrics = metrics
     if metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=lambda: metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: metrics and handlers see the id
+    if metrics is not None:
         if mconf.port is None:
             @app.get(mconf.path, include_in_schema=False)
             async def prometheus_metrics() -> Response:
