@@ -44,6 +44,7 @@ __all__ = [
     "PluginConfig",
     "SecretRef",
     "ServerConfig",
+    "TracingConfig",
     "config_path_from_env",
     "load_config",
     "resolve_secret",
@@ -181,10 +182,27 @@ class LoggingConfig(BaseModel):
     format: Literal["text", "json"] = "text"
 
 
+class TracingConfig(BaseModel):
+    """OpenTelemetry traces over OTLP/HTTP (needs ``lomas[otel]``); nothing is exported unless
+    ``enabled``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    #: The collector's traces URL, e.g. ``http://otel-collector:4318/v1/traces``; unset: the
+    #: exporter's default (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or localhost:4318).
+    endpoint: str | None = None
+    service_name: str = "lomas"
+    #: A secret holding ``name=value[,name=value]`` headers for the collector (e.g. an API key).
+    headers_secret: str | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
 class ObservabilityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
     #: Label the budget counters with dataset names (off: one aggregate, ``dataset="_all"``).
     label_datasets: bool = False
 

@@ -40,10 +40,12 @@ __all__ = ["create_app", "create_app_from_env"]
 log = logging.getLogger("lomas.server")
 
 
-def _start(config: Config, metrics: Metrics | None = None) -> ServerState:
+def _start(config: Config, metrics: Metrics | None = None, tracing: Any = None) -> ServerState:
     """Build every plugin object, bootstrap the admin, warm up engines (blocking)."""
     plugins: LoadedPlugins = load_plugins(config)
     plugins.pm.register(QueryLogger(), name="lomas.query_log")
+    if tracing is not None:
+        plugins.pm.register(tracing, name="lomas.tracing")
     if metrics is not None:
         plugins.pm.register(metrics, name="lomas.metrics")
         plugins.store = TimedStore(plugins.store, metrics)  # type: ignore[assignment]
@@ -90,13 +92,18 @@ def create_app(config: Config) -> FastAPI:
     """The lomas REST API for ``config``. Plugins are loaded when the app starts (lifespan)."""
     configure_logging(config.logging.format)
     mconf = config.observability.metrics
+    tracing = None
+    if config.observability.tracing.enabled:
+        from lomas_core.tracing import Tracing
+
+        tracing = Tracing(config)
     metrics = (Metrics(label_datasets=config.observability.label_datasets)
                if mconf.enabled else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            state = await run_in_threadpool(_start, config, metrics)
+            state = await run_in_threadpool(_start, config, metrics, tracing)
         except LomasError as exc:
             log.error("lomas start-up failed: %s", exc.message)
             raise
@@ -119,6 +126,8 @@ def create_app(config: Config) -> FastAPI:
         finally:
             if metrics_server is not None:
                 metrics_server.shutdown()
+            if tracing is not None:
+                await run_in_threadpool(tracing.shutdown)
             if state.pool is not None:
                 await run_in_threadpool(state.pool.close)
             state.cache.clear()
@@ -137,6 +146,10 @@ def create_app(config: Config) -> FastAPI:
     app.state.lomas_metrics = metrics
     if metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=lambda: metrics)
+    if tracing is not None:
+        from lomas_core.tracing import TracingMiddleware
+
+        app.add_middleware(TracingMiddleware, tracing=tracing)
     app.add_middleware(RequestIdMiddleware)  # outermost: metrics and handlers see the id
     if metrics is not None:
         if mconf.port is None:
