@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from lomas_core.models import ArchiveRecord
     from lomas_core.server.state import ServerState
 
-__all__ = ["ALL_DATASETS", "STAGES", "Metrics", "MetricsMiddleware", "TimedStore", "render"]
+__all__ = ["ALL_DATASETS", "STAGES", "Metrics", "MetricsMiddleware", "TimedStore", "render",
+           "scrape_registry"]
 
 #: The label value of the budget counters when datasets are not labelled.
 ALL_DATASETS = "_all"
@@ -133,17 +134,24 @@ class Metrics:
         self.stage_duration.labels(engine, stage).observe(seconds)
 
 
+def scrape_registry(metrics: Metrics) -> CollectorRegistry:
+    """What a scrape reads: this process's registry, or with ``PROMETHEUS_MULTIPROC_DIR`` the sum
+    over the HTTP processes plus this process's cache and pool figures."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return metrics.registry
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(metrics._state)
+    return registry
+
+
 def render(metrics: Metrics) -> tuple[bytes, str]:
     """The exposition text (and its content type) for a scrape."""
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry) + generate_latest(metrics._state), CONTENT_TYPE_LATEST
-    return generate_latest(metrics.registry), CONTENT_TYPE_LATEST
+    return generate_latest(scrape_registry(metrics)), CONTENT_TYPE_LATEST
 
 
 class TimedStore:

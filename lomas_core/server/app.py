@@ -25,7 +25,13 @@ from lomas_core.config import Config, config_path_from_env, load_config
 from lomas_core.errors import LomasError, StoreUnavailable
 from lomas_core.execution import ExecutionPool
 from lomas_core.logs import QueryLogger, RequestIdMiddleware, configure_logging
-from lomas_core.observability import Metrics, MetricsMiddleware, TimedStore, render
+from lomas_core.observability import (
+    Metrics,
+    MetricsMiddleware,
+    TimedStore,
+    render,
+    scrape_registry,
+)
 from lomas_core.plugins import LoadedPlugins, load_plugins
 from lomas_core.server.auth import bootstrap_admin
 from lomas_core.server.errors import install_error_handlers
@@ -117,8 +123,14 @@ def create_app(config: Config) -> FastAPI:
         if metrics is not None and mconf.port is not None:
             from prometheus_client import start_http_server
 
-            metrics_server, _ = start_http_server(mconf.port, mconf.host, metrics.registry)
-            log.info("metrics served on %s:%d", mconf.host, mconf.port)
+            try:
+                metrics_server, _ = start_http_server(mconf.port, mconf.host,
+                                                      scrape_registry(metrics))
+                log.info("metrics served on %s:%d", mconf.host, mconf.port)
+            except OSError as exc:  # another HTTP process of this server holds the port
+                log.warning("metrics port %d not opened by this process (%s); with several "
+                            "HTTP processes set PROMETHEUS_MULTIPROC_DIR so that the one "
+                            "serving it reports them all", mconf.port, exc.strerror)
         log.info("lomas %s ready: engines=%s adapters=%s store=%s", __version__,
                  sorted(state.plugins.engines), sorted(state.plugins.adapters), config.store.name)
         try:
