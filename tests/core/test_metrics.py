@@ -177,3 +177,27 @@ def test_probes_live_and_ready(tmp_path: Path) -> None:
             assert value(m, "lomas_store_errors_total", operation="ping") == 1
     finally:
         h.close()
+
+
+def test_worker_pool_figures(tmp_path: Path) -> None:
+    h = LomasHarness(tmp_path, engines={"toy_faulty": {}},
+                     limits={"query_timeout_seconds": 1.0},
+                     execution={"workers": 1, "memory_mb": 1024})
+    h.add_dataset("ds", FRAME, META)
+    token = h.add_user("alice", grant={"ds": (10.0, 0.0)})
+    try:
+        with h.client(token) as c:
+            assert c.get("/health/ready").json()["status"] == "ok"
+            r = c.post("/v1/datasets/ds/query",
+                       json=q("toy_faulty", 0.1, action="sleep", seconds=5))
+            assert r.json()["error"]["code"] == "query_timeout"
+            assert c.post("/v1/datasets/ds/query", json=q("toy_faulty")).status_code == 200
+            m = samples(c.get("/metrics").text)
+    finally:
+        h.close()
+    assert value(m, "lomas_workers") == 1
+    assert value(m, "lomas_workers_busy") == 0
+    assert value(m, "lomas_worker_kills_total", cause="timeout") == 1
+    assert value(m, "lomas_worker_restarts_total") == 1
+    assert value(m, "lomas_queries_total", engine="toy_faulty", outcome="failed",
+                 code="query_timeout") == 1
