@@ -7,6 +7,11 @@ the same data: metrics off, metrics on (the default), metrics on plus OpenTeleme
 exported over OTLP/HTTP to a sink in this process. The same charged COUNT query is timed on each,
 one query on each in turn so that load from other processes spreads over the three; the first query
 of each server is excluded. Prints p50/p99 and the p50 differences; asserts nothing.
+
+Measured (2 shared cores, load average 2.3, 300 queries per case): metrics off p50 12.30 ms,
+metrics on 12.31 ms (+0.01), metrics + tracing 12.72 ms (+0.42; p99 34 vs 23 ms). A first short
+run (90 queries, blocks per case instead of alternating) showed +3.7 / +1.3 ms: noise of the
+shared machine, hence one query per case in turn.
 """
 
 from __future__ import annotations

@@ -106,10 +106,12 @@ def lomas_query_completed(record: ArchiveRecord) -> None:
 
 @hookspec
 def lomas_query_stage(engine: str, stage: str, seconds: float) -> None:
-    """Called when a stage of a real query's lifecycle ends, successfully or not.
+    """Called when a stage of a query's lifecycle ends, successfully or not, in the request's
+    context (so an observer can attach it to the current trace).
 
-    ``stage`` is one of ``cost``, ``charge``, ``load``, ``run``, ``archive``. For observers
-    (metrics, tracing); must be fast. All implementations are called.
+    ``stage`` is one of ``cost`` (also for cost estimates and dummy queries), ``charge``,
+    ``load``, ``run``, ``archive`` (real queries). For observers (metrics, tracing); must be fast;
+    exceptions are logged and ignored. All implementations are called.
     """
 
 

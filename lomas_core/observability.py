@@ -13,6 +13,7 @@ docs/observability.md); the cache and worker-pool gauges are those of the proces
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ALL_DATASETS", "STAGES", "Metrics", "MetricsMiddleware", "TimedStore", "render",
            "scrape_registry"]
+
+log = logging.getLogger("lomas.observability")
 
 #: The label value of the budget counters when datasets are not labelled.
 ALL_DATASETS = "_all"
@@ -217,4 +220,7 @@ def timed_stage(call: Callable[..., Any], engine: str, stage: str) -> Iterator[N
     try:
         yield
     finally:
-        call(engine=engine, stage=stage, seconds=time.perf_counter() - start)
+        try:
+            call(engine=engine, stage=stage, seconds=time.perf_counter() - start)
+        except Exception:  # noqa: BLE001 - observers must not break queries
+            log.exception("a lomas_query_stage hook failed")

@@ -201,3 +201,27 @@ def test_worker_pool_figures(tmp_path: Path) -> None:
     assert value(m, "lomas_worker_restarts_total") == 1
     assert value(m, "lomas_queries_total", engine="toy_faulty", outcome="failed",
                  code="query_timeout") == 1
+
+
+def test_a_failing_observer_breaks_no_query(tmp_path: Path) -> None:
+    from lomas_core import hookimpl
+
+    class Broken:
+        @hookimpl
+        def lomas_query_stage(self, engine: str, stage: str, seconds: float) -> None:
+            raise RuntimeError("observer bug")
+
+        @hookimpl
+        def lomas_query_refused(self, engine: str, code: str) -> None:
+            raise RuntimeError("observer bug")
+
+    h = harness(tmp_path)
+    token = h.add_user("alice", grant={"ds": (0.1, 0.0)})
+    try:
+        with h.client(token) as c:
+            h.app_state(c).plugins.pm.register(Broken())
+            assert c.post("/v1/datasets/ds/query", json=q()).status_code == 200
+            r = c.post("/v1/datasets/ds/query", json=q())
+            assert r.json()["error"]["code"] == "insufficient_budget"
+    finally:
+        h.close()
