@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -38,9 +38,13 @@ __all__ = [
     "Config",
     "ExecutionConfig",
     "LimitsConfig",
+    "LoggingConfig",
+    "MetricsConfig",
+    "ObservabilityConfig",
     "PluginConfig",
     "SecretRef",
     "ServerConfig",
+    "TracingConfig",
     "config_path_from_env",
     "load_config",
     "resolve_secret",
@@ -156,6 +160,53 @@ class ExecutionConfig(BaseModel):
         return max(1, cores // max(1, int(http) if http.isdigit() else 1))
 
 
+class MetricsConfig(BaseModel):
+    """Prometheus metrics. Served without auth on the API port at ``path`` by default (see
+    docs/observability.md); ``port`` moves them to a listener of their own, ``enabled: false``
+    turns them off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    path: str = Field(default="/metrics", pattern=r"^/[A-Za-z0-9_./-]*$")
+    #: A separate port for the metrics (on ``host``); then the API port does not serve them.
+    port: int | None = Field(default=None, ge=1, le=65535)
+    host: str = "0.0.0.0"
+
+
+class LoggingConfig(BaseModel):
+    """``format: json`` writes one JSON object per log line (see docs/observability.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["text", "json"] = "text"
+
+
+class TracingConfig(BaseModel):
+    """OpenTelemetry traces over OTLP/HTTP (needs ``lomas[otel]``); nothing is exported unless
+    ``enabled``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    #: The collector's traces URL, e.g. ``http://otel-collector:4318/v1/traces``; unset: the
+    #: exporter's default (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or localhost:4318).
+    endpoint: str | None = None
+    service_name: str = "lomas"
+    #: A secret holding ``name=value[,name=value]`` headers for the collector (e.g. an API key).
+    headers_secret: str | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class ObservabilityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    #: Label the budget counters with dataset names (off: one aggregate, ``dataset="_all"``).
+    label_datasets: bool = False
+
+
 class BootstrapAdmin(BaseModel):
     """Create ``user`` as admin at start-up with the token held in the named secret, if absent."""
 
@@ -180,6 +231,8 @@ class Config(BaseModel):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     bootstrap_admin: BootstrapAdmin | None = None
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
     #: Directory that relative paths in options are resolved against (the config file's folder).
     base_dir: str = "."
 

@@ -102,3 +102,20 @@ def lomas_query_completed(record: ArchiveRecord) -> None:
     For observers (metrics, audit exports). Must not block; exceptions are logged and ignored.
     All implementations are called.
     """
+
+
+@hookspec
+def lomas_query_stage(engine: str, stage: str, seconds: float) -> None:
+    """Called when a stage of a query's lifecycle ends, successfully or not, in the request's
+    context (so an observer can attach it to the current trace).
+
+    ``stage`` is one of ``cost`` (also for cost estimates and dummy queries), ``charge``,
+    ``load``, ``run``, ``archive`` (real queries). For observers (metrics, tracing); must be fast;
+    exceptions are logged and ignored. All implementations are called.
+    """
+
+
+@hookspec
+def lomas_query_refused(engine: str, code: str) -> None:
+    """Called when a real query is refused before any charge (``code`` is the error code, e.g.
+    ``budget_exceeded`` or ``invalid_query``). For observers; never carries the query text."""

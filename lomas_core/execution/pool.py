@@ -192,6 +192,9 @@ class ExecutionPool:
         #: Counters for tests and metrics.
         self.replaced = 0
         self.tasks = 0
+        #: Workers running a task now, and workers killed or lost by cause (for metrics).
+        self.busy = 0
+        self.kills: dict[str, int] = {}
 
     def start(self) -> None:
         """Start every worker (non-blocking: each warms up in the background)."""
@@ -230,17 +233,35 @@ class ExecutionPool:
             raise WorkerLost("the server is shutting down")
         proc = self._idle.get()
         healthy = True
+        with self._lock:
+            self.busy += 1
         try:
             self.tasks += 1
             return proc.exchange(msg, timeout)
-        except (WorkerTimeout, WorkerLost):
+        except WorkerTimeout:
             healthy = False
+            self._count_kill("timeout")
+            raise
+        except WorkerLost:
+            healthy = False
+            self._count_kill("lost")
             raise
         finally:
+            with self._lock:
+                self.busy -= 1
             if healthy and proc.alive():
                 self._idle.put(proc)
             else:
                 self._replace(proc)
+
+    def _count_kill(self, cause: str) -> None:
+        with self._lock:
+            self.kills[cause] = self.kills.get(cause, 0) + 1
+
+    def ready(self) -> bool:
+        """Whether at least one worker process is alive (for the readiness probe)."""
+        with self._lock:
+            return not self._closed and any(p.alive() for p in self._all)
 
     def _replace(self, proc: _Process) -> None:
         proc.kill()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from lomas_core import __version__
@@ -24,6 +24,14 @@ from lomas_core.cache import DatasetCache
 from lomas_core.config import Config, config_path_from_env, load_config
 from lomas_core.errors import LomasError, StoreUnavailable
 from lomas_core.execution import ExecutionPool
+from lomas_core.logs import QueryLogger, RequestIdMiddleware, configure_logging
+from lomas_core.observability import (
+    Metrics,
+    MetricsMiddleware,
+    TimedStore,
+    render,
+    scrape_registry,
+)
 from lomas_core.plugins import LoadedPlugins, load_plugins
 from lomas_core.server.auth import bootstrap_admin
 from lomas_core.server.errors import install_error_handlers
@@ -38,9 +46,15 @@ __all__ = ["create_app", "create_app_from_env"]
 log = logging.getLogger("lomas.server")
 
 
-def _start(config: Config) -> ServerState:
+def _start(config: Config, metrics: Metrics | None = None, tracing: Any = None) -> ServerState:
     """Build every plugin object, bootstrap the admin, warm up engines (blocking)."""
     plugins: LoadedPlugins = load_plugins(config)
+    plugins.pm.register(QueryLogger(), name="lomas.query_log")
+    if tracing is not None:
+        plugins.pm.register(tracing, name="lomas.tracing")
+    if metrics is not None:
+        plugins.pm.register(metrics, name="lomas.metrics")
+        plugins.store = TimedStore(plugins.store, metrics)  # type: ignore[assignment]
     pool: ExecutionPool | None = None
     try:
         workers = config.execution.worker_count()
@@ -58,6 +72,8 @@ def _start(config: Config) -> ServerState:
             pool = ExecutionPool(config)
             pool.start()  # workers warm up their own engines in the background
             state.pool = pool
+        if metrics is not None:
+            metrics.attach(state)
         bootstrap_admin(state)
         for name, engine in plugins.engines.items():
             try:
@@ -80,11 +96,20 @@ def _start(config: Config) -> ServerState:
 
 def create_app(config: Config) -> FastAPI:
     """The lomas REST API for ``config``. Plugins are loaded when the app starts (lifespan)."""
+    configure_logging(config.logging.format)
+    mconf = config.observability.metrics
+    tracing = None
+    if config.observability.tracing.enabled:
+        from lomas_core.tracing import Tracing
+
+        tracing = Tracing(config)
+    metrics = (Metrics(label_datasets=config.observability.label_datasets)
+               if mconf.enabled else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            state = await run_in_threadpool(_start, config)
+            state = await run_in_threadpool(_start, config, metrics, tracing)
         except LomasError as exc:
             log.error("lomas start-up failed: %s", exc.message)
             raise
@@ -94,11 +119,27 @@ def create_app(config: Config) -> FastAPI:
             await run_in_threadpool(check_all_datasets, state)
         except LomasError as exc:
             log.warning("could not check the datasets at start-up: %s", exc.message)
+        metrics_server = None
+        if metrics is not None and mconf.port is not None:
+            from prometheus_client import start_http_server
+
+            try:
+                metrics_server, _ = start_http_server(mconf.port, mconf.host,
+                                                      scrape_registry(metrics))
+                log.info("metrics served on %s:%d", mconf.host, mconf.port)
+            except OSError as exc:  # another HTTP process of this server holds the port
+                log.warning("metrics port %d not opened by this process (%s); with several "
+                            "HTTP processes set PROMETHEUS_MULTIPROC_DIR so that the one "
+                            "serving it reports them all", mconf.port, exc.strerror)
         log.info("lomas %s ready: engines=%s adapters=%s store=%s", __version__,
                  sorted(state.plugins.engines), sorted(state.plugins.adapters), config.store.name)
         try:
             yield
         finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
+            if tracing is not None:
+                await run_in_threadpool(tracing.shutdown)
             if state.pool is not None:
                 await run_in_threadpool(state.pool.close)
             state.cache.clear()
@@ -114,6 +155,43 @@ def create_app(config: Config) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.limits.max_body_bytes)
     app.include_router(research_router)
     app.include_router(admin_router)
+    app.state.lomas_metrics = metrics
+    if metrics is not None:
+        app.add_middleware(MetricsMiddleware, metrics=lambda: metrics)
+    if tracing is not None:
+        from lomas_core.tracing import TracingMiddleware
+
+        app.add_middleware(TracingMiddleware, tracing=tracing)
+    app.add_middleware(RequestIdMiddleware)  # outermost: metrics and handlers see the id
+    if metrics is not None:
+        if mconf.port is None:
+            @app.get(mconf.path, include_in_schema=False)
+            async def prometheus_metrics() -> Response:
+                body, content_type = render(metrics)
+                return Response(body, media_type=content_type)
+
+    @app.get("/health/live", tags=["health"], summary="Liveness: the process answers (no auth)")
+    async def health_live() -> Any:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/health/ready", tags=["health"],
+             summary="Readiness: the store and the execution workers are reachable (no auth)")
+    async def health_ready(request: Request) -> Any:
+        state: ServerState | None = getattr(request.app.state, "lomas", None)
+        if state is None:
+            return JSONResponse({"status": "starting", "version": __version__}, status_code=503)
+        problems = []
+        try:
+            await run_in_threadpool(state.store.ping)
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            log.warning("readiness: store unavailable (%s)", type(exc).__name__)
+            problems.append("store")
+        if state.pool is not None and not state.pool.ready():
+            problems.append("workers")
+        if problems:
+            return JSONResponse({"status": "unavailable", "version": __version__,
+                                 "unavailable": problems}, status_code=503)
+        return {"status": "ok", "version": __version__}
 
     @app.get("/health", tags=["health"], summary="Liveness and store reachability (no auth)")
     async def health(request: Request) -> Any:

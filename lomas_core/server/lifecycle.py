@@ -39,6 +39,7 @@ from lomas_core.errors import (
 )
 from lomas_core.execution import WorkerError, WorkerLost, WorkerTimeout
 from lomas_core.models import ArchiveRecord, DatasetDescription, User, utcnow
+from lomas_core.observability import timed_stage
 from lomas_core.reads import DataReads
 from lomas_core.server.auth import access_denied, require_grant
 from lomas_core.server.errors import status_for_code
@@ -145,8 +146,21 @@ class QueryService:
         await run_in_threadpool(check_dataset_config, state, description)
         metadata = await run_in_threadpool(state.metadata, description)
         info = DatasetInfo(name=dataset, metadata=metadata)
-        cost = await self._cost(engine, query, info)
+        with self._stage(body.engine, "cost"):
+            cost = await self._cost(engine, query, info)
         return _Prepared(engine, query, description, info, cost)
+
+    def _stage(self, engine: str, stage: str) -> Any:
+        """Time a lifecycle stage for the ``lomas_query_stage`` observers."""
+        return timed_stage(self.state.plugins.pm.hook.lomas_query_stage, engine, stage)
+
+    def _refused(self, engine: str, exc: LomasError) -> None:
+        try:
+            # The engine name comes from the request: only an enabled one is passed on as is.
+            name = engine if engine in self.state.plugins.engines else "other"
+            self.state.plugins.pm.hook.lomas_query_refused(engine=name, code=exc.code)
+        except Exception:  # noqa: BLE001 - observers must not break queries
+            log.exception("a lomas_query_refused hook failed")
 
     def _task(self, op: str, prepared_engine: Engine, query: Any, info: DatasetInfo,
               **extra: Any) -> dict[str, Any]:
@@ -233,12 +247,20 @@ class QueryService:
         with self.state.inflight.slot(user.name):
             if body.dummy is not None:
                 return await self._dummy(user, dataset, body)
-            await require_grant(self.state, user, dataset)
+            try:
+                await require_grant(self.state, user, dataset)
+            except LomasError as exc:
+                self._refused(body.engine, exc)
+                raise
             if idempotency_key is not None:
                 replay = await self._replay(user, dataset, body, idempotency_key)
                 if replay is not None:
                     return replay
-            prepared = await self._prepare(user, dataset, body, granted=True)
+            try:
+                prepared = await self._prepare(user, dataset, body, granted=True)
+            except LomasError as exc:
+                self._refused(body.engine, exc)
+                raise
             # Once charged, the outcome must be archived even if the request task is cancelled
             # (client gone, shutdown): shield the charge-run-archive section.
             with anyio.CancelScope(shield=True):
@@ -321,8 +343,10 @@ class QueryService:
                       error: LomasError | None = None) -> ArchiveRecord:
         body = error.to_dict()["error"] if error is not None else None
         try:
-            await run_in_threadpool(self.state.store.complete, record.id, status,  # type: ignore[arg-type]
-                                    result=result, error=body)
+            with self._stage(record.engine, "archive"):
+                await run_in_threadpool(self.state.store.complete, record.id,
+                                        status,  # type: ignore[arg-type]
+                                        result=result, error=body)
         except Exception:  # noqa: BLE001 - the charge is made; keep the record pending for audit
             log.exception("could not archive the outcome of query %s", record.id)
         done = record.model_copy(update={"status": status, "result": result, "error": body,
@@ -366,24 +390,31 @@ class QueryService:
         record = ArchiveRecord(user=user.name, dataset=dataset, engine=body.engine,
                                request=body.query, cost=prepared.cost, idempotency_key=key)
         try:
-            remaining = await run_in_threadpool(state.store.charge, record)
-        except IdempotencyConflict:
+            with self._stage(body.engine, "charge"):
+                remaining = await run_in_threadpool(state.store.charge, record)
+        except IdempotencyConflict as exc:
             if key is None:
+                self._refused(body.engine, exc)
                 raise
             replay = await self._replay(user, dataset, body, key)
             if replay is None:
                 raise
             return replay
+        except LomasError as exc:  # budget exceeded, store unavailable: nothing charged
+            self._refused(body.engine, exc)
+            raise
         # From here on the cost is charged: every path completes (or releases) the record.
         reads = DataReads()
         try:
             adapter = state.adapter(prepared.description)
-            data = await run_in_threadpool(reads.run, state.cache.get, prepared.description, adapter,
-                                           prepared.info.metadata)
+            with self._stage(body.engine, "load"):
+                data = await run_in_threadpool(reads.run, state.cache.get, prepared.description,
+                                               adapter, prepared.info.metadata)
         except Exception as exc:  # noqa: BLE001 - decided from what was read, not from the type
             raise await self._load_failed(record, dataset, exc, reads) from None
         try:
-            result = await self._run(prepared, data)
+            with self._stage(body.engine, "run"):
+                result = await self._run(prepared, data)
         except TimeoutError:
             timeout = QueryTimeout(
                 f"the query ran past {state.config.limits.query_timeout_seconds} seconds; "

@@ -231,9 +231,12 @@ def test_in_chart_mongodb_is_persistent(renders: dict[str, Rendered]) -> None:
 
 
 def test_probes_call_health(renders: dict[str, Rendered]) -> None:
+    # Liveness never depends on the store: a MongoDB outage takes pods out of the Service
+    # (readiness) instead of restarting them all.
     server = server_container(renders["default"])
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert server[probe]["httpGet"] == {"path": "/health", "port": "http"}
+    assert server["startupProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    assert server["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    assert server["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
     assert server["command"] == ["lomas"] and server["args"][:1] == ["serve"]
 
 

@@ -212,6 +212,17 @@ the chart manages. Secrets are referenced by environment variable, never inlined
 {{- end }}
 {{- end }}
 {{- $_ := set $cfg "secrets" $secrets }}
+{{- /* Metrics on their own port (values: metrics), so that the Service's API port and the
+ingress never serve them. */}}
+{{- $obs := get $cfg "observability" | default dict }}
+{{- $metrics := get $obs "metrics" | default dict }}
+{{- $_ := set $metrics "enabled" .Values.metrics.enabled }}
+{{- if .Values.metrics.enabled }}
+{{- $_ := set $metrics "port" (int .Values.metrics.port) }}
+{{- $_ := set $metrics "host" "0.0.0.0" }}
+{{- end }}
+{{- $_ := set $obs "metrics" $metrics }}
+{{- $_ := set $cfg "observability" $obs }}
 {{- toYaml $cfg }}
 {{- end }}
 
