@@ -4,46 +4,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
-import pandas as pd
 import pytest
+from admin_testdata import QUERY, STORES, harness_on, run_cli
 
-from lomas_core.cli import main
 from lomas_core.testing.harness import LomasHarness
 from lomas_core.testing.mongo import mongodb_uri  # noqa: F401 - fixture
 from lomas_core.tokens import hash_token
 
-META = {"max_ids": 1, "rows": 20, "columns": {"x": {"type": "int", "lower": 0, "upper": 9}}}
-FRAME = pd.DataFrame({"x": [i % 10 for i in range(20)]})
-QUERY = {"engine": "toy_count", "query": {"epsilon": 0.25}}
 
-
-@pytest.fixture(params=["sqlite", "mongodb"])
-def h(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LomasHarness]:
-    store = None
-    if request.param == "mongodb":
-        pytest.importorskip("lomas_store_mongodb")
-        from lomas_core.testing.mongo import drop_database, fresh_database_name
-
-        uri = request.getfixturevalue("mongodb_uri")
-        name = fresh_database_name()
-        store = {"name": "mongodb", "options": {"uri": uri, "database": name}}
-        request.addfinalizer(lambda: drop_database(uri, name))
-    harness = LomasHarness(tmp_path, engines={"toy_count": {}}, store=store)
-    harness.add_dataset("ds", FRAME, META)
-    yield harness
-    harness.close()
+@pytest.fixture(params=STORES)
+def h(request: pytest.FixtureRequest) -> Iterator[LomasHarness]:
+    yield from harness_on(request)
 
 
 def cli(h: LomasHarness, capsys: pytest.CaptureFixture[str], *args: str, expect: int = 0) -> str:
-    config = h.tmp_path / "lomas.yaml"
-    if not config.exists():
-        config = h.write_config()
-    capsys.readouterr()
-    rc = main([*args, "--config", str(config)])
-    out, err = capsys.readouterr()
-    assert rc == expect, (out, err)
+    out, err = run_cli(h, capsys, *args, expect=expect)
     return out
 
 
