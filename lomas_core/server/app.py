@@ -29,6 +29,7 @@ from lomas_core.server.auth import bootstrap_admin
 from lomas_core.server.errors import install_error_handlers
 from lomas_core.server.lifecycle import QueryService, check_all_datasets
 from lomas_core.server.limits import BodyLimitMiddleware, InflightLimiter
+from lomas_core.server.openapi import install_docs, install_openapi
 from lomas_core.server.routes_admin import router as admin_router
 from lomas_core.server.routes_research import router as research_router
 from lomas_core.server.state import ServerState
@@ -109,11 +110,14 @@ def create_app(config: Config) -> FastAPI:
         version=__version__,
         description="Remote differentially private queries on sensitive datasets.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # served from local assets by install_docs
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.limits.max_body_bytes)
     app.include_router(research_router)
     app.include_router(admin_router)
+    install_openapi(app)
+    install_docs(app)
 
     @app.get("/health", tags=["health"], summary="Liveness and store reachability (no auth)")
     async def health(request: Request) -> Any:
