@@ -117,3 +117,34 @@ def test_plugins_doc_example_works(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     namespace["LomasHarness"] = WithSite
     namespace["test_rowcount_charges_and_answers"](tmp_path / "run")  # type: ignore[operator]
+
+
+def test_readme_admin_quick_start_runs_as_pasted_in_a_shell(tmp_path: Path) -> None:
+    """The block works in a fresh shell where the venv is not active (no `lomas` on PATH)."""
+    import os
+    import sys
+
+    venv = Path(sys.executable).parent.parent
+    if not (venv / "bin" / "activate").exists() or not (venv / "bin" / "lomas").exists():
+        pytest.skip("not running from a venv with the lomas command")
+    (tmp_path / ".venv").symlink_to(venv)
+    subprocess.run([str(venv / "bin" / "lomas"), "demo", "--dir", ".lomas-demo"], cwd=tmp_path,
+                   check=True, capture_output=True, env={**os.environ, "LOMAS_CONFIG": ""})
+    block = next(b for b in _blocks(ROOT / "README.md", "bash") if "export LOMAS_CONFIG" in b)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if Path(p).resolve() != (venv / "bin").resolve())
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "LOMAS_CONFIG")}
+    run = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, capture_output=True,
+                         text=True, env={**env, "PATH": path}, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "command not found" not in run.stderr
+
+
+def test_readme_explains_the_smartnoise_delta() -> None:
+    """The README's grant gives room for its SmartNoise-SQL query, whose delta costs ~1.5x."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    grant = re.search(r"lomas admin grant bob penguins .*--delta (\S+)", readme)
+    query = re.search(r"smartnoise_sql\.query\(.*delta=([\d.e-]+)\)", readme)
+    assert grant and query
+    assert float(grant.group(1)) >= 1.5 * float(query.group(1))
+    assert "1.5x" in readme and "cost(" in readme
