@@ -148,3 +148,31 @@ def test_readme_explains_the_smartnoise_delta() -> None:
     assert grant and query
     assert float(grant.group(1)) >= 1.5 * float(query.group(1))
     assert "1.5x" in readme and "cost(" in readme
+
+
+def test_client_install_instructions_do_not_point_at_pypi() -> None:
+    """'pip install lomas-client' fetches another project; the docs say how to install ours."""
+    for doc in (ROOT / "README.md", ROOT / "lomas_client" / "README.md"):
+        text = doc.read_text(encoding="utf-8")
+        commands = [line.split("#", 1)[0].strip() for block in _blocks(doc, "bash", "")
+                    for line in block.splitlines()]
+        assert not any(re.fullmatch(r"pip install '?lomas-client(\[\w+\])?'?", c) for c in commands)
+        assert "pip install ./lomas_client" in text and "dist/lomas_client-" in text, doc.name
+        assert "different project" in text, doc.name
+    assert "pip wheel" in (ROOT / "scripts" / "install.sh").read_text()
+
+
+def test_packaging_metadata_builds_without_deprecation_warnings() -> None:
+    """A license table made setuptools print ~290 lines of warnings during every install."""
+    for pyproject in [ROOT / "pyproject.toml", ROOT / "lomas_client" / "pyproject.toml",
+                      *sorted(ROOT.glob("plugins/*/*/pyproject.toml"))]:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        assert isinstance(data["project"].get("license"), str), pyproject
+        assert any(r.startswith("setuptools>=77") for r in data["build-system"]["requires"])
+
+
+def test_install_script_reports_each_step_and_keeps_pip_output_in_a_log() -> None:
+    script = (ROOT / "scripts" / "install.sh").read_text(encoding="utf-8")
+    steps = re.findall(r'^\s*step "(\d)/(\d):', script, flags=re.M)
+    assert [s[0] for s in steps] == ["1", "2", "3", "4"] and {s[1] for s in steps} == {"4"}
+    assert "lomas-install.log" in script
