@@ -26,7 +26,7 @@ from lomas_core.errors import LomasError, StoreUnavailable
 from lomas_core.execution import ExecutionPool
 from lomas_core.plugins import LoadedPlugins, load_plugins
 from lomas_core.server.auth import bootstrap_admin
-from lomas_core.server.errors import install_error_handlers
+from lomas_core.server.errors import StartupFailureMiddleware, install_error_handlers
 from lomas_core.server.lifecycle import QueryService, check_all_datasets
 from lomas_core.server.limits import BodyLimitMiddleware, InflightLimiter
 from lomas_core.server.openapi import install_docs, install_openapi
@@ -87,7 +87,8 @@ def create_app(config: Config) -> FastAPI:
         try:
             state = await run_in_threadpool(_start, config)
         except LomasError as exc:
-            log.error("lomas start-up failed: %s", exc.message)
+            # Reported once, by the server, in place of the traceback (StartupFailureMiddleware).
+            app.state.lomas_startup_error = f"lomas start-up failed: {exc.message} [{exc.code}]"
             raise
         app.state.lomas = state
         app.state.lomas_queries = QueryService(state)
@@ -113,6 +114,7 @@ def create_app(config: Config) -> FastAPI:
         docs_url=None, redoc_url=None,  # served from local assets by install_docs
     )
     install_error_handlers(app)
+    app.add_middleware(StartupFailureMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.limits.max_body_bytes)
     app.include_router(research_router)
     app.include_router(admin_router)

@@ -46,3 +46,63 @@ def test_grant_without_delta_warns_when_smartnoise_is_enabled(
     assert main(["admin", "grant", "carol", "small", "--epsilon", "1", "--delta", "1e-4",
                  "--config", str(config)]) == 0
     assert "SmartNoise" not in capsys.readouterr().err
+
+
+def test_serve_with_an_unknown_engine_fails_in_one_line(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    config = _deployment(tmp_path, {"no_such_engine": {}})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "LOMAS_CONFIG"}
+    run = subprocess.run([sys.executable, "-m", "lomas_core.cli", "serve", "--config", str(config),
+                          "--port", str(port)], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert run.returncode == 3, run.stderr
+    assert "no_such_engine" in run.stderr and "start-up failed" in run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.count("not available") == 1 and len(run.stderr.strip().splitlines()) <= 5, run.stderr
+
+
+def test_builtin_defaults_are_announced_and_no_store_appears(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOMAS_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["admin", "user", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "no --config and no LOMAS_CONFIG: using the built-in defaults" in err
+    assert err.count("built-in defaults") == 1
+    assert not (tmp_path / "lomas.db").exists()
+
+
+def test_demo_reset_restores_the_budget_and_revokes_old_tokens(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from lomas_core.budget import Budget
+    from lomas_core.cli.demo import write_demo
+    from lomas_core.config import load_config
+    from lomas_core.models import ArchiveRecord
+    from lomas_core.plugins import make_store
+    from lomas_core.tokens import hash_token
+
+    monkeypatch.delenv("LOMAS_CONFIG", raising=False)
+    first = write_demo(tmp_path / "demo")
+    store = make_store(load_config(first["config"]))
+    try:
+        store.charge(ArchiveRecord(user="alice", dataset="penguins", engine="toy", request={},
+                                   cost=Budget.of("1", "0")))
+        second = write_demo(tmp_path / "demo")
+        assert second["refreshed"]
+        assert store.get_grant("alice", "penguins").spent == Budget.of("1", "0")
+        assert store.user_for_token(hash_token(first["token"])) is not None
+        capsys.readouterr()
+        assert main(["demo", "--dir", str(tmp_path / "demo"), "--reset"]) == 0
+        assert "full budget again" in capsys.readouterr().err
+        assert store.get_grant("alice", "penguins").spent.is_zero()
+        assert store.user_for_token(hash_token(first["token"])) is None
+        assert store.user_for_token(hash_token(second["token"])) is None
+    finally:
+        store.close()
