@@ -214,7 +214,7 @@ def test_concurrent_queries_charged_their_own_cost(harness: LomasHarness) -> Non
 
 def test_unaliased_outputs_get_readable_names(harness: LomasHarness) -> None:
     """SmartNoise-SQL names an unaliased expression '???'; the answer names it after its text."""
-    token = harness.add_user("names", grant={"people": GRANT})
+    token = harness.add_user("readable", grant={"people": GRANT})
     with harness.client(token) as c:
         r = c.post("/v1/datasets/people/query",
                    json=_body("SELECT grp, AVG(age), COUNT(*), SUM(age) AS total FROM df GROUP BY grp",
