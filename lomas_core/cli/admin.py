@@ -188,9 +188,9 @@ def grant(args: argparse.Namespace) -> int:
                          grant_summary(before),
                          {**(grant_summary(current) or {}), "reset_spent": args.reset_spent})
     spent = current.spent if current is not None else None
-    print(f"granted {args.user} access to {args.dataset} with epsilon={budget.epsilon} "
-          f"delta={budget.delta}" + (f" (already spent: epsilon={spent.epsilon} delta={spent.delta})"
-                                     if spent and (spent.epsilon or spent.delta) else ""))
+    print(f"granted {args.user} access to {args.dataset} with {budget.display()}"
+          + (f" (already spent: {spent.display()})" if spent and (spent.epsilon or spent.delta)
+             else ""))
     _warn_smartnoise_delta(args, budget)
     return 0
 

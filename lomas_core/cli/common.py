@@ -97,8 +97,10 @@ def port_arg(text: str) -> int:
 
 
 def budget_dict(budget: Budget) -> dict[str, str]:
-    """Exact JSON form of a budget (decimal text, never floats)."""
-    return budget.as_strings()
+    """Exact JSON form of a budget (plain decimal text such as ``0.000015``, never floats)."""
+    from lomas_core.budget import format_decimal
+
+    return {"epsilon": format_decimal(budget.epsilon), "delta": format_decimal(budget.delta)}
 
 
 def invalid(exc: ValidationError, what: str) -> InvalidRequest:
