@@ -10,14 +10,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Context, Decimal, localcontext
+from decimal import ROUND_CEILING, Context, Decimal, localcontext
 from typing import Any
 
-__all__ = ["Budget", "to_decimal", "DECIMAL_CONTEXT"]
+__all__ = ["Budget", "to_decimal", "format_decimal", "DECIMAL_CONTEXT", "COST_QUANTUM"]
 
 #: Precision for every budget operation: well above the 17 significant digits of a double, and
 #: within Decimal128's 34 so that MongoDB stores what SQLite stores.
 DECIMAL_CONTEXT = Context(prec=34)
+
+#: The precision of every charge: an engine's exact cost is rounded *up* to a multiple of these
+#: (never down, so a charge is never less than the cost) before it is shown or charged. Engines
+#: hand back floats such as 2.8500000032596294; charged as 2.850000004 (epsilon, 9 places) and
+#: deltas to 15 places, budgets stay short exact decimals that also survive a round trip through
+#: a JSON double unchanged, so client and CLI show the same digits.
+COST_QUANTUM = (Decimal("1e-9"), Decimal("1e-15"))
+
+
+def format_decimal(value: Decimal) -> str:
+    """``value`` as a plain decimal numeral: ``0.000015``, never ``1.5E-5``."""
+    return format(value, "f")
 
 
 def to_decimal(value: Any) -> Decimal:
@@ -49,6 +61,16 @@ def to_decimal(value: Any) -> Decimal:
         return +result if result != 0 else Decimal(0)
 
 
+def _canonical(value: Decimal) -> Decimal:
+    """Without trailing zeros (``0.250000000`` -> ``0.25``, ``0E-15`` -> ``0``), never exponent form
+    for whole numbers."""
+    with localcontext(DECIMAL_CONTEXT):
+        if value == 0:
+            return Decimal(0)
+        reduced = value.normalize()
+        return reduced.quantize(Decimal(1)) if reduced.as_tuple().exponent > 0 else reduced  # type: ignore[operator]
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
     """An (epsilon, delta) pair of exact decimals. Used for costs, initial, spent and remaining."""
@@ -74,12 +96,22 @@ class Budget:
         """True when both components of ``self`` are at most those of ``within``."""
         return self.epsilon <= within.epsilon and self.delta <= within.delta
 
+    def rounded_up(self) -> Budget:
+        """Both components rounded up to :data:`COST_QUANTUM` (how every cost is charged)."""
+        with localcontext(DECIMAL_CONTEXT):
+            return Budget(_canonical(self.epsilon.quantize(COST_QUANTUM[0], rounding=ROUND_CEILING)),
+                          _canonical(self.delta.quantize(COST_QUANTUM[1], rounding=ROUND_CEILING)))
+
     def is_zero(self) -> bool:
         return self.epsilon == 0 and self.delta == 0
 
     def as_floats(self) -> dict[str, float]:
         """JSON form for responses: ``{"epsilon": float, "delta": float}``."""
         return {"epsilon": float(self.epsilon), "delta": float(self.delta)}
+
+    def display(self) -> str:
+        """``epsilon=0.5 delta=0.000015`` for people (plain exact decimals)."""
+        return f"epsilon={format_decimal(self.epsilon)} delta={format_decimal(self.delta)}"
 
     def as_strings(self) -> dict[str, str]:
         """Exact JSON form for storage: ``{"epsilon": "0.1", "delta": "0"}``."""

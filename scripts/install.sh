@@ -102,10 +102,30 @@ if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] \
 fi
 
 # -- install -------------------------------------------------------------------------------------------
+# pip's own output (build-backend chatter included) goes to a log file; each step prints one line,
+# and a failing step prints the end of the log.
+install_log="$VENV/lomas-install.log"
+: > "$install_log"
+step() {  # "n/N what" command...
+    local label="$1"; shift
+    log "step $label"
+    if ! "$@" >>"$install_log" 2>&1; then
+        tail -n 40 "$install_log" >&2
+        die "step $label failed (full log: $install_log)"
+    fi
+}
 log "installing into $VENV: core, ${#plugin_dirs[@]} plugin(s)$([ "$WITH_CLIENT" = "0" ] || echo ", client")"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-"$PY" -m pip install --quiet --upgrade pip "setuptools>=68" wheel
-"$PY" -m pip install --quiet --no-build-isolation -c "$constraints" "${targets[@]}" "${extra_reqs[@]}"
-"$PY" -c 'import lomas_core.cli' || die "lomas_core is not importable after the install"
+step "1/4: pip, setuptools, wheel" \
+    "$PY" -m pip install --quiet --upgrade pip "setuptools>=77" wheel
+step "2/4: core, plugins, client and their libraries (the longest step: a few minutes)" \
+    "$PY" -m pip install --quiet --no-build-isolation -c "$constraints" "${targets[@]}" "${extra_reqs[@]}"
+step "3/4: checking that lomas imports" "$PY" -c 'import lomas_core.cli'
+if [ "$WITH_CLIENT" != "0" ] && [ -f "$ROOT/lomas_client/pyproject.toml" ]; then
+    # The client as a wheel, for researchers' machines: pip install dist/lomas_client-*.whl
+    # ("pip install lomas-client" from PyPI is a different project).
+    step "4/4: client wheel in $ROOT/dist" \
+        "$PY" -m pip wheel --quiet --no-deps --no-build-isolation -w "$ROOT/dist" "$ROOT/lomas_client"
+fi
 echo "$stamp" > "$stamp_file"
 log "done: $("$VENV/bin/lomas" --version)"

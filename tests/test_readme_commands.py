@@ -117,3 +117,62 @@ def test_plugins_doc_example_works(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     namespace["LomasHarness"] = WithSite
     namespace["test_rowcount_charges_and_answers"](tmp_path / "run")  # type: ignore[operator]
+
+
+def test_readme_admin_quick_start_runs_as_pasted_in_a_shell(tmp_path: Path) -> None:
+    """The block works in a fresh shell where the venv is not active (no `lomas` on PATH)."""
+    import os
+    import sys
+
+    venv = Path(sys.executable).parent.parent
+    if not (venv / "bin" / "activate").exists() or not (venv / "bin" / "lomas").exists():
+        pytest.skip("not running from a venv with the lomas command")
+    (tmp_path / ".venv").symlink_to(venv)
+    subprocess.run([str(venv / "bin" / "lomas"), "demo", "--dir", ".lomas-demo"], cwd=tmp_path,
+                   check=True, capture_output=True, env={**os.environ, "LOMAS_CONFIG": ""})
+    block = next(b for b in _blocks(ROOT / "README.md", "bash") if "export LOMAS_CONFIG" in b)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if Path(p).resolve() != (venv / "bin").resolve())
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "LOMAS_CONFIG")}
+    run = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, capture_output=True,
+                         text=True, env={**env, "PATH": path}, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "command not found" not in run.stderr
+
+
+def test_readme_explains_the_smartnoise_delta() -> None:
+    """The README's grant gives room for its SmartNoise-SQL query, whose delta costs ~1.5x."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    grant = re.search(r"lomas admin grant bob penguins .*--delta (\S+)", readme)
+    query = re.search(r"smartnoise_sql\.query\(.*delta=([\d.e-]+)\)", readme)
+    assert grant and query
+    assert float(grant.group(1)) >= 1.5 * float(query.group(1))
+    assert "1.5x" in readme and "cost(" in readme
+
+
+def test_client_install_instructions_do_not_point_at_pypi() -> None:
+    """'pip install lomas-client' fetches another project; the docs say how to install ours."""
+    for doc in (ROOT / "README.md", ROOT / "lomas_client" / "README.md"):
+        text = doc.read_text(encoding="utf-8")
+        commands = [line.split("#", 1)[0].strip() for block in _blocks(doc, "bash", "")
+                    for line in block.splitlines()]
+        assert not any(re.fullmatch(r"pip install '?lomas-client(\[\w+\])?'?", c) for c in commands)
+        assert "pip install ./lomas_client" in text and "dist/lomas_client-" in text, doc.name
+        assert "different project" in text, doc.name
+    assert "pip wheel" in (ROOT / "scripts" / "install.sh").read_text()
+
+
+def test_packaging_metadata_builds_without_deprecation_warnings() -> None:
+    """A license table made setuptools print ~290 lines of warnings during every install."""
+    for pyproject in [ROOT / "pyproject.toml", ROOT / "lomas_client" / "pyproject.toml",
+                      *sorted(ROOT.glob("plugins/*/*/pyproject.toml"))]:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        assert isinstance(data["project"].get("license"), str), pyproject
+        assert any(r.startswith("setuptools>=77") for r in data["build-system"]["requires"])
+
+
+def test_install_script_reports_each_step_and_keeps_pip_output_in_a_log() -> None:
+    script = (ROOT / "scripts" / "install.sh").read_text(encoding="utf-8")
+    steps = re.findall(r'^\s*step "(\d)/(\d):', script, flags=re.M)
+    assert [s[0] for s in steps] == ["1", "2", "3", "4"] and {s[1] for s in steps} == {"4"}
+    assert "lomas-install.log" in script

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -187,10 +188,26 @@ def grant(args: argparse.Namespace) -> int:
                          grant_summary(before),
                          {**(grant_summary(current) or {}), "reset_spent": args.reset_spent})
     spent = current.spent if current is not None else None
-    print(f"granted {args.user} access to {args.dataset} with epsilon={budget.epsilon} "
-          f"delta={budget.delta}" + (f" (already spent: epsilon={spent.epsilon} delta={spent.delta})"
-                                     if spent and (spent.epsilon or spent.delta) else ""))
+    print(f"granted {args.user} access to {args.dataset} with {budget.display()}"
+          + (f" (already spent: {spent.display()})" if spent and (spent.epsilon or spent.delta)
+             else ""))
+    _warn_smartnoise_delta(args, budget)
     return 0
+
+
+def _warn_smartnoise_delta(args: argparse.Namespace, budget: Budget) -> None:
+    """A grant whose delta is 0 can never run SmartNoise-SQL (it always spends some delta)."""
+    if budget.delta:
+        return
+    try:
+        engines = config_from_args(args).engines
+    except Exception:  # noqa: BLE001 - a notice only; the grant itself succeeded
+        return
+    if "smartnoise_sql" in engines:
+        print("warning: delta is 0, so this grant cannot run SmartNoise-SQL queries (enabled on this "
+              "server): they always spend some delta, about 1.5x the delta requested. Grant a delta "
+              "(e.g. --delta 1e-4); researchers see a query's exact cost with cost().",
+              file=sys.stderr)
 
 
 def revoke(args: argparse.Namespace) -> int:

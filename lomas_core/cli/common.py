@@ -52,7 +52,13 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config named by ``--config``, else ``$LOMAS_CONFIG``, else the embedded defaults."""
     path = getattr(args, "config", None) or os.environ.get("LOMAS_CONFIG") or None
-    return load_config(path)
+    config = load_config(path)
+    if path is None and not getattr(args, "_defaults_noticed", False):
+        args._defaults_noticed = True  # once per command, however often the config is read
+        where = (f" (store: {config.resolve_path(str(config.store.options['path']))})"
+                 if "path" in config.store.options else "")
+        note("lomas: note: no --config and no LOMAS_CONFIG: using the built-in defaults" + where)
+    return config
 
 
 @contextmanager
@@ -91,8 +97,10 @@ def port_arg(text: str) -> int:
 
 
 def budget_dict(budget: Budget) -> dict[str, str]:
-    """Exact JSON form of a budget (decimal text, never floats)."""
-    return budget.as_strings()
+    """Exact JSON form of a budget (plain decimal text such as ``0.000015``, never floats)."""
+    from lomas_core.budget import format_decimal
+
+    return {"epsilon": format_decimal(budget.epsilon), "delta": format_decimal(budget.delta)}
 
 
 def invalid(exc: ValidationError, what: str) -> InvalidRequest:

@@ -4,7 +4,8 @@ Writes ``<dir>/lomas.yaml`` (sqlite store, local adapter, the SmartNoise-SQL and
 when installed), the synthetic penguins table with its metadata under ``<dir>/data/``, the dataset
 description ``<dir>/penguins.yaml``, creates the researcher ``alice`` with a budget on it and issues
 her a token (printed, and saved to ``<dir>/token`` readable by the owner only). Re-running it is
-safe: it refreshes the files and issues a new token.
+safe: it refreshes the files and issues a new token (``--reset`` also restores the budget and
+revokes earlier tokens).
 """
 
 from __future__ import annotations
@@ -56,8 +57,12 @@ def _write_parquet(target: Path) -> None:
     pq.write_table(table, target)
 
 
-def write_demo(folder: Path, port: int = 8000) -> dict[str, Any]:
-    """Create (or refresh) the demo in ``folder``; returns the config path, URL, user and token."""
+def write_demo(folder: Path, port: int = 8000, *, reset: bool = False) -> dict[str, Any]:
+    """Create (or refresh) the demo in ``folder``; returns the config path, URL, user and token.
+
+    A refresh keeps the researcher's spent budget and earlier tokens; ``reset`` gives back the
+    full budget and revokes every earlier token.
+    """
     folder = folder.resolve()
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -83,16 +88,23 @@ def write_demo(folder: Path, port: int = 8000) -> dict[str, Any]:
     token = new_token()
     with open_store(config, create=True) as store:  # the demo creates its store explicitly
         store.put_dataset(desc, replace=True)
-        if DEMO_USER not in {u.name for u in store.list_users()}:
+        existed = DEMO_USER in {u.name for u in store.list_users()}
+        if not existed:
             store.add_user(User(name=DEMO_USER))
-        if store.get_grant(DEMO_USER, DEMO_DATASET) is None:
+        if reset and existed:
+            store.revoke_tokens(DEMO_USER)
+            if store.get_grant(DEMO_USER, DEMO_DATASET) is not None:
+                store.revoke(DEMO_USER, DEMO_DATASET)
+            store.grant(DEMO_USER, DEMO_DATASET, Budget.of(*DEMO_BUDGET), reset_spent=True)
+        elif store.get_grant(DEMO_USER, DEMO_DATASET) is None:
             store.grant(DEMO_USER, DEMO_DATASET, Budget.of(*DEMO_BUDGET))
         store.add_token(DEMO_USER, hash_token(token))
     token_path = folder / "token"
     token_path.write_text(token + "\n", encoding="utf-8")
     os.chmod(token_path, 0o600)
     return {"config": str(config_path), "url": f"http://127.0.0.1:{port}", "user": DEMO_USER,
-            "dataset": DEMO_DATASET, "token": token, "engines": _installed_engines()}
+            "dataset": DEMO_DATASET, "token": token, "engines": _installed_engines(),
+            "refreshed": existed and not reset}
 
 
 def example(url: str, token: str, engines: list[str]) -> str:
@@ -114,9 +126,14 @@ def example(url: str, token: str, engines: list[str]) -> str:
 
 
 def demo(args: argparse.Namespace) -> int:
-    info = write_demo(Path(args.dir), args.port)
+    info = write_demo(Path(args.dir), args.port, reset=args.reset)
     note(f"demo written to {args.dir}: config {info['config']}, "
          f"engines: {', '.join(info['engines']) or 'none installed'}")
+    if info["refreshed"]:
+        note(f"note: {info['user']} already existed: the spent budget and earlier tokens are kept "
+             "(`lomas demo --reset` restores the full budget and revokes earlier tokens)")
+    elif args.reset:
+        note(f"reset: {info['user']} has the full budget again; earlier tokens are revoked")
     print(f"token for {info['user']} (also in {Path(args.dir) / 'token'}):\n{info['token']}\n")
     print(f"start the server:  lomas serve --config {info['config']}\n")
     print("then, as a researcher (python):\n" + example(info["url"], info["token"], info["engines"]) + "\n")
@@ -130,4 +147,6 @@ def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="write a demo config, dataset, user and token into a folder")
     p.add_argument("--dir", default=".lomas-demo", help="target folder (default: .lomas-demo)")
     p.add_argument("--port", type=port_arg, default=8000, help="port written in the demo config")
+    p.add_argument("--reset", action="store_true",
+                   help="give the demo researcher the full budget again and revoke earlier tokens")
     p.set_defaults(func=demo)

@@ -34,9 +34,10 @@ from lomas_core.observability import (
 )
 from lomas_core.plugins import LoadedPlugins, load_plugins
 from lomas_core.server.auth import bootstrap_admin
-from lomas_core.server.errors import install_error_handlers
+from lomas_core.server.errors import StartupFailureMiddleware, install_error_handlers
 from lomas_core.server.lifecycle import QueryService, check_all_datasets
 from lomas_core.server.limits import BodyLimitMiddleware, InflightLimiter
+from lomas_core.server.openapi import install_docs, install_openapi
 from lomas_core.server.routes_admin import router as admin_router
 from lomas_core.server.routes_research import router as research_router
 from lomas_core.server.state import ServerState
@@ -111,7 +112,8 @@ def create_app(config: Config) -> FastAPI:
         try:
             state = await run_in_threadpool(_start, config, metrics, tracing)
         except LomasError as exc:
-            log.error("lomas start-up failed: %s", exc.message)
+            # Reported once, by the server, in place of the traceback (StartupFailureMiddleware).
+            app.state.lomas_startup_error = f"lomas start-up failed: {exc.message} [{exc.code}]"
             raise
         app.state.lomas = state
         app.state.lomas_queries = QueryService(state)
@@ -150,8 +152,10 @@ def create_app(config: Config) -> FastAPI:
         version=__version__,
         description="Remote differentially private queries on sensitive datasets.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # served from local assets by install_docs
     )
     install_error_handlers(app)
+    app.add_middleware(StartupFailureMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.limits.max_body_bytes)
     app.include_router(research_router)
     app.include_router(admin_router)
@@ -192,6 +196,9 @@ def create_app(config: Config) -> FastAPI:
             return JSONResponse({"status": "unavailable", "version": __version__,
                                  "unavailable": problems}, status_code=503)
         return {"status": "ok", "version": __version__}
+
+    install_openapi(app)
+    install_docs(app)
 
     @app.get("/health", tags=["health"], summary="Liveness and store reachability (no auth)")
     async def health(request: Request) -> Any:

@@ -28,6 +28,7 @@ from lomas_core.errors import InternalError, InvalidRequest, LomasError, NotFoun
 
 __all__ = [
     "CatchAllMiddleware",
+    "StartupFailureMiddleware",
     "error_body",
     "error_response",
     "install_error_handlers",
@@ -175,3 +176,30 @@ class CatchAllMiddleware:
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if not started:
                 await send_error(send, InternalError(GENERIC_500))
+
+
+class StartupFailureMiddleware:
+    """A start-up failure with a known reason is reported in one line, not a 40-line traceback.
+
+    Starlette sends the server the formatted traceback of a failed lifespan start-up, and uvicorn
+    logs it. When the app recorded a :class:`LomasError` reason (``app.state.lomas_startup_error``),
+    that line replaces the traceback; unexpected failures keep theirs.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def relay(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                app = scope.get("app")
+                reason = getattr(getattr(app, "state", None), "lomas_startup_error", None)
+                if reason:
+                    message = {**message, "message": reason}
+            await send(message)
+
+        await self.app(scope, receive, relay)

@@ -174,6 +174,10 @@ class QueryService:
         return await anyio.to_thread.run_sync(pool.call, msg, timeout)
 
     async def _cost(self, engine: Engine, query: Any, info: DatasetInfo) -> Budget:
+        """The engine's exact cost rounded up to the charge precision (never below the cost)."""
+        return (await self._exact_cost(engine, query, info)).rounded_up()
+
+    async def _exact_cost(self, engine: Engine, query: Any, info: DatasetInfo) -> Budget:
         limit = self.state.config.limits.cost_timeout_seconds
         if self.state.pool is not None:
             return await self._cost_in_worker(engine, query, info, limit)

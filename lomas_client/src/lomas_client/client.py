@@ -62,6 +62,7 @@ class Client:
         url = url or os.environ.get("LOMAS_URL")
         if not url:
             raise ValueError("no server URL: pass url=... or set LOMAS_URL")
+        _check_url(url)
         token = token or os.environ.get("LOMAS_TOKEN")
         self.dataset_name: str | None = dataset_name or os.environ.get("LOMAS_DATASET")
         self._transport = Transport(
@@ -229,3 +230,13 @@ class Client:
         key = idempotency_key or str(uuid.uuid4())
         answer = self._post(self._dataset_path("query"), body, idempotency_key=key)
         return QueryResult.from_response(answer)
+
+
+def _check_url(url: str) -> None:
+    """Refuse a URL without an http(s) scheme now, not after retries end in a transport error."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"invalid server URL {url!r}: it needs a scheme and a host, "
+                         f"e.g. 'http://{url.split('://')[-1] or 'localhost:8000'}'")

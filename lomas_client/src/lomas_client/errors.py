@@ -161,7 +161,7 @@ _BY_STATUS: dict[int, tuple[str, type[LomasClientError]]] = {
     405: ("invalid_request", InvalidQueryError),
     409: ("conflict", ConflictError),
     413: ("payload_too_large", PayloadTooLargeError),
-    422: ("invalid_request", InvalidQueryError),
+    422: ("invalid_query", InvalidQueryError),  # the server's 422 is an engine refusing a payload
     429: ("too_many_queries", TooManyQueriesError),
 }
 

@@ -175,6 +175,8 @@ class SmartnoiseSQLEngine(Engine):
             raise QueryFailed() from None
         import pandas as pd
 
+        if query.postprocess:
+            columns = readable_columns(columns, query.sql)
         return results.table_from_pandas(pd.DataFrame(rows, columns=columns))
 
     def close(self) -> None:
@@ -182,3 +184,35 @@ class SmartnoiseSQLEngine(Engine):
             self._costs.clear()
             self._plans.clear()
         self._scales.clear()
+
+
+#: The name SmartNoise-SQL gives an output column without an alias.
+UNNAMED = "???"
+
+
+def readable_columns(columns: list[str], sql: str) -> list[str]:
+    """``columns`` with SmartNoise-SQL's ``???`` (an unaliased expression) replaced by a name made
+    from the expression's text (``AVG(x)`` -> ``avg_x``), unique among the columns."""
+    if UNNAMED not in columns:
+        return columns
+    import re
+
+    try:
+        from snsql.sql.parse import QueryParser
+
+        texts = [str(ne.expression) for ne in QueryParser().query(sql).select.namedExpressions]
+    except Exception:  # noqa: BLE001 - names only: fall back to positions
+        texts = []
+    if len(texts) != len(columns):
+        texts = [f"col_{i + 1}" for i in range(len(columns))]
+    taken = {c for c in columns if c != UNNAMED}
+    out = []
+    for i, name in enumerate(columns):
+        if name == UNNAMED:
+            base = re.sub(r"[^0-9a-z]+", "_", texts[i].lower()).strip("_") or f"col_{i + 1}"
+            name, n = base, 2
+            while name in taken:
+                name, n = f"{base}_{n}", n + 1
+            taken.add(name)
+        out.append(name)
+    return out

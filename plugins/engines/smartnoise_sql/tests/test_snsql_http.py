@@ -210,3 +210,23 @@ def test_concurrent_queries_charged_their_own_cost(harness: LomasHarness) -> Non
         assert out["epsilon"] == pytest.approx(eps)
         total = total + Budget.of(out["epsilon"], out["delta"])
     assert _spent(harness, "concurrent") == total
+
+
+def test_unaliased_outputs_get_readable_names(harness: LomasHarness) -> None:
+    """SmartNoise-SQL names an unaliased expression '???'; the answer names it after its text."""
+    token = harness.add_user("readable", grant={"people": GRANT})
+    with harness.client(token) as c:
+        r = c.post("/v1/datasets/people/query",
+                   json=_body("SELECT grp, AVG(age), COUNT(*), SUM(age) AS total FROM df GROUP BY grp",
+                              epsilon=3.0, delta=1e-4))
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["columns"] == ["grp", "avg_age", "count", "total"]
+
+
+def test_readable_columns_stay_unique() -> None:
+    from lomas_engine_smartnoise_sql.engine import readable_columns
+
+    assert readable_columns(["avg_age", "???"], "SELECT AVG(age) AS avg_age, AVG(age) FROM df") == [
+        "avg_age", "avg_age_2"]
+    assert readable_columns(["n"], "SELECT COUNT(*) AS n FROM df") == ["n"]
+    assert readable_columns(["???", "???"], "not sql") == ["col_1", "col_2"]
