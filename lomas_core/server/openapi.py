@@ -66,6 +66,13 @@ class HealthUnavailable(_Open):
     error: ErrorDetail
 
 
+class HealthNotReady(_Open):
+    status: str = Field(examples=["unavailable", "starting"])
+    version: str
+    #: What is not reachable: ``store``, ``workers``.
+    unavailable: list[str] | None = None
+
+
 class DatasetSummary(_Open):
     name: str
     description: str | None = None
@@ -159,6 +166,8 @@ _MISSING = ("not_found",)
 #: Error codes each operation can answer with, keyed ``"METHOD /path"``.
 ROUTE_ERRORS: dict[str, tuple[str, ...]] = {
     "GET /health": ("store_unavailable",),
+    "GET /health/live": ("internal_error",),
+    "GET /health/ready": ("store_unavailable",),
     "GET /v1/datasets": _AUTH,
     "GET /v1/datasets/{name}/metadata": (*_DATASET, "dataset_unavailable"),
     "POST /v1/datasets/{name}/dummy": (*_DATASET, *_BODY, "dataset_unavailable"),
@@ -194,6 +203,8 @@ ROUTE_ERRORS: dict[str, tuple[str, ...]] = {
 #: The success model of each operation.
 ROUTE_RESPONSES: dict[str, type[BaseModel] | Any] = {
     "GET /health": Health,
+    "GET /health/live": Health,
+    "GET /health/ready": Health,
     "GET /v1/datasets": DatasetList,
     "GET /v1/datasets/{name}/metadata": dict[str, Any],
     "POST /v1/datasets/{name}/dummy": TableResult,
@@ -338,6 +349,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             if key == "GET /health":
                 responses["503"]["content"]["application/json"]["schema"] = _schema(
                     doc, HealthUnavailable)
+            if key == "GET /health/ready":
+                responses["503"]["content"]["application/json"]["schema"] = _schema(
+                    doc, HealthNotReady)
             if engines and key in ("POST /v1/datasets/{name}/cost", "POST /v1/datasets/{name}/query"):
                 body = operation["requestBody"]["content"]["application/json"]
                 body["schema"] = _engine_bodies(doc, engines, with_dummy=key.endswith("/query"))
