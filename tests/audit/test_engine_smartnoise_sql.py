@@ -1,63 +1,16 @@
-"""The privacy audit of the SmartNoise-SQL engine with its built-in catalogue.
-
-Fast mode (CI): every catalogue query through both servers (uncharged channels and released
-structure), the statistical test for the queries marked ``stat`` with few samples. ``--run-slow``
-runs the statistical test for every answered query with more samples and prints the table.
-
-Queries listed in :data:`AFTER_FIX` are expected to pass only once the engine fix named there is
-merged; they are ``xfail(strict=False)`` until then (remove the entry after the merge).
-"""
+"""The privacy audit of the SmartNoise-SQL engine with its built-in catalogue (see engine_audit.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("lomas_engine_smartnoise_sql")
 
-from lomas_core.testing.privacy_audit import (  # noqa: E402
-    AuditReport,
-    PrivacyAudit,
-    audit_dataset,
-    builtin_catalogue,
-)
-
-ENGINE = "smartnoise_sql"
-FAST_SAMPLES = 250
-FAST_DUMMY_SAMPLES = 60
-FULL_SAMPLES = 1000  # SmartNoise-SQL answers ~40 queries a second here: ~15 minutes
-CATALOGUE = builtin_catalogue(ENGINE, audit_dataset()[0])
-
-@pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> AuditReport:
-    return PrivacyAudit(ENGINE, CATALOGUE, workdir=tmp_path_factory.mktemp("audit-snsql"),
-                        samples=FAST_SAMPLES, dummy_samples=FAST_DUMMY_SAMPLES,
-                        statistical="marked").run()
+from engine_audit import EngineAudit  # noqa: E402
 
 
-def test_dataset_channels_identical(report: AuditReport) -> None:
-    assert not report.problems, report.table()
-
-
-@pytest.mark.parametrize("name", [q.name for q in CATALOGUE])
-def test_catalogue_query(report: AuditReport, name: str) -> None:
-    outcome = report.outcome(name)
-    assert outcome.ok, "\n".join(outcome.problems)
-
-
-def test_statistical_check_ran_in_fast_mode(report: AuditReport) -> None:
-    tested = {o.name for o in report.outcomes if o.epsilon_lb is not None}
-    marked = {q.name for q in CATALOGUE if q.stat and report.outcome(q.name).status == "answered"}
-    assert tested and tested == marked
-
-
-@pytest.mark.slow
-def test_full_statistical_audit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    full = PrivacyAudit(ENGINE, CATALOGUE, workdir=tmp_path, samples=FULL_SAMPLES,
-                        statistical="all").run()
-    with capsys.disabled():
-        print("\n" + full.table())
-    failing = [o.name for o in full.outcomes if not o.ok]
-    assert not failing and not full.problems, full.table()
-    assert all(o.epsilon_lb is not None for o in full.outcomes if o.status == "answered")
+class TestSmartnoiseSQLAudit(EngineAudit):
+    engine = "smartnoise_sql"
+    fast_samples = 250
+    fast_dummy_samples = 60
+    full_samples = 1000  # SmartNoise-SQL answers ~40 queries a second here: ~15 minutes
