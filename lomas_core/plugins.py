@@ -1,9 +1,10 @@
 """Finding, loading and building plugins.
 
 Plugins are found through entry points in the groups ``lomas.engines``, ``lomas.adapters``,
-``lomas.stores`` and ``lomas.authenticators``; only the names enabled in the config are imported. Each loaded module is
-registered with a pluggy :class:`pluggy.PluginManager`, which then builds the objects through the
-``lomas_make_*`` hooks. Built-in plugins (the ``sqlite`` store, the ``token`` authenticator) take the same path.
+``lomas.stores`` and ``lomas.authenticators``; only the names enabled in the config are imported.
+Each loaded module is registered with a pluggy :class:`pluggy.PluginManager`, which then builds the
+objects through the ``lomas_make_*`` hooks. Built-in plugins (the ``sqlite`` store, the ``token``
+authenticator) take the same path.
 """
 
 from __future__ import annotations
