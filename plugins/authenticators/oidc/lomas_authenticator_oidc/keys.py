@@ -151,6 +151,7 @@ class KeySet:
             self.fetches += 1
             keys = _parse_jwks(fetch_json(self._jwks_uri, self.options))
         except IdentityProviderUnavailable:
+            self._jwks_uri = None  # read discovery again next time (the provider may have moved it)
             if self._keys:
                 return  # keep serving the keys we have
             raise
