@@ -77,17 +77,18 @@ def fetch_json(url: str, options: OidcOptions) -> dict[str, Any]:
 
 def _parse_jwks(document: dict[str, Any]) -> list[SigningKey]:
     from jwt import PyJWK
-    from jwt.exceptions import PyJWKError
+    from jwt.exceptions import InvalidKeyError, PyJWKError
 
     keys: list[SigningKey] = []
-    for raw in document.get("keys") or []:
+    listed = document.get("keys")
+    for raw in listed if isinstance(listed, list) else []:
         if not isinstance(raw, dict) or raw.get("kty") not in ("RSA", "EC", "OKP"):
             continue  # symmetric ("oct") keys are never used: they would make HMAC possible
         if raw.get("use") not in (None, "sig"):
             continue
         try:
             key = PyJWK(raw).key
-        except (PyJWKError, ValueError, TypeError):
+        except (PyJWKError, InvalidKeyError, ValueError, TypeError):
             continue  # a key this library cannot use; the others still work
         kid = raw.get("kid")
         keys.append(SigningKey(kid=kid if isinstance(kid, str) else None, kty=raw["kty"],
