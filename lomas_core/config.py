@@ -234,7 +234,7 @@ class Config(BaseModel):
     bootstrap_admin: BootstrapAdmin | None = None
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     #: Authenticators tried in order on every request, by short name with their options; a list of
-    #: names is accepted for authenticators without options (``[token]``, the default).
+    #: names (``[token]``, the default) or of one-entry mappings (``[{oidc: {...}}, token]``) too.
     authenticators: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {"token": dict[str, Any]()}, min_length=1)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
@@ -250,8 +250,11 @@ class Config(BaseModel):
                 if key in data and data[key] is None:
                     data[key] = {}
             auth = data.get("authenticators")
-            if isinstance(auth, list) and all(isinstance(name, str) for name in auth):
-                data["authenticators"] = {name: {} for name in auth}
+            if isinstance(auth, list) and all(
+                    isinstance(i, str) or (isinstance(i, dict) and len(i) == 1) for i in auth):
+                # [token] or [{oidc: {...}}, token]: names, or one-entry mappings with options
+                data["authenticators"] = dict(
+                    (i, {}) if isinstance(i, str) else next(iter(i.items())) for i in auth)
             for section in ("engines", "adapters", "authenticators"):
                 value = data.get(section)
                 if isinstance(value, dict):

@@ -39,6 +39,8 @@ def test_default_is_token_and_a_list_of_names_is_accepted() -> None:
     assert list(Config().authenticators) == ["token"]
     config = Config.model_validate({"authenticators": ["oidc", "token"]})
     assert list(config.authenticators) == ["oidc", "token"]
+    config = Config.model_validate({"authenticators": [{"oidc": {"issuer": "x"}}, "token"]})
+    assert config.authenticators == {"oidc": {"issuer": "x"}, "token": {}}
     with pytest.raises(ValueError):
         Config.model_validate({"authenticators": []})
 

@@ -36,14 +36,24 @@ class LoginError(AuthenticationError):
 
 
 class BearerAuth(httpx.Auth):
-    """Sends ``Authorization: Bearer <provider()>`` on every request."""
+    """Sends ``Authorization: Bearer <provider()>`` on every request.
+
+    When the server answers 401 and the provider can refresh (an :class:`OidcSession`), the token
+    is refreshed once and the request sent again (a token revoked or signed with a rotated key).
+    """
 
     def __init__(self, provider: TokenProvider) -> None:
         self.provider = provider
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"Bearer {self.provider()}"
-        yield request
+        response = yield request
+        refresh = getattr(self.provider, "force_refresh", None)
+        if response.status_code == 401 and callable(refresh):
+            token = refresh()
+            if token:
+                request.headers["Authorization"] = f"Bearer {token}"
+                yield request
 
 
 @dataclass(frozen=True)
@@ -199,6 +209,20 @@ class OidcSession:
         self.wait(code)
 
     # -- the token provider --------------------------------------------------------------------------
+    def force_refresh(self) -> str | None:
+        """A new access token from the refresh token, or None when there is none or it fails."""
+        with self._lock:
+            if self._refresh is None:
+                return None
+            now = time.time()
+            status, body = self._post(self.endpoints()["token"], {
+                "grant_type": "refresh_token", "refresh_token": self._refresh,
+                "client_id": self.client_id})
+            if status != 200:
+                self._refresh = None
+                return None
+            return self._store(body, now)
+
     def __call__(self) -> str:
         """A valid access token, refreshed first when it expires within ``refresh_margin``."""
         with self._lock:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 from lomas_authenticator_oidc.testing import LoopbackProvider
@@ -52,6 +53,16 @@ def test_device_flow_end_to_end(tmp_path: Path, idp: LoopbackProvider,
         assert client.get_total_spent_budget()["epsilon"] == 0.25
         assert client.list_datasets()
         assert idp.refreshes == before + 2
+        # The provider rotates its key and the server learns it: the client's next request is
+        # refused (401 unknown_key), the session refreshes once and the request goes through
+        # with a token signed by the new key.
+        session.refresh_margin = 0
+        idp.rotate("EC")
+        fresh = {"Authorization": f"Bearer {idp.mint('alice')}"}
+        assert httpx.get(f"{url}/v1/datasets", headers=fresh).status_code == 200  # keys refetched
+        before = idp.refreshes
+        assert client.get_remaining_budget()["epsilon"] == 0.75
+        assert idp.refreshes == before + 1
         client.close()
 
 
