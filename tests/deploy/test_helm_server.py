@@ -280,6 +280,17 @@ def test_notes_tell_how_to_reach_the_api_and_get_the_token(helm: HelmRun) -> Non
     assert f"port-forward service/{FULLNAME} 8000:8000" in notes
     assert f"get secret {FULLNAME} -o jsonpath='{{.data.admin-token}}' | base64 -d" in notes
     assert "admin token issue" in notes
+    assert "Single sign-on" not in notes
+
+
+def test_notes_tell_researchers_how_to_log_in_with_sso(helm: HelmRun, tmp_path: Any) -> None:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump({"sso": SSO}))
+    done = helm("install", "lomas", str(CHARTS / CHART), "--dry-run=client", "--namespace",
+                NAMESPACE, "--values", str(path))
+    assert done.returncode == 0, done.stderr
+    notes = done.stdout.split("NOTES:", 1)[1]
+    assert "Single sign-on is on" in notes and f'Client.login(issuer="{SSO["issuer"]}"' in notes
 
 
 @pytest.mark.parametrize(("values", "message"), [
