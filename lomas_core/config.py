@@ -14,6 +14,7 @@ Example::
                     buckets: [research-data]}
       admin_token: {file: /run/secrets/admin-token}
     bootstrap_admin: {user: admin, token: admin_token}
+    authenticators: [token]          # or {oidc: {issuer: ..., audience: ...}, token: {}}
 
 Plugin sections map a plugin's short name to its options; enabling a third-party plugin is one line.
 Secrets are never inline: they name an environment variable or a file. A secret is usable by an
@@ -232,6 +233,10 @@ class Config(BaseModel):
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     bootstrap_admin: BootstrapAdmin | None = None
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    #: Authenticators tried in order on every request, by short name with their options; a list of
+    #: names (``[token]``, the default) or of one-entry mappings (``[{oidc: {...}}, token]``) too.
+    authenticators: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"token": dict[str, Any]()}, min_length=1)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     #: Directory that relative paths in options are resolved against (the config file's folder).
     base_dir: str = "."
@@ -244,7 +249,13 @@ class Config(BaseModel):
             for key in ("engines", "adapters", "secrets"):
                 if key in data and data[key] is None:
                     data[key] = {}
-            for section in ("engines", "adapters"):
+            auth = data.get("authenticators")
+            if isinstance(auth, list) and all(
+                    isinstance(i, str) or (isinstance(i, dict) and len(i) == 1) for i in auth):
+                # [token] or [{oidc: {...}}, token]: names, or one-entry mappings with options
+                data["authenticators"] = dict(
+                    (i, {}) if isinstance(i, str) else next(iter(i.items())) for i in auth)
+            for section in ("engines", "adapters", "authenticators"):
                 value = data.get(section)
                 if isinstance(value, dict):
                     data[section] = {k: (v or {}) for k, v in value.items()}

@@ -18,6 +18,7 @@ __all__ = [
     "Conflict",
     "DatasetUnavailable",
     "IdempotencyConflict",
+    "IdentityProviderUnavailable",
     "InternalError",
     "InvalidQuery",
     "InvalidRequest",
@@ -195,6 +196,13 @@ class StoreUnavailable(LomasError):
     """The budget store cannot be reached; nothing was charged."""
 
     code = "store_unavailable"
+    status = 503
+
+
+class IdentityProviderUnavailable(LomasError):
+    """The identity provider's keys could not be fetched to check a token; nothing was run."""
+
+    code = "identity_provider_unavailable"
     status = 503
 
 

@@ -1,7 +1,8 @@
 """Hook specifications: the whole contract between the core and its plugins.
 
 A plugin is a module registered with pluggy under the project name ``lomas``. It is found through
-an entry point in one of the groups ``lomas.engines``, ``lomas.adapters`` or ``lomas.stores``; the
+an entry point in one of the groups ``lomas.engines``, ``lomas.adapters``, ``lomas.stores`` or
+``lomas.authenticators``; the
 entry point's name is the short name admins write in the config, and its value is the module
 holding the ``@hookimpl`` functions. Only enabled plugins are imported. A plugin module must stay
 cheap to import: import heavy libraries inside the hook, when the object is built.
@@ -27,6 +28,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from lomas_core.adapter import Adapter
+    from lomas_core.authenticator import Authenticator
     from lomas_core.context import PluginContext
     from lomas_core.engine import Engine
     from lomas_core.models import ArchiveRecord
@@ -83,6 +85,22 @@ def lomas_make_store(name: str, options: Mapping[str, Any],
     :param context: the server's configuration, secrets and logger.
     :return: a :class:`~lomas_core.store.BudgetStore`, or None when this plugin does not provide
         ``name``. First result.
+    """
+
+
+@hookspec(firstresult=True)
+def lomas_make_authenticator(name: str, options: Mapping[str, Any],
+                             context: PluginContext) -> Authenticator | None:
+    """Build the authenticator called ``name``.
+
+    Runs once at start-up for every authenticator enabled in the config's ``authenticators``
+    section (tried in that order on every request, see :mod:`lomas_core.authenticator`).
+
+    :param name: the authenticator's short name (``token``, ``oidc``).
+    :param options: that authenticator's options from the config (issuer, audience, ...).
+    :param context: the server's configuration, secrets and logger.
+    :return: an :class:`~lomas_core.authenticator.Authenticator`, or None when this plugin does not
+        provide ``name``. First result.
     """
 
 

@@ -1,9 +1,10 @@
 """Finding, loading and building plugins.
 
-Plugins are found through entry points in the groups ``lomas.engines``, ``lomas.adapters`` and
-``lomas.stores``; only the names enabled in the config are imported. Each loaded module is
-registered with a pluggy :class:`pluggy.PluginManager`, which then builds the objects through the
-``lomas_make_*`` hooks. Built-in plugins (the ``sqlite`` store) take the same path.
+Plugins are found through entry points in the groups ``lomas.engines``, ``lomas.adapters``,
+``lomas.stores`` and ``lomas.authenticators``; only the names enabled in the config are imported.
+Each loaded module is registered with a pluggy :class:`pluggy.PluginManager`, which then builds the
+objects through the ``lomas_make_*`` hooks. Built-in plugins (the ``sqlite`` store, the ``token``
+authenticator) take the same path.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pluggy
 
 from lomas_core import hookspecs
 from lomas_core.adapter import Adapter
+from lomas_core.authenticator import Authenticator
 from lomas_core.config import Config
 from lomas_core.context import PluginContext
 from lomas_core.engine import Engine
@@ -33,8 +35,8 @@ __all__ = [
     "make_store",
 ]
 
-Kind = Literal["engine", "adapter", "store"]
-KINDS: tuple[Kind, ...] = ("engine", "adapter", "store")
+Kind = Literal["engine", "adapter", "store", "authenticator"]
+KINDS: tuple[Kind, ...] = ("engine", "adapter", "store", "authenticator")
 log = logging.getLogger("lomas.plugins")
 
 
@@ -74,10 +76,10 @@ def _dist_of(ep: importlib_metadata.EntryPoint) -> tuple[str, str]:
 
 def installed_plugins(config: Config | None = None) -> list[PluginInfo]:
     """Every installed plugin name, without importing any plugin module."""
-    enabled: dict[str, set[str]] = {"engine": set(), "adapter": set(), "store": set()}
+    enabled: dict[str, set[str]] = {kind: set() for kind in KINDS}
     if config is not None:
         enabled = {"engine": set(config.engines), "adapter": set(config.adapters),
-                   "store": {config.store.name}}
+                   "store": {config.store.name}, "authenticator": set(config.authenticators)}
     infos = []
     for kind in KINDS:
         for name, ep in sorted(_entry_points(kind).items()):
@@ -118,9 +120,12 @@ class LoadedPlugins:
     store: BudgetStore
     engines: dict[str, Engine] = field(default_factory=dict)
     adapters: dict[str, Adapter] = field(default_factory=dict)
+    #: In the config's order: the order they are tried in.
+    authenticators: dict[str, Authenticator] = field(default_factory=dict)
 
     def close(self) -> None:
-        objs: list[Engine | Adapter | BudgetStore] = [*self.engines.values(), *self.adapters.values()]
+        objs: list[Engine | Adapter | BudgetStore | Authenticator] = [
+            *self.engines.values(), *self.adapters.values(), *self.authenticators.values()]
         if self.store is not None:
             objs.append(self.store)
         for obj in objs:
@@ -161,7 +166,8 @@ def make_store(config: Config, pm: pluggy.PluginManager | None = None,
 
 
 def load_plugins(config: Config, *, with_store: bool = True) -> LoadedPlugins:
-    """Import every enabled plugin, register it, and build the engines, adapters and store.
+    """Import every enabled plugin, register it, and build the engines, adapters, store and
+    authenticators.
 
     Raises:
         PluginError: a name that is not installed (listing what is), a module that fails to
@@ -173,6 +179,8 @@ def load_plugins(config: Config, *, with_store: bool = True) -> LoadedPlugins:
         _import(pm, "engine", name)
     for name in config.adapters:
         _import(pm, "adapter", name)
+    for name in config.authenticators:
+        _import(pm, "authenticator", name)
     store = make_store(config, pm, context) if with_store else None
     loaded = LoadedPlugins(pm=pm, context=context, store=store)  # type: ignore[arg-type]
     for name, options in config.engines.items():
@@ -180,4 +188,6 @@ def load_plugins(config: Config, *, with_store: bool = True) -> LoadedPlugins:
     for name, options in config.adapters.items():
         # An adapter reads only the secrets scoped to it (never bootstrap_admin's or the store's).
         loaded.adapters[name] = _build(pm, "adapter", name, dict(options), context.for_adapter(name))
+    for name, options in config.authenticators.items():
+        loaded.authenticators[name] = _build(pm, "authenticator", name, dict(options), context)
     return loaded

@@ -1,6 +1,8 @@
-"""Bearer-token authentication, the admin role and per-dataset access checks.
+"""Bearer authentication, the admin role and per-dataset access checks.
 
-Identity comes from the token only: the token is hashed and looked up in the store. A user may see
+Identity comes from the bearer credential only, through the authenticators enabled in the config
+(tried in order, see :mod:`lomas_core.authenticator`): by default the built-in ``token``
+authenticator, which hashes the token and looks it up in the store. A user may see
 and query only datasets granted to them; every other dataset name gets the same 403 body, whether
 the dataset exists or not.
 """
@@ -13,6 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from lomas_core.authenticator import authenticate
 from lomas_core.errors import AccessDenied, Suspended, Unauthenticated
 from lomas_core.models import Grant, User
 from lomas_core.server.state import ServerState, get_state
@@ -21,21 +24,25 @@ from lomas_core.tokens import hash_token
 __all__ = ["access_denied", "admin_user", "bootstrap_admin", "current_user", "require_grant"]
 
 #: Declares the bearer scheme in the OpenAPI document (the "Authorize" button of /docs).
-_bearer = HTTPBearer(auto_error=False, description="Your lomas API token")
+_bearer = HTTPBearer(auto_error=False,
+                     description="Your lomas API token, or an access token of the server's "
+                                 "identity provider when single sign-on is enabled")
 
 
 async def current_user(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
-    """The user owning the request's bearer token; 401 when it is missing, unknown, expired or
-    revoked, 403 ``suspended`` when its user is suspended."""
+    """The user the request's bearer credential identifies, with its admin role; 401 when it is
+    missing or no enabled authenticator accepts it (``details.reason`` says why), 403
+    ``suspended`` when its user is suspended."""
     token = credentials.credentials.strip() if credentials is not None else ""
     if not token:
-        raise Unauthenticated("missing bearer token: send 'Authorization: Bearer <token>'")
+        raise Unauthenticated("missing bearer token: send 'Authorization: Bearer <token>'",
+                              reason="missing_token")
     state = get_state(request)
-    user = await run_in_threadpool(state.store.user_for_token, hash_token(token))
-    if user is None:
-        raise Unauthenticated("unknown, expired or revoked token")
+    identity = await run_in_threadpool(
+        authenticate, list(state.plugins.authenticators.values()), token, state.store)
+    user = identity.effective_user()
     if user.suspended:  # before any route runs: nothing is read or charged
         raise Suspended("your account is suspended; contact an administrator")
     return user

@@ -157,7 +157,8 @@ class EventPage(_Open):
 
 
 # -- which route returns what -----------------------------------------------------------------------
-_AUTH = ("unauthenticated", "suspended", "store_unavailable", "internal_error")
+_AUTH = ("unauthenticated", "suspended", "store_unavailable", "identity_provider_unavailable",
+         "internal_error")
 _ADMIN = (*_AUTH, "access_denied", "invalid_request")
 _BODY = ("invalid_request", "payload_too_large")
 _DATASET = (*_AUTH, "access_denied", "invalid_request")

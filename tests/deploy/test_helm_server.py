@@ -76,6 +76,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "extraVolumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": True}],
     },
 }
+SSO = {"enabled": True, "issuer": "https://id.example.org/realms/research",
+       "audience": ["lomas"], "userClaim": "preferred_username", "createUsers": True,
+       "adminClaim": "realm_access.roles", "adminValue": "lomas-admin"}
+VALUE_SETS["single sign-on"] = {"sso": SSO}
 EXISTING = {"mongo-creds": {"password"}, "lomas-admin": {"token"}, "s3-creds": {"creds"},
             "data-api": {"token"}, "atlas": {"uri"}}
 
@@ -276,6 +280,17 @@ def test_notes_tell_how_to_reach_the_api_and_get_the_token(helm: HelmRun) -> Non
     assert f"port-forward service/{FULLNAME} 8000:8000" in notes
     assert f"get secret {FULLNAME} -o jsonpath='{{.data.admin-token}}' | base64 -d" in notes
     assert "admin token issue" in notes
+    assert "Single sign-on" not in notes
+
+
+def test_notes_tell_researchers_how_to_log_in_with_sso(helm: HelmRun, tmp_path: Any) -> None:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump({"sso": SSO}))
+    done = helm("install", "lomas", str(CHARTS / CHART), "--dry-run=client", "--namespace",
+                NAMESPACE, "--values", str(path))
+    assert done.returncode == 0, done.stderr
+    notes = done.stdout.split("NOTES:", 1)[1]
+    assert "Single sign-on is on" in notes and f'Client.login(issuer="{SSO["issuer"]}"' in notes
 
 
 @pytest.mark.parametrize(("values", "message"), [
@@ -291,6 +306,9 @@ def test_notes_tell_how_to_reach_the_api_and_get_the_token(helm: HelmRun) -> Non
     ({"autoscaling": {"enabled": "yes"}}, "enabled"),
     ({"mongodb": {"auth": {"rootPassword": "p@ss/word"}}}, "rootPassword"),
     ({"replicas": 2}, "replicas"),
+    ({"sso": {"issuer": "http://id.example.org"}}, "issuer"),
+    ({"sso": {"algorithms": ["HS256"]}}, "algorithms"),
+    ({"sso": {"clientSecret": "x"}}, "clientSecret"),
 ])
 def test_schema_rejects_wrong_values(helm: HelmRun, tmp_path: Any, values: dict[str, Any],
                                      message: str) -> None:
@@ -309,6 +327,9 @@ def test_schema_rejects_wrong_values(helm: HelmRun, tmp_path: Any, values: dict[
     ({"s3": {"credentials": {"accessKeyId": S3_KEY_ID}}}, "secretAccessKey"),
     ({"s3": {"credentials": {"accessKeyId": S3_KEY_ID, "secretAccessKey": S3_SECRET}}},
      "s3.credentials.buckets"),
+    ({"sso": {"enabled": True, "audience": ["lomas"]}}, "sso.issuer"),
+    ({"sso": {"enabled": True, "issuer": "https://id.example.org"}}, "sso.audience"),
+    ({"sso": {**SSO, "adminValue": ""}}, "sso.adminValue"),
 ])
 def test_inconsistent_values_fail_with_a_clear_message(helm: HelmRun, tmp_path: Any, values: dict[str, Any],
                                                        message: str) -> None:
@@ -324,3 +345,20 @@ def test_a_default_plugin_is_disabled_with_null(helm_template: Render) -> None:
     raw = server_config(rendered)
     assert raw["engines"] == {"opendp": {}, "diffprivlib": {}}
     assert set(raw["adapters"]) == {"local", "s3"}
+
+
+def test_sso_values_render_the_authenticators(renders: dict[str, Rendered],
+                                              helm_template: Render) -> None:
+    assert "authenticators" not in server_config(renders["default"])  # the server's default: token
+    raw = server_config(renders["single sign-on"])
+    assert list(raw["authenticators"]) == ["oidc", "token"]
+    oidc = raw["authenticators"]["oidc"]
+    assert oidc["issuer"] == SSO["issuer"] and oidc["audience"] == ["lomas"]
+    assert (oidc["admin_claim"], oidc["admin_value"]) == ("realm_access.roles", "lomas-admin")
+    assert oidc["create_users"] is True and oidc["algorithms"] == ["RS256", "ES256"]
+    config = Config.model_validate(raw)
+    from lomas_authenticator_oidc.options import parse_options  # the plugin accepts them as rendered
+
+    assert parse_options(config.authenticators["oidc"]).user_claim == "preferred_username"
+    only_sso = server_config(helm_template(CHART, {"sso": {**SSO, "keepTokens": False}}))
+    assert list(only_sso["authenticators"]) == ["oidc"]

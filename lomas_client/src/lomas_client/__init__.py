@@ -34,6 +34,7 @@ from lomas_client.errors import (
     TooManyQueriesError,
 )
 from lomas_client.results import QueryResult
+from lomas_client.sso import LoginError, OidcSession
 
 __all__ = [
     "AccessDeniedError",
@@ -46,8 +47,10 @@ __all__ = [
     "DatasetUnavailableError",
     "IdempotencyKeyReusedError",
     "InvalidQueryError",
+    "LoginError",
     "LomasClientError",
     "NotFoundError",
+    "OidcSession",
     "PayloadTooLargeError",
     "QueryFailedError",
     "QueryInProgressError",

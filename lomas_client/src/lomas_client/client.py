@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata as _importlib_metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import pandas as pd
@@ -23,6 +23,9 @@ import pandas as pd
 from lomas_client.engines import DiffPrivLibClient, OpenDPClient, SmartnoiseSQLClient
 from lomas_client.results import QueryResult, budget_dict, decode_result, table_to_dataframe
 from lomas_client.transport import RetryPolicy, Transport
+
+if TYPE_CHECKING:
+    from lomas_client.sso import OidcSession
 
 __all__ = ["Client"]
 
@@ -53,22 +56,32 @@ class Client:
         backoff: first retry delay in seconds, doubled on each retry.
         verify: TLS verification (``False`` or a CA bundle path).
         headers: extra HTTP headers.
+        token_provider: a callable returning the bearer token, called before every request (in
+            place of ``token``; e.g. an :class:`~lomas_client.sso.OidcSession`). See also
+            :meth:`login`.
     """
 
     def __init__(self, url: str | None = None, token: str | None = None,
                  dataset_name: str | None = None, *, connect_timeout: float = 10.0,
                  read_timeout: float = 300.0, max_retries: int = 3, backoff: float = 0.5,
-                 verify: bool | str = True, headers: dict[str, str] | None = None) -> None:
+                 verify: bool | str = True, headers: dict[str, str] | None = None,
+                 token_provider: Callable[[], str] | None = None) -> None:
         url = url or os.environ.get("LOMAS_URL")
         if not url:
             raise ValueError("no server URL: pass url=... or set LOMAS_URL")
         _check_url(url)
-        token = token or os.environ.get("LOMAS_TOKEN")
+        if token is not None and token_provider is not None:
+            raise ValueError("pass either token=... or token_provider=..., not both")
+        token = None if token_provider is not None else token or os.environ.get("LOMAS_TOKEN")
+        self._verify = verify
+        self._sso: OidcSession | None = None
         self.dataset_name: str | None = dataset_name or os.environ.get("LOMAS_DATASET")
         self._transport = Transport(
             url, token, connect_timeout=connect_timeout, read_timeout=read_timeout,
             retry=RetryPolicy(max_retries=max_retries, backoff=backoff), verify=verify,
             headers=headers, user_agent=f"lomas-client/{_version()}")
+        if token_provider is not None:
+            self._transport.set_token_provider(token_provider)
         self._metadata: tuple[str, dict[str, Any]] | None = None
         self.smartnoise_sql = SmartnoiseSQLClient(self)
         self.opendp = OpenDPClient(self)
@@ -91,6 +104,47 @@ class Client:
     def close(self) -> None:
         """Close the underlying connections."""
         self._transport.close()
+        if self._sso is not None:
+            self._sso.close()
+
+    def login(self, issuer: str | None = None, client_id: str | None = None, *,
+              scope: str = "openid", audience: str | None = None,
+              out: Callable[[str], Any] = print, **session_options: Any) -> OidcSession:
+        """Log in through your institution's identity provider (OAuth 2.0 device flow).
+
+        Prints a URL and a code; open the URL in any browser, enter the code and log in. This call
+        returns once the login is approved; from then on every request carries a fresh access token
+        (refreshed before it expires).
+
+        Args:
+            issuer: the provider's issuer URL (default ``$LOMAS_OIDC_ISSUER``); your lomas
+                administrator tells you this and the client id.
+            client_id: the provider's client id for lomas researchers (``$LOMAS_OIDC_CLIENT_ID``).
+            scope: scopes to request (add ``offline_access`` if your provider needs it to issue
+                refresh tokens).
+            audience: the API audience, for providers that need it on the request (Auth0).
+            out: where the instructions go (default ``print``).
+            session_options: more :class:`~lomas_client.sso.OidcSession` options
+                (``refresh_margin``, ``timeout``).
+
+        Raises:
+            LoginError: the code expired or the login was denied or failed.
+        """
+        from lomas_client.sso import OidcSession
+
+        issuer = issuer or os.environ.get("LOMAS_OIDC_ISSUER")
+        client_id = client_id or os.environ.get("LOMAS_OIDC_CLIENT_ID")
+        if not issuer or not client_id:
+            raise ValueError("login needs issuer=... and client_id=... (or $LOMAS_OIDC_ISSUER and "
+                             "$LOMAS_OIDC_CLIENT_ID); ask your lomas administrator")
+        session_options.setdefault("verify", self._verify)
+        session = OidcSession(issuer, client_id, scope=scope, audience=audience, **session_options)
+        session.login(out=out)
+        previous, self._sso = self._sso, session
+        if previous is not None:
+            previous.close()
+        self._transport.set_token_provider(session)
+        return session
 
     # -- plumbing ----------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from lomas_client.errors import ConnectionFailedError, LomasClientError, ServerError, error_from_response
+from lomas_client.sso import BearerAuth, TokenProvider
 
 __all__ = ["RetryPolicy", "Transport"]
 
@@ -79,6 +80,11 @@ class Transport:
                                 pool=connect_timeout)
         self._http = httpx.Client(base_url=self.url, headers=all_headers, timeout=timeout,
                                   verify=verify, follow_redirects=False)
+
+    def set_token_provider(self, provider: TokenProvider) -> None:
+        """Ask ``provider`` for the bearer token before every request (in place of a token)."""
+        self._http.headers.pop("Authorization", None)
+        self._http.auth = BearerAuth(provider)
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -212,6 +212,33 @@ the chart manages. Secrets are referenced by environment variable, never inlined
 {{- end }}
 {{- end }}
 {{- $_ := set $cfg "secrets" $secrets }}
+{{- with .Values.sso }}
+{{- if .enabled }}
+{{- if not .issuer }}
+{{- fail "sso.enabled needs sso.issuer (the provider's issuer URL, as in the tokens' iss claim)" }}
+{{- end }}
+{{- if not .audience }}
+{{- fail "sso.enabled needs sso.audience (the audiences accepted in the tokens' aud claim)" }}
+{{- end }}
+{{- if and .adminClaim (not .adminValue) }}
+{{- fail "sso.adminClaim needs sso.adminValue (the value that grants the admin role)" }}
+{{- end }}
+{{- $oidc := dict "issuer" .issuer "audience" .audience "user_claim" .userClaim "create_users" .createUsers "algorithms" .algorithms "clock_skew_seconds" .clockSkewSeconds }}
+{{- if .adminClaim }}
+{{- $_ := set $oidc "admin_claim" .adminClaim }}
+{{- $_ := set $oidc "admin_value" .adminValue }}
+{{- end }}
+{{- if .caBundle }}
+{{- $_ := set $oidc "ca_bundle" .caBundle }}
+{{- end }}
+{{- /* Tried in this order (oidc claims JWTs only, token the lomas tokens). */}}
+{{- $auth := dict "oidc" $oidc }}
+{{- if .keepTokens }}
+{{- $_ := set $auth "token" dict }}
+{{- end }}
+{{- $_ := set $cfg "authenticators" $auth }}
+{{- end }}
+{{- end }}
 {{- /* Metrics on their own port (values: metrics), so that the Service's API port and the
 ingress never serve them. */}}
 {{- $obs := get $cfg "observability" | default dict }}
