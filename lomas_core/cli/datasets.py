@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from lomas_core import admin_ops
 from lomas_core.adapter import Adapter
-from lomas_core.admin_log import cli_actor
 from lomas_core.admin_input import check_description
+from lomas_core.admin_log import cli_actor
 from lomas_core.cli.common import (
     add_config_option,
     add_json_option,

@@ -111,8 +111,9 @@ def test_dataset_add_resolves_paths_and_validates(cli: Cli, deployment: Path, tm
     shown = cli.json("admin", "dataset", "show", "small")
     assert shown["options"]["path"] == str((tmp_path / "data" / "small.csv").resolve())
     assert shown["metadata"]["columns"]["x"]["upper"] == 9
-    assert cli.json("admin", "dataset", "list") == {"datasets": [
-        {"name": "small", "adapter": "local", "description": "three rows"}]}
+    listed = cli.json("admin", "dataset", "list")["datasets"]
+    assert listed == [{"name": "small", "id": shown["id"], "adapter": "local",
+                       "description": "three rows"}] and shown["id"].startswith("ds_")
     _, err = cli("admin", "dataset", "add", str(tmp_path / "small.yaml"), expect=1)
     assert "already exists" in err
     cli("admin", "dataset", "add", str(tmp_path / "small.yaml"), "--replace")

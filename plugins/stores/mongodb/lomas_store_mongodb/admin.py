@@ -15,7 +15,7 @@ from pymongo.errors import DuplicateKeyError
 
 from lomas_core.admin_log import note_ids
 from lomas_core.budget import Budget
-from lomas_core.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
+from lomas_core.errors import Conflict, NotFound, StoreUnavailable
 from lomas_core.models import (
     AdminEvent,
     DatasetDescription,
