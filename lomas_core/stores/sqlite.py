@@ -2,7 +2,8 @@
 
 Config::
 
-    store: {name: sqlite, options: {path: ./lomas.db, busy_timeout_seconds: 30}}
+    store: {name: sqlite, options: {path: ./lomas.db, busy_timeout_seconds: 30,
+                                    token_last_used_seconds: 60}}
 
 ``path`` is relative to the config file's folder. Budgets are exact decimal text; the charge is one
 conditional ``UPDATE`` plus the pending archive insert inside one ``BEGIN IMMEDIATE`` transaction
@@ -66,6 +67,7 @@ from lomas_core.stores.sqlite_rows import (
     record_params,
 )
 from lomas_core.stores.state import Token, build_state, format_time, parse_state, parse_time
+from lomas_core.tokens import LAST_USED_SECONDS, LastUsed
 
 __all__ = ["INTERRUPTED", "SQLiteStore", "parse_options", "recovery_grace"]
 
@@ -76,10 +78,7 @@ log = logging.getLogger("lomas.stores.sqlite")
 _USER_MATCH = ("(:u IS NULL OR user_id = (SELECT id FROM users WHERE name = :u) "
                "OR (user = :u AND NOT EXISTS (SELECT 1 FROM users WHERE name = :u)))")
 
-#: ``last_used_at`` is refreshed at most this often (so authentication rarely writes).
-_LAST_USED_RESOLUTION = timedelta(seconds=60)
-
-_OPTIONS = {"path", "busy_timeout_seconds", "recovery_grace_seconds"}
+_OPTIONS = {"path", "busy_timeout_seconds", "recovery_grace_seconds", "token_last_used_seconds"}
 
 #: The error of a query whose server died while it ran (the charge stays).
 INTERRUPTED = ChargedFailure("The server stopped while this query was being answered; "
@@ -118,9 +117,11 @@ class SQLiteStore(BudgetStore):
     name = "sqlite"
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,
-                 recovery_grace_seconds: float = 600.0, create: bool = False) -> None:
+                 recovery_grace_seconds: float = 600.0, create: bool = False,
+                 token_last_used_seconds: float = LAST_USED_SECONDS) -> None:
         self.path = Path(path)
         self.recovery_grace_seconds = recovery_grace_seconds
+        self.last_used = LastUsed(self._write_last_used, token_last_used_seconds)
         self.db = SQLiteDatabase(self.path, busy_timeout=busy_timeout, create=create)
         self.recover()
 
@@ -224,6 +225,7 @@ class SQLiteStore(BudgetStore):
         return token_id
 
     def list_tokens(self, user: str) -> list[TokenInfo]:
+        self.last_used.flush()
         with self.db.read() as c:
             if c.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is None:
                 raise NotFound(f"user '{user}' does not exist")
@@ -255,13 +257,15 @@ class SQLiteStore(BudgetStore):
             "AND (t.expires_at IS NULL OR t.expires_at > ?)", (token_hash, format_time(now)))
         if not rows:
             return None
-        stale = format_time(now - _LAST_USED_RESOLUTION)
-        if rows[0]["last_used_at"] is None or rows[0]["last_used_at"] < stale:
-            # At most one write a minute per token: authentication stays a read.
-            with self.db.write() as c:
-                c.execute("UPDATE tokens SET last_used_at = ? WHERE hash = ?",
-                          (format_time(now), token_hash))
+        last = rows[0]["last_used_at"]
+        self.last_used.touch(token_hash, parse_time(last) if last else None, now)  # no write here
         return self._user(rows[0])
+
+    def _write_last_used(self, token_hash: str, when: datetime) -> None:
+        stamp = format_time(when)
+        with self.db.write() as c:
+            c.execute("UPDATE tokens SET last_used_at = ? WHERE hash = ? "
+                      "AND (last_used_at IS NULL OR last_used_at < ?)", (stamp, token_hash, stamp))
 
     # -- datasets -----------------------------------------------------------------------------------
     @staticmethod
@@ -588,4 +592,8 @@ class SQLiteStore(BudgetStore):
         self.db.execute("SELECT 1 FROM meta LIMIT 1")
 
     def close(self) -> None:
+        try:
+            self.last_used.flush()
+        except Exception:  # noqa: BLE001 - shutdown is best effort
+            log.debug("sqlite store %s: recording tokens' last use at shutdown failed", self.path)
         self.db.close()

@@ -51,7 +51,7 @@ from lomas_core.metadata import Metadata
 from lomas_core.models import AdminEvent, ArchiveRecord, DatasetDescription, User
 from lomas_core.plugins import make_store
 from lomas_core.store import ArchiveFilter, BudgetStore
-from lomas_core.testing.store_contract_admin import AdminStoreContract
+from lomas_core.testing.store_contract_admin import AdminStoreContract, LastUsedContract
 
 __all__ = ["SimulatedCrash", "StoreContract", "StoreSpec", "build_store", "derive_spec",
            "make_record", "seed"]
@@ -185,7 +185,7 @@ def _spend_worker(spec: StoreSpec, threads: int, barrier: Any, queue: Any) -> No
         queue.put(outcomes)
 
 
-class StoreContract(AdminStoreContract):
+class StoreContract(AdminStoreContract, LastUsedContract):
     """Shared tests; see the module docstring for what a subclass provides."""
 
     @pytest.fixture

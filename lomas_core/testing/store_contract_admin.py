@@ -15,7 +15,7 @@ from lomas_core.errors import Conflict, NotFound
 from lomas_core.models import AdminEvent, User
 from lomas_core.store import BudgetStore
 
-__all__ = ["AdminStoreContract"]
+__all__ = ["AdminStoreContract", "LastUsedContract"]
 
 
 def _ev(action: str, after: dict[str, Any] | None = None) -> AdminEvent:
@@ -241,3 +241,38 @@ def _reset(spec: Any) -> None:
             client.close()
     else:
         pytest.skip(f"cannot empty a {name} store between runs")
+
+
+class LastUsedContract:
+    """Authentication records a token's last use at most once per resolution, off its path."""
+
+    def test_last_use_is_debounced_and_off_the_request_path(self, store: BudgetStore) -> None:
+        from datetime import timedelta
+
+        from lomas_core.tokens import LastUsed
+
+        store.add_user(User(name="alice"))
+        store.add_token("alice", "hash-a", token_id="tok_a")
+        recorder = getattr(store, "last_used", None)
+        if not isinstance(recorder, LastUsed):
+            pytest.skip("the store records last use its own way")
+        writes: list[str] = []
+        real = recorder._write
+        recorder._write = lambda h, when: (writes.append(h), real(h, when))[1]
+        try:
+            for _ in range(50):
+                assert store.user_for_token("hash-a") is not None
+            recorder.flush()
+            assert len(writes) == 1  # fifty authentications, one write
+            first = store.list_tokens("alice")[0].last_used_at
+            assert first is not None
+            for _ in range(5):
+                store.user_for_token("hash-a")
+            assert store.list_tokens("alice")[0].last_used_at == first and len(writes) == 1
+            recorder.resolution = timedelta(0)  # the option set to 0: every use is recorded
+            store.user_for_token("hash-a")
+            recorder.flush()
+            later = store.list_tokens("alice")[0].last_used_at
+            assert len(writes) == 2 and later is not None and later >= first
+        finally:
+            recorder._write = real

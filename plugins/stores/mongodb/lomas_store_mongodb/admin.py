@@ -7,7 +7,7 @@ exact spent budget as integer limbs (see ``units.py``). The charge filters on ``
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -41,8 +41,6 @@ from lomas_store_mongodb.codec import (
 __all__ = ["AdminMixin"]
 
 _SET_INITIAL_ATTEMPTS = 20
-#: ``last_used_at`` is refreshed at most this often (so authentication rarely writes).
-_LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 def user_from_doc(doc: dict[str, Any]) -> User:
@@ -122,6 +120,7 @@ class AdminMixin(AuditMixin):
         return token_id
 
     def list_tokens(self, user: str) -> list[TokenInfo]:
+        self.last_used.flush()
         with self.guard("list_tokens"):
             if self.users.count_documents({"_id": user}, limit=1) == 0:
                 raise NotFound(f"user '{user}' not found")
@@ -155,11 +154,16 @@ class AdminMixin(AuditMixin):
             doc = self.users.find_one({"_id": token["user"]})
             if doc is None:
                 return None
-            last = token.get("last_used_at")
-            if last is None or last < format_time(now - _LAST_USED_RESOLUTION):
-                self.tokens.update_one({"_id": token_hash},
-                                       {"$set": {"last_used_at": format_time(now)}})
+        last = token.get("last_used_at")
+        self.last_used.touch(token_hash, parse_time(last) if last else None, now)  # no write here
         return user_from_doc(doc)
+
+    def _write_last_used(self, token_hash: str, when: datetime) -> None:
+        stamp = format_time(when)
+        with self.guard("record_last_used"):
+            self.tokens.update_one({"_id": token_hash, "$or": [
+                {"last_used_at": None}, {"last_used_at": {"$lt": stamp}}]},
+                {"$set": {"last_used_at": stamp}})
 
     # -- datasets -----------------------------------------------------------------------------------
     def put_dataset(self, dataset: DatasetDescription, *, replace: bool = False,

@@ -14,6 +14,7 @@ from lomas_core.context import PluginContext
 from lomas_core.errors import ConfigError, StoreUnavailable
 from lomas_core.models import new_dataset_id, new_grant_id, new_token_id, new_user_id
 from lomas_core.store import BudgetStore
+from lomas_core.tokens import LastUsed
 from lomas_store_mongodb.admin import AdminMixin
 from lomas_store_mongodb.base import log
 from lomas_store_mongodb.ledger import LedgerMixin
@@ -45,6 +46,7 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
         self.hosts = describe_hosts(uri)
         self.scale = Scale(self.options.epsilon_digits, self.options.delta_digits)
         self.recovery_grace_seconds = self.options.recovery_grace_seconds
+        self.last_used = LastUsed(self._write_last_used, self.options.token_last_used_seconds)
         try:
             self.client: MongoClient[dict[str, Any]] = MongoClient(uri, **self.options.client_kwargs())
         except (PyMongoError, TypeError, ValueError) as exc:
@@ -189,6 +191,10 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
             self.client.admin.command("ping")
 
     def close(self) -> None:
+        try:
+            self.last_used.flush()
+        except Exception:  # noqa: BLE001 - shutdown is best effort
+            log.debug("recording tokens' last use at shutdown failed")
         try:
             self.client.close()
         except PyMongoError:  # pragma: no cover - shutdown is best effort
