@@ -9,13 +9,17 @@ token ids and expiry, never token values, hashes or private data.
 from __future__ import annotations
 
 import getpass
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from lomas_core.models import AdminEvent, DatasetDescription, Grant, TokenInfo, User
 from lomas_core.store import BudgetStore
 
+log = logging.getLogger("lomas.admin")
+
 __all__ = ["api_actor", "cli_actor", "dataset_summary", "event", "grant_summary", "note_ids",
-           "record", "token_summary", "user_summary"]
+           "record", "startup_notices", "token_summary", "user_summary"]
 
 
 def cli_actor() -> str:
@@ -76,3 +80,15 @@ def record(store: BudgetStore, actor: str, action: str, target: str,
            before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
     """Append an entry that goes with no store change (start-up notices)."""
     store.add_admin_event(event(actor, action, target, before, after))
+
+
+def startup_notices(store: BudgetStore, adapters: Mapping[str, Any]) -> int:
+    """Say in the admin log (and the server log) what an admin must know about how adapters
+    were configured (``startup_notices`` of each), once per server start; returns how many."""
+    count = 0
+    for name, adapter in sorted(adapters.items()):
+        for notice in getattr(adapter, "startup_notices", None) or []:
+            log.warning("%s", notice)
+            record(store, "server", "adapter.notice", f"adapter:{name}", after={"notice": notice})
+            count += 1
+    return count
