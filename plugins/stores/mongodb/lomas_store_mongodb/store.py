@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,22 @@ from lomas_store_mongodb.state_io import StateMixin
 from lomas_store_mongodb.units import Scale
 
 __all__ = ["SCHEMA_VERSION", "MongoStore"]
+
+class _NoCommandDocuments(logging.Filter):
+    """pymongo's command log (DEBUG) holds whole commands and replies: token hashes, budgets,
+    archived requests and results. None of it may reach a log, whatever the level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+def _quiet_command_log() -> None:
+    logger = logging.getLogger("pymongo.command")
+    if not any(isinstance(f, _NoCommandDocuments) for f in logger.filters):
+        logger.addFilter(_NoCommandDocuments())
+
+
+_quiet_command_log()
 
 #: 2: token ids and times, suspension; 3: user ids on users, grants and archive records, revoked
 #: grants kept inactive; 4: the admin_log collection; 5: dataset and grant ids (documents of older
