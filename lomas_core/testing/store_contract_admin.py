@@ -247,7 +247,7 @@ class LastUsedContract:
     """Authentication records a token's last use at most once per resolution, off its path."""
 
     def test_last_use_is_debounced_and_off_the_request_path(self, store: BudgetStore) -> None:
-        from datetime import timedelta
+        from datetime import datetime, timedelta
 
         from lomas_core.tokens import LastUsed
 
@@ -258,7 +258,11 @@ class LastUsedContract:
             pytest.skip("the store records last use its own way")
         writes: list[str] = []
         real = recorder._write
-        recorder._write = lambda h, when: (writes.append(h), real(h, when))[1]
+        def counting(token_hash: str, when: datetime) -> None:
+            writes.append(token_hash)
+            real(token_hash, when)
+
+        recorder._write = counting
         try:
             for _ in range(50):
                 assert store.user_for_token("hash-a") is not None
