@@ -253,7 +253,8 @@ def archive_show(args: argparse.Namespace) -> int:
         while args.limit is None or len(records) < args.limit:
             want = MAX_PAGE if args.limit is None else min(MAX_PAGE, args.limit - len(records))
             page = store.list_archive_page(where, cursor=cursor, limit=want)
-            records.extend(r.public_view() for r in page.records)
+            records.extend({**r.public_view(), "user_id": r.user_id, "dataset_id": r.dataset_id}
+                           for r in page.records)
             cursor = page.next_cursor
             if cursor is None:
                 break

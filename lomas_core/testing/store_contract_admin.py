@@ -5,13 +5,12 @@ query still running. Part of :class:`lomas_core.testing.store_contract.StoreCont
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from lomas_core.budget import Budget
-from lomas_core.errors import Conflict, NotFound
+from lomas_core.errors import BudgetExceeded, Conflict, NotFound
 from lomas_core.models import AdminEvent, User
 from lomas_core.store import BudgetStore
 
@@ -211,10 +210,11 @@ class AdminStoreContract:
         assert grant.spent.epsilon >= 0 and grant.spent.delta >= 0, grant.spent
         store.complete(other.id, "success", result={"type": "value", "value": 2})
         grant = store.get_grant("alice", "ds")
-        assert grant is not None and grant.spent.epsilon >= 0 and grant.spent.delta >= 0
-        assert grant.remaining.epsilon <= 1 and grant.remaining.delta <= Decimal("0.0001")
-        # What remains is exactly usable, never more than granted.
-        store.charge(make_record(epsilon=grant.remaining.epsilon))
+        assert grant is not None and grant.spent == Budget.of(0, 0)  # the reset's fresh start
+        assert grant.remaining == Budget.of(1, "0.0001")  # never more than granted
+        store.charge(make_record(epsilon=grant.remaining.epsilon))  # exactly usable
+        with pytest.raises(BudgetExceeded):
+            store.charge(make_record(epsilon="0.000001"))
 
 
 def _copy_spec(spec: Any) -> Any:

@@ -187,6 +187,7 @@ def test_grants_budgets_and_archive(cli: Cli, deployment: Path, tmp_path: Path) 
     archive = cli.json("admin", "archive", "show", "alice")["queries"]
     assert len(archive) == 10 and {r["status"] for r in archive} == {"pending"}
     assert archive[0]["epsilon"] == 0.1 and archive[0]["dataset"] == "small"
+    assert archive[0]["dataset_id"].startswith("ds_") and archive[0]["user_id"].startswith("usr_")
     assert cli.json("admin", "archive", "show", "alice", "other") == {"queries": []}
 
     cli("admin", "revoke", "alice", "small")
