@@ -76,6 +76,8 @@ def _base(store: BudgetStore) -> None:
     store.add_user(User(name="bob"))
     store.put_dataset(_dataset("ds2"))
     store.add_token("alice", "hash-a", token_id="tok_a")
+    store.add_token("bob", "hash-b", token_id="tok_b")
+    store.grant("bob", "ds2", Budget.of(1))
 
 
 class AdminStoreContract:
@@ -185,6 +187,11 @@ class AdminStoreContract:
                 current.reconcile_admin_log(grace_seconds=0)
                 logged = [e.id for e in _logged(current)]
                 assert (entry.id in logged) == happened(current), (name, step, logged)
+                # Nothing is left half-done: bob and ds2 are there with all that is theirs, or gone.
+                if "bob" in {u.name for u in current.list_users()}:
+                    assert [t.id for t in current.list_tokens("bob")] == ["tok_b"], (name, step)
+                    if "ds2" in {d.name for d in current.list_datasets()}:
+                        assert current.get_grant("bob", "ds2") is not None, (name, step)
         finally:
             current.fault_hook = None
             if current is not store:

@@ -85,10 +85,12 @@ class AdminMixin(AuditMixin):
             doc = self.users.find_one({"_id": name}, {"uid": 1})
             if doc is None:
                 raise NotFound(f"user '{name}' not found")
-            with self.audited(event, "users", {"uid": doc.get("uid"), "_id": name}, present=False):
+            with self.audited(event, "users", {"uid": doc.get("uid"), "_id": name}, present=False,
+                              finish={"op": "remove_user", "name": name, "uid": doc.get("uid")}):
                 # Tokens first: a crash part-way leaves a user who can no longer authenticate.
                 self.tokens.delete_many({"user": name})
                 self.grants.delete_many({"user": name})
+                self._step("admin:removing")
                 self.users.delete_one({"_id": name})
 
     def set_suspended(self, name: str, suspended: bool, *,
@@ -139,7 +141,8 @@ class AdminMixin(AuditMixin):
             tids = [d["tid"] for d in self.tokens.find({"user": user}, {"tid": 1})]
             if event is not None and event.after is not None:
                 event.after["count"] = len(tids)
-            with self.audited(event, "tokens", {"tid": {"$in": tids}}, present=False):
+            with self.audited(event, "tokens", {"tid": {"$in": tids}}, present=False,
+                              finish={"op": "revoke_tokens", "tids": tids}):
                 # Exactly the tokens counted (and logged); one issued meanwhile stays.
                 return int(self.tokens.delete_many({"tid": {"$in": tids}}).deleted_count)
 
@@ -208,8 +211,10 @@ class AdminMixin(AuditMixin):
             if doc is None:
                 raise NotFound(f"dataset '{name}' not found")
             with self.audited(event, "datasets", {"_id": name, "dsid": doc.get("dsid")},
-                              present=False):
+                              present=False, finish={"op": "remove_dataset", "name": name,
+                                                     "dsid": doc.get("dsid")}):
                 self.grants.delete_many({"dataset": name})
+                self._step("admin:removing")
                 self.datasets.delete_one({"_id": name})
 
     # -- grants -------------------------------------------------------------------------------------

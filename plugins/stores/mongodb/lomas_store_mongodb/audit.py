@@ -10,7 +10,8 @@ happened, without multi-document transactions (a standalone MongoDB has none).
 
 A process dying between the steps leaves a pending entry, never listed. :meth:`reconcile_admin_log`
 (at start-up, for entries older than the recovery grace) runs its check: confirmed when the change
-is there, dropped when not. A confirmation that finds its entry dropped writes it again, so an
+is there, dropped when not. Removals, which take several writes, are finished first (the entry
+recorded the intent), so a half-done removal is never left without its entry. A confirmation that finds its entry dropped writes it again, so an
 entry is never lost once its change is made.
 """
 
@@ -54,15 +55,19 @@ class AuditMixin(MongoBase):
 
     @contextmanager
     def audited(self, event: AdminEvent | None, collection: str, done: dict[str, Any], *,
-                present: bool = True) -> Iterator[None]:
+                present: bool = True, finish: dict[str, Any] | None = None) -> Iterator[None]:
         """Around one change: ``done`` is the filter on ``collection`` that matches once the
-        change is made (``present``) or matches nothing once it is made (not ``present``)."""
+        change is made (``present``) or matches nothing once it is made (not ``present``).
+
+        ``finish`` (removals, which take several steps) says how reconciliation completes the
+        change when a crash interrupted it: see :meth:`_finish`.
+        """
         if event is None:
             yield
             return
         doc = self._event_doc(event)
         doc["pending"] = {"collection": collection, "done": dump_json(done), "present": present,
-                          "since": format_time(utcnow())}
+                          "since": format_time(utcnow()), "finish": dump_json(finish)}
         self.db["admin_log"].insert_one(doc)
         self._step("admin:pending")
         try:
@@ -99,8 +104,13 @@ class AuditMixin(MongoBase):
             pending = doc["pending"]
             if pending.get("since", "") > cutoff:
                 continue  # its process may still be making the change
-            found = self.db[pending["collection"]].count_documents(load_json(pending["done"]),
-                                                                   limit=1) > 0
+            done = load_json(pending["done"])
+            found = self.db[pending["collection"]].count_documents(done, limit=1) > 0
+            finish = load_json(pending.get("finish"))
+            if found != bool(pending.get("present", True)) and finish:
+                # A removal takes several steps and may have stopped half-way: finish it.
+                self._finish(finish)
+                found = self.db[pending["collection"]].count_documents(done, limit=1) > 0
             if found == bool(pending.get("present", True)):
                 log_.update_one({"_id": doc["_id"]}, {"$unset": {"pending": ""}})
                 confirmed += 1
@@ -109,6 +119,23 @@ class AuditMixin(MongoBase):
         if confirmed:
             log.warning("mongodb: %d admin log entries of interrupted changes confirmed", confirmed)
         return confirmed
+
+    def _finish(self, finish: dict[str, Any]) -> None:
+        """Complete a removal a crash interrupted (only the very identity it was about)."""
+        op = finish.get("op")
+        if op == "remove_user":
+            name, uid = finish["name"], finish["uid"]
+            if self.users.count_documents({"_id": name, "uid": uid}, limit=1):
+                self.tokens.delete_many({"user": name})
+                self.grants.delete_many({"user": name})
+                self.users.delete_one({"_id": name, "uid": uid})
+        elif op == "remove_dataset":
+            name, dsid = finish["name"], finish["dsid"]
+            if self.datasets.count_documents({"_id": name, "dsid": dsid}, limit=1):
+                self.grants.delete_many({"dataset": name})
+                self.datasets.delete_one({"_id": name, "dsid": dsid})
+        elif op == "revoke_tokens":
+            self.tokens.delete_many({"tid": {"$in": list(finish["tids"])}})
 
     # -- the store interface ---------------------------------------------------------------------
     def add_admin_event(self, event: AdminEvent) -> None:
