@@ -11,8 +11,8 @@ happened, without multi-document transactions (a standalone MongoDB has none).
 A process dying between the steps leaves a pending entry, never listed. :meth:`reconcile_admin_log`
 (at start-up, for entries older than the recovery grace) runs its check: confirmed when the change
 is there, dropped when not. Removals, which take several writes, are finished first (the entry
-recorded the intent), so a half-done removal is never left without its entry. A confirmation that finds its entry dropped writes it again, so an
-entry is never lost once its change is made.
+recorded the intent), so a half-done removal is never left without its entry. A confirmation that
+finds its entry dropped writes it again, so an entry is never lost once its change is made.
 """
 
 from __future__ import annotations
