@@ -18,7 +18,8 @@ from lomas_core.errors import InvalidRequest, LomasError
 from lomas_core.metadata import Metadata
 from lomas_core.models import DatasetDescription
 
-__all__ = ["budget_value", "check_description", "check_metadata", "grant_budget"]
+__all__ = ["budget_value", "check_description", "check_metadata", "grant_budget",
+           "smartnoise_delta_warning"]
 
 
 def budget_value(value: Any) -> str:
@@ -89,3 +90,13 @@ def check_description(desc: DatasetDescription, adapter: Adapter) -> None:
         raise InvalidRequest(f"dataset '{desc.name}' has no metadata: add 'metadata' (a "
                              "mapping or a YAML file) or the adapter's metadata option")
     check_metadata(raw_meta, desc.name)
+
+
+def smartnoise_delta_warning(budget: Budget, engines: Any, example: str) -> str | None:
+    """Why a grant with delta 0 cannot run SmartNoise-SQL when that engine is enabled (it always
+    spends some delta), or None. ``example`` shows how to grant a delta (CLI or API syntax)."""
+    if budget.delta or "smartnoise_sql" not in engines:
+        return None
+    return ("delta is 0, so this grant cannot run SmartNoise-SQL queries (enabled on this server): "
+            "they always spend some delta, about 1.5x the delta requested. Grant a delta "
+            f"(e.g. {example}); researchers see a query's exact cost with cost().")

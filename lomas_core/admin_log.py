@@ -1,20 +1,25 @@
 """The admin audit log: every admin change, who made it, when, and the state before and after.
 
-The CLI and the admin API call :func:`record` after each change succeeds; the store appends the
-entry (:meth:`lomas_core.store.BudgetStore.add_admin_event`). Summaries hold admin state only:
-names, ids, roles, budgets, token ids and expiry, never token values, hashes or private data.
+The CLI and the admin API make every change through :mod:`lomas_core.admin_ops`, which builds the
+entry with :func:`event` and hands it to the store method making the change: the store writes both
+or neither (:mod:`lomas_core.store`). Summaries hold admin state only: names, ids, roles, budgets,
+token ids and expiry, never token values, hashes or private data.
 """
 
 from __future__ import annotations
 
 import getpass
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from lomas_core.models import AdminEvent, DatasetDescription, Grant, TokenInfo, User
 from lomas_core.store import BudgetStore
 
-__all__ = ["api_actor", "cli_actor", "dataset_summary", "grant_summary", "record", "token_summary",
-           "user_summary"]
+log = logging.getLogger("lomas.admin")
+
+__all__ = ["api_actor", "cli_actor", "dataset_summary", "event", "grant_summary", "note_ids",
+           "record", "startup_notices", "token_summary", "user_summary"]
 
 
 def cli_actor() -> str:
@@ -38,8 +43,8 @@ def user_summary(user: User | None) -> dict[str, Any] | None:
 def grant_summary(grant: Grant | None) -> dict[str, Any] | None:
     if grant is None:
         return None
-    return {"initial": grant.initial.as_strings(), "spent": grant.spent.as_strings(),
-            "active": grant.active}
+    return {"id": grant.id, "dataset_id": grant.dataset_id, "initial": grant.initial.as_strings(),
+            "spent": grant.spent.as_strings(), "active": grant.active}
 
 
 def token_summary(token: TokenInfo) -> dict[str, Any]:
@@ -50,12 +55,40 @@ def dataset_summary(dataset: DatasetDescription | None) -> dict[str, Any] | None
     """Where a dataset lives (adapter and option names; values may name secrets or paths)."""
     if dataset is None:
         return None
-    return {"adapter": dataset.adapter, "options": sorted(dataset.options),
+    return {"id": dataset.id, "adapter": dataset.adapter, "options": sorted(dataset.options),
             "has_metadata": dataset.metadata is not None}
+
+
+def event(actor: str, action: str, target: str, before: dict[str, Any] | None = None,
+          after: dict[str, Any] | None = None) -> AdminEvent:
+    """An audit entry (``action`` like ``user.add``, ``target`` like ``user:eve``) to hand to
+    the store method that makes the change."""
+    return AdminEvent(actor=actor, action=action, target=target, before=before, after=after)
+
+
+def note_ids(entry: AdminEvent | None, **ids: str | None) -> None:
+    """Fill ids the store just gave (``id=``, ``dataset_id=``) into ``entry.after`` (stores call
+    this before writing the entry; ids already there are kept)."""
+    if entry is None or entry.after is None:
+        return
+    for key, value in ids.items():
+        if entry.after.get(key) is None and value is not None:
+            entry.after[key] = value
 
 
 def record(store: BudgetStore, actor: str, action: str, target: str,
            before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
-    """Append one audit entry (``action`` like ``user.add``, ``target`` like ``user:eve``)."""
-    store.add_admin_event(AdminEvent(actor=actor, action=action, target=target, before=before,
-                                     after=after))
+    """Append an entry that goes with no store change (start-up notices)."""
+    store.add_admin_event(event(actor, action, target, before, after))
+
+
+def startup_notices(store: BudgetStore, adapters: Mapping[str, Any]) -> int:
+    """Say in the admin log (and the server log) what an admin must know about how adapters
+    were configured (``startup_notices`` of each), once per server start; returns how many."""
+    count = 0
+    for name, adapter in sorted(adapters.items()):
+        for notice in getattr(adapter, "startup_notices", None) or []:
+            log.warning("%s", notice)
+            record(store, "server", "adapter.notice", f"adapter:{name}", after={"notice": notice})
+            count += 1
+    return count

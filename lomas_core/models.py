@@ -25,6 +25,8 @@ __all__ = [
     "QueryStatus",
     "TokenInfo",
     "User",
+    "new_dataset_id",
+    "new_grant_id",
     "new_token_id",
     "new_user_id",
     "new_query_id",
@@ -48,6 +50,16 @@ def new_query_id() -> str:
 def new_user_id() -> str:
     """A user's immutable identity (random; never reused after the user is removed)."""
     return "usr_" + uuid.uuid4().hex[:16]
+
+
+def new_dataset_id() -> str:
+    """A dataset's immutable identity: a removed and re-added name gets a new one."""
+    return "ds_" + uuid.uuid4().hex[:16]
+
+
+def new_grant_id() -> str:
+    """A grant's immutable identity (one per user id and dataset id; kept across revoke)."""
+    return "grt_" + uuid.uuid4().hex[:16]
 
 
 def new_token_id() -> str:
@@ -108,6 +120,9 @@ class DatasetDescription(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     metadata: Metadata | None = None
     description: str = ""
+    #: The immutable identity the store gives the dataset when it is first added (``ds_...``);
+    #: set by the store, ignored when sent. Kept when the description is replaced.
+    id: str | None = None
 
 
 class Grant(BaseModel):
@@ -122,6 +137,9 @@ class Grant(BaseModel):
     #: False once revoked: the grant gives no access but its lifetime ``spent`` is kept for a
     #: later re-grant (unless the admin resets it explicitly).
     active: bool = True
+    #: Immutable identities (set by the store): the grant's own, and its dataset's.
+    id: str | None = None
+    dataset_id: str | None = None
 
     @property
     def remaining(self) -> Budget:
@@ -149,6 +167,9 @@ class ArchiveRecord(BaseModel):
     #: The identity of the user who ran it (set by the store's ``charge``): archive access,
     #: idempotency keys and refunds follow the id, never the reusable name.
     user_id: str | None = None
+    #: The identity of the dataset it ran on (set by the store's ``charge``): a removed and
+    #: re-added dataset of the same name has another id.
+    dataset_id: str | None = None
     #: Remaining budget right after the charge (set by the store's ``charge``).
     remaining: Budget | None = None
 

@@ -105,8 +105,9 @@ class BudgetStore(ABC):
 
     # -- users and tokens -------------------------------------------------------------------------
     @abstractmethod
-    def add_user(self, user: User) -> None:
-        """Create a user. Conflict if the name is taken."""
+    def add_user(self, user: User, *, event: AdminEvent | None = None) -> None:
+        """Create a user (with ``user.id`` when given, else a new id). Conflict if the name is
+        taken."""
 
     @abstractmethod
     def get_user(self, name: str) -> User:
@@ -117,11 +118,12 @@ class BudgetStore(ABC):
         """All users, sorted by name."""
 
     @abstractmethod
-    def remove_user(self, name: str) -> None:
+    def remove_user(self, name: str, *, event: AdminEvent | None = None) -> None:
         """Delete a user with its tokens and grants (the archive stays). NotFound if absent."""
 
     @abstractmethod
-    def set_suspended(self, name: str, suspended: bool) -> User:
+    def set_suspended(self, name: str, suspended: bool, *,
+                      event: AdminEvent | None = None) -> User:
         """Suspend or resume a user; returns the user as it was before. NotFound if absent.
 
         A suspended user's tokens stay but authenticate nobody (403 ``suspended``), and
@@ -129,10 +131,11 @@ class BudgetStore(ABC):
         """
 
     @abstractmethod
-    def add_token(self, user: str, token_hash: str, *, expires_at: datetime | None = None) -> str:
+    def add_token(self, user: str, token_hash: str, *, expires_at: datetime | None = None,
+                  token_id: str | None = None, event: AdminEvent | None = None) -> str:
         """Store a token's hash for ``user`` (never the token) with an optional expiry.
 
-        Returns the token's id (:func:`lomas_core.models.new_token_id`). NotFound if the user is
+        Returns the token's id (``token_id``, else a new one). NotFound if the user is
         absent; Conflict if the hash is known.
         """
 
@@ -141,11 +144,11 @@ class BudgetStore(ABC):
         """The tokens of ``user`` (ids and times, never hashes), oldest first. NotFound if absent."""
 
     @abstractmethod
-    def revoke_token(self, user: str, token_id: str) -> None:
+    def revoke_token(self, user: str, token_id: str, *, event: AdminEvent | None = None) -> None:
         """Delete one token of ``user``. NotFound if the user has no token with that id."""
 
     @abstractmethod
-    def revoke_tokens(self, user: str) -> int:
+    def revoke_tokens(self, user: str, *, event: AdminEvent | None = None) -> int:
         """Delete every token of ``user``; returns how many were deleted."""
 
     @abstractmethod
@@ -157,8 +160,12 @@ class BudgetStore(ABC):
 
     # -- datasets -----------------------------------------------------------------------------------
     @abstractmethod
-    def put_dataset(self, dataset: DatasetDescription, *, replace: bool = False) -> None:
-        """Create (or with ``replace`` update) a dataset description. Conflict if it exists."""
+    def put_dataset(self, dataset: DatasetDescription, *, replace: bool = False,
+                    event: AdminEvent | None = None) -> None:
+        """Create (or with ``replace`` update) a dataset description. Conflict if it exists.
+
+        A new dataset gets ``dataset.id`` when given, else a new id; a replaced one keeps its id.
+        """
 
     @abstractmethod
     def get_dataset(self, name: str) -> DatasetDescription:
@@ -169,25 +176,29 @@ class BudgetStore(ABC):
         """All datasets, sorted by name."""
 
     @abstractmethod
-    def remove_dataset(self, name: str) -> None:
+    def remove_dataset(self, name: str, *, event: AdminEvent | None = None) -> None:
         """Delete a dataset and its grants (the archive stays). NotFound if absent."""
 
     # -- grants and budgets ------------------------------------------------------------------------
     @abstractmethod
-    def grant(self, user: str, dataset: str, initial: Budget, *, reset_spent: bool = False) -> None:
+    def grant(self, user: str, dataset: str, initial: Budget, *, reset_spent: bool = False,
+              event: AdminEvent | None = None) -> None:
         """Give ``user`` access to ``dataset`` with an initial budget.
 
         The lifetime spend of the pair survives :meth:`revoke`: a re-grant starts from what was
-        spent before, unless ``reset_spent``. NotFound if the user or dataset is absent; Conflict
-        if an active grant exists.
+        spent before, unless ``reset_spent`` (which keeps only the cost of queries still running,
+        so their refund can never take spent below zero). NotFound if the user or dataset is
+        absent; Conflict if an active grant exists. The grant keeps its id across revoke and
+        re-grant.
         """
 
     @abstractmethod
-    def revoke(self, user: str, dataset: str) -> None:
+    def revoke(self, user: str, dataset: str, *, event: AdminEvent | None = None) -> None:
         """End the grant's access, keeping its spent budget. NotFound if there is no active grant."""
 
     @abstractmethod
-    def set_initial_budget(self, user: str, dataset: str, initial: Budget) -> None:
+    def set_initial_budget(self, user: str, dataset: str, initial: Budget, *,
+                           event: AdminEvent | None = None) -> None:
         """Change the initial budget of an existing grant (spent is kept). NotFound if no grant."""
 
     @abstractmethod
@@ -270,9 +281,20 @@ class BudgetStore(ABC):
         """Records still pending (left by a crash); for recovery and audit."""
 
     # -- the admin audit log -------------------------------------------------------------------------
+    # Every admin method above takes ``event``: the audit entry of that change. The store writes
+    # it so that the log holds it if and only if the change happened (one transaction, or a
+    # pending entry reconciled with the change), also when the process dies in between.
+    # Ids the store gives (user, dataset, grant) are added to ``event.after`` when it is a dict.
+
     @abstractmethod
     def add_admin_event(self, event: AdminEvent) -> None:
-        """Append one entry to the admin audit log (entries are never changed or deleted)."""
+        """Append one entry that goes with no change (a start-up notice, for instance)."""
+
+    def reconcile_admin_log(self, grace_seconds: float | None = None) -> int:
+        """Settle audit entries a crash left between a change and its confirmation (older than
+        ``grace_seconds``, default the store's recovery grace); returns how many were kept.
+        Stores that write the entry in the change's own transaction have nothing to do."""
+        return 0
 
     @abstractmethod
     def list_admin_events(self, *, cursor: str | None = None,
@@ -289,7 +311,7 @@ class BudgetStore(ABC):
         """
 
     @abstractmethod
-    def import_state(self, state: dict[str, Any]) -> None:
+    def import_state(self, state: dict[str, Any], *, event: AdminEvent | None = None) -> None:
         """Load what :meth:`export_state` produced into an empty store. Conflict if not empty."""
 
     def recover(self, grace_seconds: float | None = None) -> Any:

@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from lomas_core import admin_log
-from lomas_core.admin_input import grant_budget
-from lomas_core.admin_log import cli_actor, grant_summary, token_summary, user_summary
+from lomas_core import admin_ops
+from lomas_core.admin_input import grant_budget, smartnoise_delta_warning
+from lomas_core.admin_log import cli_actor
 from lomas_core.budget import Budget
 from lomas_core.cli.common import (
     add_config_option,
@@ -27,9 +27,9 @@ from lomas_core.cli.common import (
     open_store,
 )
 from lomas_core.errors import ConfigError, NotFound
-from lomas_core.models import Grant, TokenInfo, User
+from lomas_core.models import Grant, User
 from lomas_core.store import MAX_PAGE, ArchiveFilter
-from lomas_core.tokens import expiry, hash_token, new_token
+from lomas_core.tokens import expiry
 
 __all__ = ["grant_view", "register"]
 
@@ -44,7 +44,8 @@ def _leaf(sub: Any, name: str, help_text: str, *, json_out: bool = False) -> arg
 
 def grant_view(grant: Grant) -> dict[str, Any]:
     """JSON form of a grant with exact decimal text."""
-    return {"user": grant.user, "dataset": grant.dataset, "initial": budget_dict(grant.initial),
+    return {"user": grant.user, "dataset": grant.dataset, "id": grant.id,
+            "dataset_id": grant.dataset_id, "initial": budget_dict(grant.initial),
             "spent": budget_dict(grant.spent), "remaining": budget_dict(grant.remaining)}
 
 
@@ -86,10 +87,8 @@ def user_add(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise invalid(exc, f"user name {args.name!r}") from None
     with open_store(config_from_args(args)) as store:
-        store.add_user(user)
-        admin_log.record(store, cli_actor(), "user.add", f"user:{user.name}",
-                         after=user_summary(store.get_user(user.name)))
-    print(f"created {'admin' if user.is_admin else 'user'} {user.name}")
+        stored = admin_ops.add_user(store, cli_actor(), user)
+    print(f"created {'admin' if user.is_admin else 'user'} {user.name} ({stored.id})")
     return 0
 
 
@@ -102,27 +101,21 @@ def user_list(args: argparse.Namespace) -> int:
 
 def user_suspend(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
-        before = store.set_suspended(args.name, True)
-        admin_log.record(store, cli_actor(), "user.suspend", f"user:{args.name}",
-                         user_summary(before), user_summary(store.get_user(args.name)))
+        admin_ops.set_suspended(store, cli_actor(), args.name, True)
     print(f"suspended {args.name}: every request is refused (403 suspended), nothing is charged")
     return 0
 
 
 def user_resume(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
-        before = store.set_suspended(args.name, False)
-        admin_log.record(store, cli_actor(), "user.resume", f"user:{args.name}",
-                         user_summary(before), user_summary(store.get_user(args.name)))
+        admin_ops.set_suspended(store, cli_actor(), args.name, False)
     print(f"resumed {args.name}")
     return 0
 
 
 def user_remove(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
-        before = user_summary(store.get_user(args.name))
-        store.remove_user(args.name)
-        admin_log.record(store, cli_actor(), "user.remove", f"user:{args.name}", before)
+        admin_ops.remove_user(store, cli_actor(), args.name)
     print(f"removed user {args.name} (with its tokens and grants; its archive stays)")
     return 0
 
@@ -137,12 +130,10 @@ def _expires_arg(text: str) -> str:
 
 
 def token_issue(args: argparse.Namespace) -> int:
-    token = new_token()
     expires_at = expiry(args.expires)
     with open_store(config_from_args(args)) as store:
-        token_id = store.add_token(args.name, hash_token(token), expires_at=expires_at)
-        admin_log.record(store, cli_actor(), "token.issue", f"user:{args.name}", after=token_summary(
-            TokenInfo(id=token_id, user=args.name, expires_at=expires_at)))
+        token, info = admin_ops.issue_token(store, cli_actor(), args.name, expires_at)
+    token_id = info.id
     when = expires_at.isoformat() if expires_at else None
     if args.json:
         emit(args, {"user": args.name, "id": token_id, "expires_at": when, "token": token})
@@ -165,14 +156,10 @@ def token_revoke(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
         store.get_user(args.name)
         if args.token_id is not None:
-            store.revoke_token(args.name, args.token_id)
+            admin_ops.revoke_token(store, cli_actor(), args.name, args.token_id)
             count = 1
-            admin_log.record(store, cli_actor(), "token.revoke", f"user:{args.name}",
-                             {"id": args.token_id})
         else:
-            count = store.revoke_tokens(args.name)
-            admin_log.record(store, cli_actor(), "token.revoke_all", f"user:{args.name}",
-                             {"count": count})
+            count = admin_ops.revoke_tokens(store, cli_actor(), args.name)
     print(f"revoked {count} token(s) of {args.name}")
     return 0
 
@@ -181,14 +168,10 @@ def token_revoke(args: argparse.Namespace) -> int:
 def grant(args: argparse.Namespace) -> int:
     budget = check_budget(args.epsilon, args.delta)
     with open_store(config_from_args(args)) as store:
-        before = store.get_grant(args.user, args.dataset, include_revoked=True)
-        store.grant(args.user, args.dataset, budget, reset_spent=args.reset_spent)
-        current = store.get_grant(args.user, args.dataset)
-        admin_log.record(store, cli_actor(), "grant.add", f"grant:{args.user}/{args.dataset}",
-                         grant_summary(before),
-                         {**(grant_summary(current) or {}), "reset_spent": args.reset_spent})
-    spent = current.spent if current is not None else None
-    print(f"granted {args.user} access to {args.dataset} with {budget.display()}"
+        current = admin_ops.grant(store, cli_actor(), args.user, args.dataset, budget,
+                                  reset_spent=args.reset_spent)
+    spent = current.spent
+    print(f"granted {args.user} access to {args.dataset} with {budget.display()} ({current.id})"
           + (f" (already spent: {spent.display()})" if spent and (spent.epsilon or spent.delta)
              else ""))
     _warn_smartnoise_delta(args, budget)
@@ -203,20 +186,14 @@ def _warn_smartnoise_delta(args: argparse.Namespace, budget: Budget) -> None:
         engines = config_from_args(args).engines
     except Exception:  # noqa: BLE001 - a notice only; the grant itself succeeded
         return
-    if "smartnoise_sql" in engines:
-        print("warning: delta is 0, so this grant cannot run SmartNoise-SQL queries (enabled on this "
-              "server): they always spend some delta, about 1.5x the delta requested. Grant a delta "
-              "(e.g. --delta 1e-4); researchers see a query's exact cost with cost().",
-              file=sys.stderr)
+    warning = smartnoise_delta_warning(budget, engines, "--delta 1e-4")
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def revoke(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
-        before = grant_summary(store.get_grant(args.user, args.dataset))
-        store.revoke(args.user, args.dataset)
-        admin_log.record(store, cli_actor(), "grant.revoke", f"grant:{args.user}/{args.dataset}",
-                         before, grant_summary(store.get_grant(args.user, args.dataset,
-                                                               include_revoked=True)))
+        admin_ops.revoke(store, cli_actor(), args.user, args.dataset)
     print(f"revoked {args.user}'s access to {args.dataset} (what was spent stays counted if it is "
           "granted again; `grant --reset-spent` starts over)")
     return 0
@@ -228,11 +205,8 @@ def budget_set(args: argparse.Namespace) -> int:
         if current is None:
             raise NotFound(f"{args.user} has no grant on {args.dataset}; use 'lomas admin grant' first")
         delta = args.delta if args.delta is not None else str(current.initial.delta)
-        store.set_initial_budget(args.user, args.dataset, check_budget(args.epsilon, delta))
-        updated = store.get_grant(args.user, args.dataset)
-        admin_log.record(store, cli_actor(), "budget.set", f"grant:{args.user}/{args.dataset}",
-                         grant_summary(current), grant_summary(updated))
-    assert updated is not None
+        updated = admin_ops.set_budget(store, cli_actor(), args.user, args.dataset,
+                                       check_budget(args.epsilon, delta))
     view = grant_view(updated)
     emit(args, view, f"{args.user} on {args.dataset}: initial {_fmt(view['initial'])}, "
                      f"spent {_fmt(view['spent'])}, remaining {_fmt(view['remaining'])}")
@@ -279,7 +253,8 @@ def archive_show(args: argparse.Namespace) -> int:
         while args.limit is None or len(records) < args.limit:
             want = MAX_PAGE if args.limit is None else min(MAX_PAGE, args.limit - len(records))
             page = store.list_archive_page(where, cursor=cursor, limit=want)
-            records.extend(r.public_view() for r in page.records)
+            records.extend({**r.public_view(), "user_id": r.user_id, "dataset_id": r.dataset_id}
+                           for r in page.records)
             cursor = page.next_cursor
             if cursor is None:
                 break

@@ -10,8 +10,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from lomas_core import admin_ops
 from lomas_core.adapter import Adapter
 from lomas_core.admin_input import check_description
+from lomas_core.admin_log import cli_actor
 from lomas_core.cli.common import (
     add_config_option,
     add_json_option,
@@ -116,8 +118,9 @@ def dataset_add(args: argparse.Namespace) -> int:
     with DatasetChecker(config) as checker:
         checker.check(desc)
     with open_store(config) as store:
-        store.put_dataset(desc, replace=args.replace)
-    print(f"{'saved' if args.replace else 'added'} dataset {desc.name} (adapter {desc.adapter})")
+        stored = admin_ops.put_dataset(store, cli_actor(), desc, replace=args.replace)
+    print(f"{'saved' if args.replace else 'added'} dataset {desc.name} (adapter {desc.adapter}, "
+          f"id {stored.id})")
     return 0
 
 
@@ -144,9 +147,9 @@ def dataset_check(args: argparse.Namespace) -> int:
 
 def dataset_list(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
-        rows = [{"name": d.name, "adapter": d.adapter, "description": d.description}
+        rows = [{"name": d.name, "id": d.id, "adapter": d.adapter, "description": d.description}
                 for d in store.list_datasets()]
-    emit(args, {"datasets": rows}, format_table(rows, ["name", "adapter", "description"]))
+    emit(args, {"datasets": rows}, format_table(rows, ["name", "id", "adapter", "description"]))
     return 0
 
 
@@ -159,8 +162,8 @@ def dataset_show(args: argparse.Namespace) -> int:
 
 def dataset_remove(args: argparse.Namespace) -> int:
     with open_store(config_from_args(args)) as store:
-        store.remove_dataset(args.name)
-    print(f"removed dataset {args.name} (and its grants; the archive stays)")
+        before = admin_ops.remove_dataset(store, cli_actor(), args.name)
+    print(f"removed dataset {args.name} ({before.id}; and its grants; the archive stays)")
     return 0
 
 

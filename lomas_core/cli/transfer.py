@@ -26,6 +26,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from lomas_core import admin_ops
+from lomas_core.admin_log import cli_actor
 from lomas_core.budget import Budget
 from lomas_core.cli.admin import check_budget
 from lomas_core.cli.common import add_config_option, config_from_args, invalid, open_store
@@ -34,7 +36,6 @@ from lomas_core.config import load_config
 from lomas_core.errors import Conflict, InvalidRequest, NotFound
 from lomas_core.models import DatasetDescription, User
 from lomas_core.store import BudgetStore
-from lomas_core.tokens import hash_token, new_token
 
 __all__ = ["ImportPlan", "parse_import", "register"]
 
@@ -108,8 +109,15 @@ def parse_import(path: Path) -> ImportPlan:
     return plan
 
 
+def _same_dataset(stored: DatasetDescription, planned: DatasetDescription) -> bool:
+    """Equal descriptions (the stored one has an id the plan cannot name)."""
+    return stored.model_copy(update={"id": None}) == planned.model_copy(update={"id": None})
+
+
 def _apply(store: BudgetStore, plan: ImportPlan, replace: bool) -> tuple[dict[str, list[str]], list[str]]:
-    """Check the plan against the store, then write it. Returns (summary, users created)."""
+    """Check the plan against the store, then write it (each change in the admin log).
+    Returns (summary, users created)."""
+    actor = cli_actor()
     users = {u.name: u for u in store.list_users()}
     datasets = {d.name: d for d in store.list_datasets()}
     grants = {(g.user, g.dataset): g for g in store.list_grants()}
@@ -118,7 +126,7 @@ def _apply(store: BudgetStore, plan: ImportPlan, replace: bool) -> tuple[dict[st
             raise Conflict(f"user '{user.name}' exists with admin={users[user.name].is_admin}; the "
                            "import says otherwise (roles are not changed by import)")
     for desc in plan.datasets:
-        if desc.name in datasets and datasets[desc.name] != desc and not replace:
+        if desc.name in datasets and not _same_dataset(datasets[desc.name], desc) and not replace:
             raise Conflict(f"dataset '{desc.name}' exists with a different description "
                            "(use --replace to update it)")
     known_users = set(users) | {u.name for u in plan.users}
@@ -139,28 +147,28 @@ def _apply(store: BudgetStore, plan: ImportPlan, replace: bool) -> tuple[dict[st
         if user.name in users:
             done["unchanged"].append(f"user {user.name}")
         else:
-            store.add_user(user)
+            admin_ops.add_user(store, actor, user)
             created_users.append(user.name)
             done["created"].append(f"user {user.name}")
     for desc in plan.datasets:
         if desc.name not in datasets:
-            store.put_dataset(desc)
+            admin_ops.put_dataset(store, actor, desc)
             done["created"].append(f"dataset {desc.name}")
-        elif datasets[desc.name] == desc:
+        elif _same_dataset(datasets[desc.name], desc):
             done["unchanged"].append(f"dataset {desc.name}")
         else:
-            store.put_dataset(desc, replace=True)
+            admin_ops.put_dataset(store, actor, desc, replace=True)
             done["updated"].append(f"dataset {desc.name}")
     for user_name, dataset, budget in plan.grants:
         old = grants.get((user_name, dataset))
         label = f"grant {user_name}/{dataset}"
         if old is None:
-            store.grant(user_name, dataset, budget)
+            admin_ops.grant(store, actor, user_name, dataset, budget)
             done["created"].append(label)
         elif old.initial == budget:
             done["unchanged"].append(label)
         else:
-            store.set_initial_budget(user_name, dataset, budget)
+            admin_ops.set_budget(store, actor, user_name, dataset, budget)
             done["updated"].append(label)
     return done, created_users
 
@@ -180,8 +188,7 @@ def import_command(args: argparse.Namespace) -> int:
         tokens = {}
         if args.issue_tokens:
             for name in created:
-                tokens[name] = new_token()
-                store.add_token(name, hash_token(tokens[name]))
+                tokens[name], _ = admin_ops.issue_token(store, cli_actor(), name, None)
     for state, items in done.items():
         for item in items:
             print(f"{state:>9}: {item}")
@@ -196,9 +203,9 @@ def copy_command(args: argparse.Namespace) -> int:
     with open_store(source_config) as source:
         state = source.export_state()
     with open_store(target_config, create=True) as target:  # refuses a non-empty target
-        target.import_state(state)
-    counts = ", ".join(f"{len(state.get(k) or [])} {k}" for k in
-                       ("users", "tokens", "datasets", "grants", "archive"))
+        numbers = admin_ops.import_state(target, cli_actor(), state,
+                                         f"{source_config.store.name} store")
+    counts = ", ".join(f"{n} {k}" for k, n in numbers.items())
     print(f"copied {counts} to the {target_config.store.name} store of {args.to}")
     return 0
 

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from lomas_core import __version__
+from lomas_core.admin_log import startup_notices
 from lomas_core.cache import DatasetCache
 from lomas_core.config import Config, config_path_from_env, load_config
 from lomas_core.errors import LomasError, StoreUnavailable
@@ -117,6 +118,7 @@ def create_app(config: Config) -> FastAPI:
             raise
         app.state.lomas = state
         app.state.lomas_queries = QueryService(state)
+        await run_in_threadpool(startup_notices, state.store, state.plugins.adapters)
         try:  # a dataset the config no longer allows is reported now, not at its first query
             await run_in_threadpool(check_all_datasets, state)
         except LomasError as exc:

@@ -21,6 +21,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from lomas_core.errors import LomasError
+from lomas_core.models import DatasetDescription
+from lomas_core.server import admin_responses as admin
 from lomas_core.server.schemas import DummySpec
 
 __all__ = ["ROUTE_ERRORS", "ROUTE_RESPONSES", "install_docs", "install_openapi", "status_of"]
@@ -110,50 +112,22 @@ class QueryResponse(_Open):
     remaining: BudgetFloats | None
 
 
-class PluginList(_Open):
-    plugins: list[dict[str, Any]]
 
 
-class UserView(_Open):
-    name: str
-    id: str | None = None
-    is_admin: bool
-    suspended: bool = False
 
 
-class UserList(_Open):
-    users: list[UserView]
 
 
-class IssuedToken(_Open):
-    token: str = Field(description="shown once")
-    id: str
-    expires_at: str | None
 
 
-class TokenList(_Open):
-    tokens: list[dict[str, Any]]
 
 
-class GrantView(_Open):
-    user: str
-    dataset: str
-    initial: BudgetFloats
-    spent: BudgetFloats
-    remaining: BudgetFloats
 
 
-class GrantList(_Open):
-    grants: list[GrantView]
 
 
-class AdminDatasetList(_Open):
-    datasets: list[dict[str, Any]]
 
 
-class EventPage(_Open):
-    events: list[dict[str, Any]]
-    next_cursor: str | None
 
 
 # -- which route returns what -----------------------------------------------------------------------
@@ -213,26 +187,26 @@ ROUTE_RESPONSES: dict[str, type[BaseModel] | Any] = {
     "GET /v1/datasets/{name}/queries": ArchivePage,
     "POST /v1/datasets/{name}/cost": BudgetFloats,
     "POST /v1/datasets/{name}/query": QueryResponse,
-    "GET /v1/admin/plugins": PluginList,
-    "GET /v1/admin/users": UserList,
-    "POST /v1/admin/users": UserView,
-    "DELETE /v1/admin/users/{user}": dict[str, Any],
-    "POST /v1/admin/users/{user}/suspend": UserView,
-    "POST /v1/admin/users/{user}/resume": UserView,
-    "POST /v1/admin/users/{user}/tokens": IssuedToken,
-    "GET /v1/admin/users/{user}/tokens": TokenList,
-    "DELETE /v1/admin/users/{user}/tokens/{token_id}": dict[str, Any],
-    "DELETE /v1/admin/users/{user}/tokens": dict[str, Any],
-    "GET /v1/admin/datasets": AdminDatasetList,
-    "POST /v1/admin/datasets": dict[str, Any],
-    "GET /v1/admin/datasets/{name}": dict[str, Any],
-    "DELETE /v1/admin/datasets/{name}": dict[str, Any],
-    "GET /v1/admin/grants": GrantList,
-    "POST /v1/admin/grants": GrantView,
-    "PUT /v1/admin/grants/{user}/{dataset}": GrantView,
-    "DELETE /v1/admin/grants/{user}/{dataset}": dict[str, Any],
-    "GET /v1/admin/archive": ArchivePage,
-    "GET /v1/admin/log": EventPage,
+    "GET /v1/admin/plugins": admin.PluginList,
+    "GET /v1/admin/users": admin.UserList,
+    "POST /v1/admin/users": admin.UserView,
+    "DELETE /v1/admin/users/{user}": admin.UserRemoved,
+    "POST /v1/admin/users/{user}/suspend": admin.UserView,
+    "POST /v1/admin/users/{user}/resume": admin.UserView,
+    "POST /v1/admin/users/{user}/tokens": admin.IssuedToken,
+    "GET /v1/admin/users/{user}/tokens": admin.TokenList,
+    "DELETE /v1/admin/users/{user}/tokens/{token_id}": admin.TokenRevoked,
+    "DELETE /v1/admin/users/{user}/tokens": admin.TokensRevoked,
+    "GET /v1/admin/datasets": admin.AdminDatasetList,
+    "POST /v1/admin/datasets": DatasetDescription,
+    "GET /v1/admin/datasets/{name}": DatasetDescription,
+    "DELETE /v1/admin/datasets/{name}": admin.DatasetRemoved,
+    "GET /v1/admin/grants": admin.GrantList,
+    "POST /v1/admin/grants": admin.GrantCreated,
+    "PUT /v1/admin/grants/{user}/{dataset}": admin.GrantView,
+    "DELETE /v1/admin/grants/{user}/{dataset}": admin.GrantRevoked,
+    "GET /v1/admin/archive": admin.AdminQueryPage,
+    "GET /v1/admin/log": admin.AdminEventPage,
 }
 
 _EXAMPLE_BUDGET = {"epsilon": 0.5, "delta": 0.0}

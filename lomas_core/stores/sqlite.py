@@ -2,7 +2,8 @@
 
 Config::
 
-    store: {name: sqlite, options: {path: ./lomas.db, busy_timeout_seconds: 30}}
+    store: {name: sqlite, options: {path: ./lomas.db, busy_timeout_seconds: 30,
+                                    token_last_used_seconds: 60}}
 
 ``path`` is relative to the config file's folder. Budgets are exact decimal text; the charge is one
 conditional ``UPDATE`` plus the pending archive insert inside one ``BEGIN IMMEDIATE`` transaction
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
+from lomas_core.admin_log import note_ids
 from lomas_core.budget import Budget
 from lomas_core.errors import (
     AccessDenied,
@@ -38,6 +40,8 @@ from lomas_core.models import (
     QueryStatus,
     TokenInfo,
     User,
+    new_dataset_id,
+    new_grant_id,
     new_token_id,
     new_user_id,
     utcnow,
@@ -63,6 +67,7 @@ from lomas_core.stores.sqlite_rows import (
     record_params,
 )
 from lomas_core.stores.state import Token, build_state, format_time, parse_state, parse_time
+from lomas_core.tokens import LAST_USED_SECONDS, LastUsed
 
 __all__ = ["INTERRUPTED", "SQLiteStore", "parse_options", "recovery_grace"]
 
@@ -73,10 +78,7 @@ log = logging.getLogger("lomas.stores.sqlite")
 _USER_MATCH = ("(:u IS NULL OR user_id = (SELECT id FROM users WHERE name = :u) "
                "OR (user = :u AND NOT EXISTS (SELECT 1 FROM users WHERE name = :u)))")
 
-#: ``last_used_at`` is refreshed at most this often (so authentication rarely writes).
-_LAST_USED_RESOLUTION = timedelta(seconds=60)
-
-_OPTIONS = {"path", "busy_timeout_seconds", "recovery_grace_seconds"}
+_OPTIONS = {"path", "busy_timeout_seconds", "recovery_grace_seconds", "token_last_used_seconds"}
 
 #: The error of a query whose server died while it ran (the charge stays).
 INTERRUPTED = ChargedFailure("The server stopped while this query was being answered; "
@@ -115,9 +117,11 @@ class SQLiteStore(BudgetStore):
     name = "sqlite"
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,
-                 recovery_grace_seconds: float = 600.0, create: bool = False) -> None:
+                 recovery_grace_seconds: float = 600.0, create: bool = False,
+                 token_last_used_seconds: float = LAST_USED_SECONDS) -> None:
         self.path = Path(path)
         self.recovery_grace_seconds = recovery_grace_seconds
+        self.last_used = LastUsed(self._write_last_used, token_last_used_seconds)
         self.db = SQLiteDatabase(self.path, busy_timeout=busy_timeout, create=create)
         self.recover()
 
@@ -154,11 +158,24 @@ class SQLiteStore(BudgetStore):
         return User(name=row["name"], is_admin=bool(row["is_admin"]), suspended=bool(row["suspended"]),
                     id=row["id"])
 
-    def add_user(self, user: User) -> None:
+    def _log(self, c: sqlite3.Connection, event: AdminEvent | None) -> None:
+        """Write ``event`` in the transaction ``c`` of its change (both commit or neither)."""
+        if event is None:
+            return
+        self._step("admin:changed")
+        c.execute("INSERT INTO admin_log (id, at, actor, action, target, before, after) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                  (event.id, format_time(event.at), event.actor, event.action, event.target,
+                   dump_json(event.before), dump_json(event.after)))
+
+    def add_user(self, user: User, *, event: AdminEvent | None = None) -> None:
+        uid = user.id or new_user_id()
         try:
             with self.db.write() as c:
                 c.execute("INSERT INTO users (name, is_admin, suspended, id) VALUES (?, ?, ?, ?)",
-                          (user.name, int(user.is_admin), int(user.suspended), new_user_id()))
+                          (user.name, int(user.is_admin), int(user.suspended), uid))
+                note_ids(event, id=uid)
+                self._log(c, event)
         except sqlite3.IntegrityError:
             raise Conflict(f"user '{user.name}' already exists") from None
 
@@ -172,24 +189,28 @@ class SQLiteStore(BudgetStore):
         rows = self.db.execute("SELECT name, is_admin, suspended, id FROM users ORDER BY name")
         return [self._user(r) for r in rows]
 
-    def remove_user(self, name: str) -> None:
+    def remove_user(self, name: str, *, event: AdminEvent | None = None) -> None:
         with self.db.write() as c:
             if c.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
                 raise NotFound(f"user '{name}' does not exist")
             c.execute("DELETE FROM tokens WHERE user = ?", (name,))
             c.execute("DELETE FROM grants WHERE user = ?", (name,))
+            self._log(c, event)
 
-    def set_suspended(self, name: str, suspended: bool) -> User:
+    def set_suspended(self, name: str, suspended: bool, *,
+                      event: AdminEvent | None = None) -> User:
         with self.db.write() as c:
             row = c.execute("SELECT name, is_admin, suspended, id FROM users WHERE name = ?",
                             (name,)).fetchone()
             if row is None:
                 raise NotFound(f"user '{name}' does not exist")
             c.execute("UPDATE users SET suspended = ? WHERE name = ?", (int(suspended), name))
+            self._log(c, event)
         return self._user(row)
 
-    def add_token(self, user: str, token_hash: str, *, expires_at: datetime | None = None) -> str:
-        token_id = new_token_id()
+    def add_token(self, user: str, token_hash: str, *, expires_at: datetime | None = None,
+                  token_id: str | None = None, event: AdminEvent | None = None) -> str:
+        token_id = token_id or new_token_id()
         with self.db.write() as c:
             if c.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is None:
                 raise NotFound(f"user '{user}' does not exist")
@@ -200,9 +221,11 @@ class SQLiteStore(BudgetStore):
                            format_time(expires_at) if expires_at else None))
             except sqlite3.IntegrityError:
                 raise Conflict("this token is already registered") from None
+            self._log(c, event)
         return token_id
 
     def list_tokens(self, user: str) -> list[TokenInfo]:
+        self.last_used.flush()
         with self.db.read() as c:
             if c.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is None:
                 raise NotFound(f"user '{user}' does not exist")
@@ -212,14 +235,19 @@ class SQLiteStore(BudgetStore):
                           **{k: parse_time(r[k]) if r[k] else None
                              for k in ("created_at", "expires_at", "last_used_at")}) for r in rows]
 
-    def revoke_token(self, user: str, token_id: str) -> None:
+    def revoke_token(self, user: str, token_id: str, *, event: AdminEvent | None = None) -> None:
         with self.db.write() as c:
             if c.execute("DELETE FROM tokens WHERE user = ? AND id = ?", (user, token_id)).rowcount == 0:
                 raise NotFound(f"user '{user}' has no token '{token_id[:40]}'")
+            self._log(c, event)
 
-    def revoke_tokens(self, user: str) -> int:
+    def revoke_tokens(self, user: str, *, event: AdminEvent | None = None) -> int:
         with self.db.write() as c:
-            return int(c.execute("DELETE FROM tokens WHERE user = ?", (user,)).rowcount)
+            count = int(c.execute("DELETE FROM tokens WHERE user = ?", (user,)).rowcount)
+            if event is not None and event.after is not None:
+                event.after["count"] = count
+            self._log(c, event)
+        return count
 
     def user_for_token(self, token_hash: str) -> User | None:
         now = utcnow()
@@ -229,79 +257,103 @@ class SQLiteStore(BudgetStore):
             "AND (t.expires_at IS NULL OR t.expires_at > ?)", (token_hash, format_time(now)))
         if not rows:
             return None
-        stale = format_time(now - _LAST_USED_RESOLUTION)
-        if rows[0]["last_used_at"] is None or rows[0]["last_used_at"] < stale:
-            # At most one write a minute per token: authentication stays a read.
-            with self.db.write() as c:
-                c.execute("UPDATE tokens SET last_used_at = ? WHERE hash = ?",
-                          (format_time(now), token_hash))
+        last = rows[0]["last_used_at"]
+        self.last_used.touch(token_hash, parse_time(last) if last else None, now)  # no write here
         return self._user(rows[0])
 
-    # -- datasets -----------------------------------------------------------------------------------
-    def put_dataset(self, dataset: DatasetDescription, *, replace: bool = False) -> None:
-        text = dataset.model_dump_json()
+    def _write_last_used(self, token_hash: str, when: datetime) -> None:
+        stamp = format_time(when)
         with self.db.write() as c:
-            if replace:
-                c.execute("INSERT INTO datasets (name, description) VALUES (?, ?) ON CONFLICT (name) "
-                          "DO UPDATE SET description = excluded.description", (dataset.name, text))
-                return
+            c.execute("UPDATE tokens SET last_used_at = ? WHERE hash = ? "
+                      "AND (last_used_at IS NULL OR last_used_at < ?)", (stamp, token_hash, stamp))
+
+    # -- datasets -----------------------------------------------------------------------------------
+    @staticmethod
+    def _dataset(row: sqlite3.Row) -> DatasetDescription:
+        return DatasetDescription.model_validate_json(row["description"]).model_copy(
+            update={"id": row["id"]})
+
+    def put_dataset(self, dataset: DatasetDescription, *, replace: bool = False,
+                    event: AdminEvent | None = None) -> None:
+        text = dataset.model_dump_json(exclude={"id"})
+        with self.db.write() as c:
             try:
-                c.execute("INSERT INTO datasets (name, description) VALUES (?, ?)", (dataset.name, text))
+                # A replaced description keeps its dataset's id.
+                c.execute("INSERT INTO datasets (name, description, id) VALUES (?, ?, ?)"
+                          + (" ON CONFLICT (name) DO UPDATE SET description = excluded.description"
+                             if replace else ""),
+                          (dataset.name, text, dataset.id or new_dataset_id()))
             except sqlite3.IntegrityError:
                 raise Conflict(f"dataset '{dataset.name}' already exists") from None
+            row = c.execute("SELECT id FROM datasets WHERE name = ?", (dataset.name,)).fetchone()
+            note_ids(event, id=row["id"])
+            self._log(c, event)
 
     def get_dataset(self, name: str) -> DatasetDescription:
-        rows = self.db.execute("SELECT description FROM datasets WHERE name = ?", (name,))
+        rows = self.db.execute("SELECT description, id FROM datasets WHERE name = ?", (name,))
         if not rows:
             raise NotFound(f"dataset '{name}' does not exist")
-        return DatasetDescription.model_validate_json(rows[0]["description"])
+        return self._dataset(rows[0])
 
     def list_datasets(self) -> list[DatasetDescription]:
-        rows = self.db.execute("SELECT description FROM datasets ORDER BY name")
-        return [DatasetDescription.model_validate_json(r["description"]) for r in rows]
+        rows = self.db.execute("SELECT description, id FROM datasets ORDER BY name")
+        return [self._dataset(r) for r in rows]
 
-    def remove_dataset(self, name: str) -> None:
+    def remove_dataset(self, name: str, *, event: AdminEvent | None = None) -> None:
         with self.db.write() as c:
             if c.execute("DELETE FROM datasets WHERE name = ?", (name,)).rowcount == 0:
                 raise NotFound(f"dataset '{name}' does not exist")
             c.execute("DELETE FROM grants WHERE dataset = ?", (name,))
+            self._log(c, event)
 
     # -- grants and budgets ------------------------------------------------------------------------
-    def grant(self, user: str, dataset: str, initial: Budget, *, reset_spent: bool = False) -> None:
+    def grant(self, user: str, dataset: str, initial: Budget, *, reset_spent: bool = False,
+              event: AdminEvent | None = None) -> None:
         with self.db.write() as c:
             owner = c.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()
             if owner is None:
                 raise NotFound(f"user '{user}' does not exist")
-            if c.execute("SELECT 1 FROM datasets WHERE name = ?", (dataset,)).fetchone() is None:
+            ds = c.execute("SELECT id FROM datasets WHERE name = ?", (dataset,)).fetchone()
+            if ds is None:
                 raise NotFound(f"dataset '{dataset}' does not exist")
-            old = c.execute("SELECT active FROM grants WHERE user = ? AND dataset = ?",
+            old = c.execute("SELECT active, id FROM grants WHERE user = ? AND dataset = ?",
                             (user, dataset)).fetchone()
             if old is not None and old["active"]:
                 raise Conflict(f"user '{user}' already has a grant on dataset '{dataset}'")
             if old is None:
+                gid = new_grant_id()
                 c.execute(f"INSERT INTO grants ({GRANT_COLUMNS}, user_id) "
-                          "VALUES (?, ?, ?, ?, '0', '0', 1, ?)",
-                          (user, dataset, str(initial.epsilon), str(initial.delta), owner["id"]))
-                return
-            # A re-grant: the pair's lifetime spend stays unless the admin resets it.
-            reset = ", spent_eps = '0', spent_delta = '0'" if reset_spent else ""
-            c.execute(f"UPDATE grants SET initial_eps = ?, initial_delta = ?, active = 1{reset} "
-                      "WHERE user = ? AND dataset = ?",
-                      (str(initial.epsilon), str(initial.delta), user, dataset))
+                          "VALUES (?, ?, ?, ?, '0', '0', 1, ?, ?, ?)",
+                          (user, dataset, str(initial.epsilon), str(initial.delta), gid, ds["id"],
+                           owner["id"]))
+            else:
+                # A re-grant: the pair's lifetime spend stays unless the admin resets it. (A
+                # revoked grant has no query running here: charge, archive and release are one
+                # transaction each, and a refund never takes spent below zero.)
+                gid = old["id"]
+                reset = ", spent_eps = '0', spent_delta = '0'" if reset_spent else ""
+                c.execute(f"UPDATE grants SET initial_eps = ?, initial_delta = ?, active = 1{reset} "
+                          "WHERE user = ? AND dataset = ?",
+                          (str(initial.epsilon), str(initial.delta), user, dataset))
+            note_ids(event, id=gid, dataset_id=ds["id"])
+            self._log(c, event)
 
-    def revoke(self, user: str, dataset: str) -> None:
+    def revoke(self, user: str, dataset: str, *, event: AdminEvent | None = None) -> None:
         with self.db.write() as c:
             if c.execute("UPDATE grants SET active = 0 WHERE user = ? AND dataset = ? AND active = 1",
                          (user, dataset)).rowcount == 0:
                 raise NotFound(f"user '{user}' has no grant on dataset '{dataset}'")
+            self._log(c, event)
 
-    def set_initial_budget(self, user: str, dataset: str, initial: Budget) -> None:
+    def set_initial_budget(self, user: str, dataset: str, initial: Budget, *,
+                           event: AdminEvent | None = None) -> None:
         with self.db.write() as c:
             cur = c.execute("UPDATE grants SET initial_eps = ?, initial_delta = ? "
                             "WHERE user = ? AND dataset = ? AND active = 1",
                             (str(initial.epsilon), str(initial.delta), user, dataset))
             if cur.rowcount == 0:
                 raise NotFound(f"user '{user}' has no grant on dataset '{dataset}'")
+            self._log(c, event)
 
     def get_grant(self, user: str, dataset: str, *, include_revoked: bool = False) -> Grant | None:
         rows = self.db.execute(f"SELECT {GRANT_COLUMNS} FROM grants WHERE user = ? AND dataset = ? "
@@ -331,7 +383,7 @@ class SQLiteStore(BudgetStore):
                 "AND dec_le(dec_add(spent_eps, :e), initial_eps) "
                 "AND NOT EXISTS (SELECT 1 FROM users WHERE name = :u AND suspended = 1) "
                 "AND dec_le(dec_add(spent_delta, :d), initial_delta) "
-                "RETURNING initial_eps, initial_delta, spent_eps, spent_delta, user_id",
+                "RETURNING initial_eps, initial_delta, spent_eps, spent_delta, user_id, dataset_id",
                 {"e": e, "d": d, "u": record.user, "ds": record.dataset}).fetchone()
             if row is None:
                 self._refuse(c, record)
@@ -340,7 +392,8 @@ class SQLiteStore(BudgetStore):
                          - budget(row["spent_eps"], row["spent_delta"]))
             stored = record.model_copy(update={"status": "pending", "remaining": remaining,
                                                "completed_at": None, "result": None, "error": None,
-                                               "user_id": row["user_id"]})
+                                               "user_id": row["user_id"],
+                                               "dataset_id": row["dataset_id"]})
             try:
                 c.execute(INSERT_RECORD, record_params(stored))
             except sqlite3.IntegrityError as exc:
@@ -354,6 +407,7 @@ class SQLiteStore(BudgetStore):
         record.status = "pending"
         record.remaining = remaining
         record.user_id = stored.user_id
+        record.dataset_id = stored.dataset_id
         return remaining
 
     @staticmethod
@@ -457,10 +511,7 @@ class SQLiteStore(BudgetStore):
     # -- the admin audit log -------------------------------------------------------------------------
     def add_admin_event(self, event: AdminEvent) -> None:
         with self.db.write() as c:
-            c.execute("INSERT INTO admin_log (id, at, actor, action, target, before, after) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      (event.id, format_time(event.at), event.actor, event.action, event.target,
-                       dump_json(event.before), dump_json(event.after)))
+            self._log(c, event)
 
     def list_admin_events(self, *, cursor: str | None = None,
                           limit: int = 100) -> tuple[list[AdminEvent], str | None]:
@@ -488,15 +539,15 @@ class SQLiteStore(BudgetStore):
                             expires_at=r["expires_at"], last_used_at=r["last_used_at"])
                       for r in c.execute("SELECT user, hash, id, created_at, expires_at, last_used_at "
                                          "FROM tokens ORDER BY user, hash")]
-            datasets = [DatasetDescription.model_validate_json(r["description"])
-                        for r in c.execute("SELECT description FROM datasets ORDER BY name")]
+            datasets = [self._dataset(r)
+                        for r in c.execute("SELECT description, id FROM datasets ORDER BY name")]
             grants = [grant_from_row(r) for r in  # revoked ones too: their spend is kept
                       c.execute(f"SELECT {GRANT_COLUMNS} FROM grants ORDER BY user, dataset")]
             archive = [record_from_row(r) for r in
                        c.execute(f"SELECT {RECORD_COLUMNS} FROM archive ORDER BY created_at, seq")]
         return build_state(users, tokens, datasets, grants, archive)
 
-    def import_state(self, state: dict[str, Any]) -> None:
+    def import_state(self, state: dict[str, Any], *, event: AdminEvent | None = None) -> None:
         parsed = parse_state(state)
         with self.db.write() as c:
             for table in ("users", "tokens", "datasets", "grants", "archive"):
@@ -510,17 +561,26 @@ class SQLiteStore(BudgetStore):
                               "VALUES (?, ?, ?, ?, ?, ?)",
                               [(t.hash, t.user, t.id, t.created_at, t.expires_at, t.last_used_at)
                                for t in parsed.tokens])
-                c.executemany("INSERT INTO datasets (name, description) VALUES (?, ?)",
-                              [(d.name, d.model_dump_json()) for d in parsed.datasets])
+                c.executemany("INSERT INTO datasets (name, description, id) VALUES (?, ?, ?)",
+                              [(d.name, d.model_dump_json(exclude={"id"}), d.id or new_dataset_id())
+                               for d in parsed.datasets])
                 c.executemany(f"INSERT INTO grants ({GRANT_COLUMNS}, user_id) "
-                              "VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT id FROM users WHERE name = ?))",
+                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                              "(SELECT id FROM datasets WHERE name = ?), "
+                              "(SELECT id FROM users WHERE name = ?))",
                               [(g.user, g.dataset, str(g.initial.epsilon), str(g.initial.delta),
-                                str(g.spent.epsilon), str(g.spent.delta), int(g.active), g.user)
+                                str(g.spent.epsilon), str(g.spent.delta), int(g.active),
+                                g.id or new_grant_id(), g.dataset, g.user)
                                for g in parsed.grants])
                 c.executemany(INSERT_RECORD, [record_params(r) for r in parsed.archive])
-                # A state from before user ids: records belong to the current user of their name.
+                # A state from before user (dataset) ids: records belong to the current user
+                # (dataset) of their name.
                 c.execute("UPDATE archive SET user_id = (SELECT id FROM users WHERE name = archive.user) "
                           "WHERE user_id IS NULL")
+                c.execute("UPDATE archive SET dataset_id = "
+                          "(SELECT id FROM datasets WHERE name = archive.dataset) "
+                          "WHERE dataset_id IS NULL")
+                self._log(c, event)
             except sqlite3.IntegrityError as exc:
                 raise InvalidRequest(f"the state is inconsistent: {exc}") from None
 
@@ -532,4 +592,8 @@ class SQLiteStore(BudgetStore):
         self.db.execute("SELECT 1 FROM meta LIMIT 1")
 
     def close(self) -> None:
+        try:
+            self.last_used.flush()
+        except Exception:  # noqa: BLE001 - shutdown is best effort
+            log.debug("sqlite store %s: recording tokens' last use at shutdown failed", self.path)
         self.db.close()

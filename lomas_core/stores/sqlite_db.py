@@ -34,7 +34,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteDatabase", "dec_add", "dec_le", "dec_sub_flo
 
 log = logging.getLogger("lomas.stores.sqlite")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _ADMIN_LOG = ("CREATE TABLE IF NOT EXISTS admin_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
               "id TEXT NOT NULL UNIQUE, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, "
@@ -66,6 +66,18 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX IF NOT EXISTS archive_user_id ON archive (user_id, seq)"),
     # 3 -> 4: the admin audit log (append-only).
     3: (_ADMIN_LOG,),
+    # 4 -> 5: stable dataset and grant identities. Grants and records belong to the dataset
+    # currently holding their name (the only knowledge there is).
+    4: ("ALTER TABLE datasets ADD COLUMN id TEXT",
+        "UPDATE datasets SET id = 'ds_' || lower(hex(randomblob(8))) WHERE id IS NULL",
+        "CREATE UNIQUE INDEX IF NOT EXISTS datasets_id ON datasets (id)",
+        "ALTER TABLE grants ADD COLUMN id TEXT",
+        "ALTER TABLE grants ADD COLUMN dataset_id TEXT",
+        "UPDATE grants SET id = 'grt_' || lower(hex(randomblob(8))), "
+        "dataset_id = (SELECT id FROM datasets WHERE datasets.name = grants.dataset)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS grants_id ON grants (id)",
+        "ALTER TABLE archive ADD COLUMN dataset_id TEXT",
+        "UPDATE archive SET dataset_id = (SELECT id FROM datasets WHERE datasets.name = archive.dataset)"),
 }
 
 #: sqlite error texts that mean the file is damaged, not busy.
@@ -80,13 +92,15 @@ CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, user TEXT NOT NULL, id
     created_at TEXT, expires_at TEXT, last_used_at TEXT);
 CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user);
 CREATE UNIQUE INDEX IF NOT EXISTS tokens_id ON tokens (id);
-CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, description TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, description TEXT NOT NULL, id TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS datasets_id ON datasets (id);
 CREATE TABLE IF NOT EXISTS grants (
     user TEXT NOT NULL, dataset TEXT NOT NULL,
     initial_eps TEXT NOT NULL, initial_delta TEXT NOT NULL,
     spent_eps TEXT NOT NULL, spent_delta TEXT NOT NULL,
-    user_id TEXT, active INTEGER NOT NULL DEFAULT 1,
+    user_id TEXT, active INTEGER NOT NULL DEFAULT 1, id TEXT, dataset_id TEXT,
     PRIMARY KEY (user, dataset));
+CREATE UNIQUE INDEX IF NOT EXISTS grants_id ON grants (id);
 CREATE TABLE IF NOT EXISTS archive (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -97,7 +111,7 @@ CREATE TABLE IF NOT EXISTS archive (
     created_at TEXT NOT NULL, completed_at TEXT,
     result TEXT, error TEXT,
     idempotency_key TEXT,
-    remaining_eps TEXT, remaining_delta TEXT, user_id TEXT);
+    remaining_eps TEXT, remaining_delta TEXT, user_id TEXT, dataset_id TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS archive_idempotency_id ON archive (user_id, idempotency_key);
 CREATE INDEX IF NOT EXISTS archive_user_id ON archive (user_id, seq);
 CREATE INDEX IF NOT EXISTS archive_order ON archive (created_at, seq);

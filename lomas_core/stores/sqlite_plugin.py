@@ -23,9 +23,11 @@ def lomas_make_store(name: str, options: Mapping[str, Any], context: PluginConte
     if name != "sqlite":
         return None
     from lomas_core.stores.sqlite import SQLiteStore, parse_options, recovery_grace
+    from lomas_core.tokens import last_used_seconds
 
     path, timeout = parse_options(options, context.config.resolve_path)
     store = SQLiteStore(path, busy_timeout=timeout, recovery_grace_seconds=recovery_grace(options),
-                        create=context.create_store)
+                        create=context.create_store,
+                        token_last_used_seconds=last_used_seconds(options, "sqlite"))
     context.logger.info("sqlite store at %s", path)
     return store

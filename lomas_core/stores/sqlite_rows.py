@@ -23,10 +23,11 @@ __all__ = [
     "record_params",
 ]
 
-GRANT_COLUMNS = "user, dataset, initial_eps, initial_delta, spent_eps, spent_delta, active"
+GRANT_COLUMNS = ("user, dataset, initial_eps, initial_delta, spent_eps, spent_delta, active, id, "
+                 "dataset_id")
 RECORD_COLUMNS = ("id, user, dataset, engine, request, cost_eps, cost_delta, status, created_at, "
                   "completed_at, result, error, idempotency_key, remaining_eps, remaining_delta, "
-                  "user_id")
+                  "user_id, dataset_id")
 
 
 def dump_json(value: Any) -> str | None:
@@ -44,7 +45,8 @@ def budget(eps: str, delta: str) -> Budget:
 def grant_from_row(row: sqlite3.Row) -> Grant:
     return Grant(user=row["user"], dataset=row["dataset"],
                  initial=budget(row["initial_eps"], row["initial_delta"]),
-                 spent=budget(row["spent_eps"], row["spent_delta"]), active=bool(row["active"]))
+                 spent=budget(row["spent_eps"], row["spent_delta"]), active=bool(row["active"]),
+                 id=row["id"], dataset_id=row["dataset_id"])
 
 
 def record_from_row(row: sqlite3.Row) -> ArchiveRecord:
@@ -57,7 +59,8 @@ def record_from_row(row: sqlite3.Row) -> ArchiveRecord:
         status=row["status"], created_at=parse_time(row["created_at"]),
         completed_at=parse_time(row["completed_at"]) if row["completed_at"] else None,
         result=load_json(row["result"]), error=load_json(row["error"]),
-        idempotency_key=row["idempotency_key"], remaining=remaining, user_id=row["user_id"])
+        idempotency_key=row["idempotency_key"], remaining=remaining, user_id=row["user_id"],
+        dataset_id=row["dataset_id"])
 
 
 def record_params(r: ArchiveRecord) -> tuple[Any, ...]:
@@ -66,7 +69,7 @@ def record_params(r: ArchiveRecord) -> tuple[Any, ...]:
             str(r.cost.delta), r.status, format_time(r.created_at),
             format_time(r.completed_at) if r.completed_at else None, dump_json(r.result), dump_json(r.error),
             r.idempotency_key, str(rem.epsilon) if rem else None, str(rem.delta) if rem else None,
-            r.user_id)
+            r.user_id, r.dataset_id)
 
 
-INSERT_RECORD = f"INSERT INTO archive ({RECORD_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+INSERT_RECORD = f"INSERT INTO archive ({RECORD_COLUMNS}) VALUES ({', '.join('?' * 17)})"

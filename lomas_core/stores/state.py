@@ -120,13 +120,15 @@ def budget_from_state(value: Any) -> Budget:
 def grant_to_state(grant: Grant) -> dict[str, Any]:
     return {"user": grant.user, "dataset": grant.dataset,
             "initial": budget_to_state(grant.initial), "spent": budget_to_state(grant.spent),
-            "active": grant.active}
+            "active": grant.active, "id": grant.id, "dataset_id": grant.dataset_id}
 
 
 def grant_from_state(value: dict[str, Any]) -> Grant:
     return Grant(user=str(value["user"]), dataset=str(value["dataset"]),
                  initial=budget_from_state(value["initial"]), spent=budget_from_state(value["spent"]),
-                 active=bool(value.get("active", True)))
+                 active=bool(value.get("active", True)),
+                 id=str(value["id"]) if value.get("id") else None,
+                 dataset_id=str(value["dataset_id"]) if value.get("dataset_id") else None)
 
 
 def record_to_state(record: ArchiveRecord) -> dict[str, Any]:
@@ -146,6 +148,7 @@ def record_to_state(record: ArchiveRecord) -> dict[str, Any]:
         "idempotency_key": record.idempotency_key,
         "remaining": budget_to_state(record.remaining) if record.remaining is not None else None,
         "user_id": record.user_id,
+        "dataset_id": record.dataset_id,
     }
 
 
@@ -171,6 +174,7 @@ def record_from_state(value: dict[str, Any]) -> ArchiveRecord:
         idempotency_key=str(key) if key is not None else None,
         remaining=budget_from_state(remaining) if remaining is not None else None,
         user_id=str(value["user_id"]) if value.get("user_id") else None,
+        dataset_id=str(value["dataset_id"]) if value.get("dataset_id") else None,
     )
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from admin_testdata import QUERY, STORES, harness_on, run_cli
+from admin_testdata import FRAME, META, QUERY, STORES, harness_on, run_cli
 
 from lomas_core.testing.harness import LomasHarness
 from lomas_core.testing.mongo import mongodb_uri  # noqa: F401 - fixture
@@ -69,3 +70,50 @@ def test_the_log_endpoint_needs_the_admin_role(h: LomasHarness) -> None:
     token = h.add_user("eve")
     with h.client(token) as c:
         assert c.get("/v1/admin/log").status_code == 403
+
+
+def test_the_api_shows_dataset_and_grant_ids_and_logs_them(h: LomasHarness) -> None:
+    token = h.add_user("eve")
+    with h.client(h.admin_token) as c:
+        first = c.get("/v1/admin/datasets/ds").json()["id"]
+        assert first.startswith("ds_")
+        grant = c.post("/v1/admin/grants", json={"user": "eve", "dataset": "ds", "epsilon": 1})
+        assert grant.status_code == 201
+        body = grant.json()
+        assert body["id"].startswith("grt_") and body["dataset_id"] == first
+        assert body["warnings"] == []  # SmartNoise-SQL is not enabled here
+        with h.client(token) as eve:
+            assert eve.post("/v1/datasets/ds/query", json=QUERY).status_code == 200
+        described = c.get("/v1/admin/datasets/ds").json()
+        assert c.delete("/v1/admin/datasets/ds").json() == {"deleted": "ds", "id": first}
+        described.pop("id")
+        again = c.post("/v1/admin/datasets", json={**described, "id": "ds_forged"})
+        assert again.status_code == 201 and again.json()["id"] not in (first, "ds_forged")
+        queries = c.get("/v1/admin/archive", params={"dataset": "ds"}).json()["queries"]
+        assert [q["dataset_id"] for q in queries] == [first]  # the old dataset's record
+        events = c.get("/v1/admin/log").json()["events"]
+    removed = next(e for e in events if e["action"] == "dataset.remove")
+    added = [e for e in events if e["action"] == "dataset.put"][-1]
+    assert removed["before"]["id"] == first and added["after"]["id"] == again.json()["id"]
+    granted = next(e for e in events if e["action"] == "grant.add")
+    assert granted["after"]["id"] == body["id"] and granted["after"]["dataset_id"] == first
+
+
+def test_granting_delta_0_warns_in_the_api_response_when_smartnoise_is_enabled(
+        tmp_path: Path) -> None:
+    pytest.importorskip("lomas_engine_smartnoise_sql")
+    harness = LomasHarness(tmp_path, engines={"toy_count": {}, "smartnoise_sql": {}})
+    try:
+        harness.add_dataset("ds", FRAME, META)
+        harness.add_user("eve")
+        with harness.client(harness.admin_token) as c:
+            r = c.post("/v1/admin/grants", json={"user": "eve", "dataset": "ds", "epsilon": 1})
+            assert r.status_code == 201
+            [warning] = r.json()["warnings"]
+            assert "SmartNoise-SQL" in warning and "cost()" in warning and '"delta"' in warning
+            c.delete("/v1/admin/grants/eve/ds")
+            r = c.post("/v1/admin/grants", json={"user": "eve", "dataset": "ds", "epsilon": 1,
+                                                 "delta": 1e-4})
+            assert r.status_code == 201 and r.json()["warnings"] == []
+    finally:
+        harness.close()

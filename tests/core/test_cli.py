@@ -111,8 +111,9 @@ def test_dataset_add_resolves_paths_and_validates(cli: Cli, deployment: Path, tm
     shown = cli.json("admin", "dataset", "show", "small")
     assert shown["options"]["path"] == str((tmp_path / "data" / "small.csv").resolve())
     assert shown["metadata"]["columns"]["x"]["upper"] == 9
-    assert cli.json("admin", "dataset", "list") == {"datasets": [
-        {"name": "small", "adapter": "local", "description": "three rows"}]}
+    listed = cli.json("admin", "dataset", "list")["datasets"]
+    assert listed == [{"name": "small", "id": shown["id"], "adapter": "local",
+                       "description": "three rows"}] and shown["id"].startswith("ds_")
     _, err = cli("admin", "dataset", "add", str(tmp_path / "small.yaml"), expect=1)
     assert "already exists" in err
     cli("admin", "dataset", "add", str(tmp_path / "small.yaml"), "--replace")
@@ -186,6 +187,7 @@ def test_grants_budgets_and_archive(cli: Cli, deployment: Path, tmp_path: Path) 
     archive = cli.json("admin", "archive", "show", "alice")["queries"]
     assert len(archive) == 10 and {r["status"] for r in archive} == {"pending"}
     assert archive[0]["epsilon"] == 0.1 and archive[0]["dataset"] == "small"
+    assert archive[0]["dataset_id"].startswith("ds_") and archive[0]["user_id"].startswith("usr_")
     assert cli.json("admin", "archive", "show", "alice", "other") == {"queries": []}
 
     cli("admin", "revoke", "alice", "small")

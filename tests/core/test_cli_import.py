@@ -141,3 +141,42 @@ def test_copy_between_two_sqlite_stores(setup: Path, tmp_path: Path,
     assert rc == 1 and "[conflict]" in err
     rc, _, err = _run(capsys, "admin", "copy", "--config", str(setup))
     assert rc == 2
+
+
+def _log(config: Path) -> list[dict[str, object]]:
+    store = make_store(load_config(config))
+    try:
+        return [e.view() for e in store.list_admin_events(limit=1000)[0]]
+    finally:
+        store.close()
+
+
+def test_dataset_import_and_copy_are_in_the_admin_log(setup: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    config = setup
+    assert _run(capsys, "admin", "import", str(_write_import(tmp_path)), "--issue-tokens",
+                "--config", str(config))[0] == 0
+    rc, out, _ = _run(capsys, "admin", "dataset", "remove", "b", "--config", str(config))
+    assert rc == 0
+    assert _run(capsys, "admin", "dataset", "add", str(tmp_path / "b.yaml"), "--config",
+                str(config))[0] == 0
+    events = _log(config)
+    assert [(e["action"], e["target"]) for e in events] == [
+        ("user.add", "user:alice"), ("user.add", "user:carol"), ("dataset.put", "dataset:b"),
+        ("dataset.put", "dataset:a"), ("grant.add", "grant:alice/a"), ("grant.add", "grant:alice/b"),
+        ("token.issue", "user:alice"), ("token.issue", "user:carol"),
+        ("dataset.remove", "dataset:b"), ("dataset.put", "dataset:b")]
+    assert all(str(e["actor"]).startswith("cli:") for e in events)
+    first_b, removed, second_b = events[2]["after"], events[8]["before"], events[9]["after"]
+    assert isinstance(first_b, dict) and isinstance(removed, dict) and isinstance(second_b, dict)
+    # The re-added dataset is another one: the log tells them apart by id.
+    assert first_b["id"] == removed["id"] and second_b["id"] != first_b["id"]
+    assert removed["id"] in out
+    grant_b = events[5]["after"]
+    assert isinstance(grant_b, dict) and grant_b["dataset_id"] == first_b["id"]
+    target = _config(tmp_path, "copy")
+    assert _run(capsys, "admin", "copy", "--to", str(target), "--config", str(config))[0] == 0
+    copied = _log(target)
+    assert [e["action"] for e in copied] == ["state.copy"]  # the source's log is not copied
+    after = copied[0]["after"]
+    assert isinstance(after, dict) and after["users"] == 2 and after["datasets"] == 2

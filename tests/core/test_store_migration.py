@@ -11,7 +11,7 @@ import pytest
 from lomas_core.budget import Budget
 from lomas_core.config import Config, PluginConfig
 from lomas_core.errors import Suspended
-from lomas_core.models import AdminEvent, User
+from lomas_core.models import AdminEvent, DatasetDescription, User
 from lomas_core.plugins import make_store
 from lomas_core.store import BudgetStore
 from lomas_core.stores.sqlite_db import SCHEMA_VERSION
@@ -104,6 +104,17 @@ def test_a_version_1_sqlite_store_is_migrated(tmp_path: Path) -> None:
         store.add_user(User(name="gone"))
         assert store.find_by_idempotency_key("gone", "k9") is None
         assert store.list_archive(user="gone") == []
+        # Schema 5: datasets and grants get ids; old records point at the dataset of their name.
+        old = store.get_dataset("ds").id
+        grant = store.get_grant("alice", "ds")
+        assert old is not None and old.startswith("ds_")
+        assert grant is not None and grant.id and grant.id.startswith("grt_")
+        assert grant.dataset_id == old
+        assert store.get_record("q1").dataset_id == old
+        store.remove_dataset("ds")
+        store.put_dataset(DatasetDescription(name="ds"))
+        assert store.get_dataset("ds").id not in (None, old)
+        assert store.get_record("q1").dataset_id == old  # not confused with the new one
     finally:
         store.close()
     raw = sqlite3.connect(path)
@@ -133,17 +144,22 @@ def old_mongo(mongodb_uri: str) -> Iterator[dict[str, str]]:  # noqa: F811
                              {"_id": "root", "name": "root", "is_admin": True}])
     db["tokens"].insert_many([{"_id": hash_token(TOKEN), "user": "alice"},
                               {"_id": hash_token("other"), "user": "alice"}])
+    db["datasets"].insert_one({"_id": "old", "name": "old",
+                               "description": '{"name": "old", "adapter": "local"}'})
     client.close()
     yield {"uri": mongodb_uri, "database": name}
     drop_database(mongodb_uri, name)
 
 
 def test_a_mongodb_store_of_the_previous_version_is_migrated(old_mongo: dict[str, str]) -> None:
-    from lomas_core.models import DatasetDescription
-
     config = Config(store=PluginConfig(name="mongodb", options=dict(old_mongo)))
     store = make_store(config)
     try:
+        old = store.get_dataset("old").id
+        assert old is not None and old.startswith("ds_")
+        store.grant("alice", "old", Budget.of(1))
+        grant = store.get_grant("alice", "old")
+        assert grant is not None and grant.dataset_id == old and str(grant.id).startswith("grt_")
         store.put_dataset(DatasetDescription(name="ds"))
         store.grant("alice", "ds", Budget.of("1.0", "0"))
         store.charge(make_record(epsilon="0.25"))

@@ -90,13 +90,23 @@ class HttpAdapter(Adapter):
         timeout = httpx.Timeout(connect=self.opts.connect_timeout, read=self.opts.read_timeout,
                                 write=self.opts.read_timeout, pool=self.opts.connect_timeout)
         # Without a proxy every connection goes through the guarded transport (checked, pinned
-        # address). With trust_env the environment's proxy resolves names: each hop is checked
-        # by resolving it here first (see _precheck), which cannot pin the proxy's answer.
-        transport = None if self.opts.trust_env else GuardedTransport(self._policy,
-                                                                      verify=self.opts.verify)
+        # address); environment proxies are ignored. With a proxy (``proxy`` or ``trust_env``)
+        # the proxy resolves names: each hop is checked by host name and by resolving it here
+        # first (see _precheck), which cannot pin the proxy's answer.
+        transport = None if self.opts.proxied else GuardedTransport(self._policy,
+                                                                    verify=self.opts.verify)
         self._client = httpx.Client(timeout=timeout, follow_redirects=False,
                                     trust_env=self.opts.trust_env, verify=self.opts.verify,
-                                    transport=transport, headers={"User-Agent": _USER_AGENT})
+                                    transport=transport, proxy=self.opts.proxy,
+                                    headers={"User-Agent": _USER_AGENT})
+        #: Said in the admin log when the server starts (see lomas_core.admin_log).
+        self.startup_notices: list[str] = []
+        if self.opts.proxied:
+            via = "the proxy in 'proxy'" if self.opts.proxy else "the environment's proxy"
+            self.startup_notices.append(
+                f"adapters.http sends requests through {via}: destinations are checked by host "
+                "name (allowed_hosts/allowed_prefixes) and a local lookup, but the proxy resolves "
+                "the name itself, so the address it connects to is not pinned")
 
     # -- options --------------------------------------------------------------------------------
 
@@ -175,7 +185,7 @@ class HttpAdapter(Adapter):
         return headers
 
     def _precheck(self, dataset: str, url: str) -> None:
-        """With a proxy (trust_env): refuse a hop whose host resolves to a refused address."""
+        """With a proxy: refuse a hop whose host resolves to a refused address."""
         parts = urlsplit(url)
         try:
             resolve_checked(parts.hostname or "", parts.port or 443, self._policy)
@@ -205,7 +215,7 @@ class HttpAdapter(Adapter):
                 raise DatasetUnavailable(f"dataset '{dataset}': the source redirected to a "
                                          f"location the adapter may not read ({problem})")
             send = self._hop_headers(dataset, headers, current) if origin(current) == home else {}
-            if self.opts.trust_env:
+            if self.opts.proxied:
                 self._precheck(dataset, current)
             try:
                 request = self._client.build_request(method, current, headers=send)

@@ -55,16 +55,30 @@ class HttpAdapterOptions(BaseModel):
     allow_private_networks: bool = False
     #: Non-public networks (CIDR) the adapter may connect to anyway, e.g. [10.20.0.0/16].
     allowed_networks: list[str] = Field(default_factory=list)
-    #: Use proxy settings from the environment (HTTP_PROXY, ...). The proxy then resolves names: the
-    #: adapter checks the addresses before each request but cannot pin the connection.
+    #: Environment proxies (HTTP_PROXY, ...) are ignored unless this is true. With a proxy (this,
+    #: or ``proxy``) the proxy resolves names: destinations are checked by host name (allowed
+    #: hosts/prefixes) and a local resolution, but the proxy's connection cannot be pinned.
     trust_env: bool = False
+    #: An explicit proxy for every request (``http://host:port``; same caveat as ``trust_env``).
+    proxy: str | None = Field(default=None, max_length=2048)
     #: TLS verification: true, false, or a CA bundle path.
     verify: bool | str = True
 
     @model_validator(mode="after")
     def _networks(self) -> HttpAdapterOptions:
         self.policy()  # a CIDR that does not parse is a config error
+        if self.proxy is not None:
+            parts = urlsplit(self.proxy)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("'proxy' must be an http:// or https:// URL")
+            if parts.username or parts.password:
+                raise ValueError("'proxy' must not carry credentials")
         return self
+
+    @property
+    def proxied(self) -> bool:
+        """Whether requests go through a proxy (which then resolves the destination's name)."""
+        return self.trust_env or self.proxy is not None
 
     def policy(self) -> AddressPolicy:
         return AddressPolicy.from_options(self.allow_private_networks, self.allowed_networks,

@@ -85,6 +85,12 @@ class S3Adapter(Adapter):
                                        "will be refused", exc.message)
         self._filesystems: dict[str, s3fs.S3FileSystem] = {}
         self._lock = threading.Lock()
+        #: Said in the admin log when the server starts (see lomas_core.admin_log).
+        self.startup_notices: list[str] = []
+        if self.opts.proxy:
+            self.startup_notices.append(
+                "adapters.s3 sends requests through the proxy in 'proxy': endpoints are checked by "
+                "name only; the proxy resolves them, so the address it connects to is not pinned")
 
     # -- options --------------------------------------------------------------------------------
 
@@ -202,7 +208,11 @@ class S3Adapter(Adapter):
                               "read_timeout": self.opts.read_timeout,
                               "retries": {"max_attempts": self.opts.max_attempts, "mode": "standard"},
                               # Every connection goes to an address checked after resolution.
-                              "connector_args": {"resolver": GuardedResolver(self._policy)}},
+                              "connector_args": {"resolver": GuardedResolver(self._policy)},
+                              # Never the environment's proxies (botocore's default): only the
+                              # one configured, if any.
+                              "proxies": ({"http": self.opts.proxy, "https": self.opts.proxy}
+                                          if self.opts.proxy else {})},
         }
         if creds is not None:
             kwargs.update(key=creds.access_key_id, secret=creds.secret_access_key,

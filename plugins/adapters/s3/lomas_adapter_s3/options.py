@@ -44,10 +44,20 @@ class S3AdapterOptions(BaseModel):
     allow_private_networks: bool = False
     #: Non-public networks (CIDR) the adapter may connect to anyway, e.g. [10.20.0.0/16].
     allowed_networks: list[str] = Field(default_factory=list)
+    #: A proxy for every S3 request (``http://host:port``). Environment proxies (HTTPS_PROXY, ...)
+    #: are ignored. With a proxy, the proxy resolves the endpoint's name: destinations are
+    #: checked by endpoint name only, and the resolver's check applies to the proxy's address.
+    proxy: str | None = Field(default=None, max_length=2048)
 
     @model_validator(mode="after")
     def _networks(self) -> S3AdapterOptions:
         self.policy()  # a CIDR that does not parse is a config error
+        if self.proxy is not None:
+            parts = urlsplit(self.proxy)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("'proxy' must be an http:// or https:// URL")
+            if parts.username or parts.password:
+                raise ValueError("'proxy' must not carry credentials")
         return self
 
     def policy(self) -> AddressPolicy:

@@ -7,43 +7,40 @@ exact spent budget as integer limbs (see ``units.py``). The charge filters on ``
 
 from __future__ import annotations
 
-import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from lomas_core.admin_log import note_ids
 from lomas_core.budget import Budget
-from lomas_core.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
+from lomas_core.errors import Conflict, NotFound, StoreUnavailable
 from lomas_core.models import (
     AdminEvent,
     DatasetDescription,
     Grant,
     TokenInfo,
     User,
+    new_dataset_id,
+    new_grant_id,
     new_token_id,
     new_user_id,
     utcnow,
 )
-from lomas_core.store import MAX_PAGE, decode_cursor, encode_cursor
 from lomas_core.stores.state import format_time, parse_time
-from lomas_store_mongodb.base import MongoBase
+from lomas_store_mongodb.audit import AuditMixin, mark
 from lomas_store_mongodb.codec import (
     budget_from_doc,
     dataset_from_doc,
     dataset_to_doc,
-    dump_json,
     grant_id,
     is_active,
-    load_json,
 )
 
 __all__ = ["AdminMixin"]
 
 _SET_INITIAL_ATTEMPTS = 20
-#: ``last_used_at`` is refreshed at most this often (so authentication rarely writes).
-_LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 def user_from_doc(doc: dict[str, Any]) -> User:
@@ -57,15 +54,17 @@ def token_info(doc: dict[str, Any]) -> TokenInfo:
                         for k in ("created_at", "expires_at", "last_used_at")})
 
 
-class AdminMixin(MongoBase):
+class AdminMixin(AuditMixin):
     """The admin half of the store."""
 
     # -- users and tokens -------------------------------------------------------------------------
-    def add_user(self, user: User) -> None:
-        with self.guard("add_user"):
+    def add_user(self, user: User, *, event: AdminEvent | None = None) -> None:
+        uid = user.id or new_user_id()
+        note_ids(event, id=uid)
+        with self.guard("add_user"), self.audited(event, "users", {"uid": uid}):
             try:
                 self.users.insert_one({"_id": user.name, "name": user.name, "is_admin": user.is_admin,
-                                       "suspended": user.suspended, "uid": new_user_id()})
+                                       "suspended": user.suspended, "uid": uid})
             except DuplicateKeyError:
                 raise Conflict(f"user '{user.name}' already exists") from None
 
@@ -81,18 +80,25 @@ class AdminMixin(MongoBase):
             docs = list(self.users.find({}))
         return sorted((user_from_doc(d) for d in docs), key=lambda u: u.name)
 
-    def remove_user(self, name: str) -> None:
+    def remove_user(self, name: str, *, event: AdminEvent | None = None) -> None:
         with self.guard("remove_user"):
-            if self.users.count_documents({"_id": name}, limit=1) == 0:
+            doc = self.users.find_one({"_id": name}, {"uid": 1})
+            if doc is None:
                 raise NotFound(f"user '{name}' not found")
-            # Tokens first: a crash part-way leaves a user who can no longer authenticate.
-            self.tokens.delete_many({"user": name})
-            self.grants.delete_many({"user": name})
-            self.users.delete_one({"_id": name})
+            with self.audited(event, "users", {"uid": doc.get("uid"), "_id": name}, present=False,
+                              finish={"op": "remove_user", "name": name, "uid": doc.get("uid")}):
+                # Tokens first: a crash part-way leaves a user who can no longer authenticate.
+                self.tokens.delete_many({"user": name})
+                self.grants.delete_many({"user": name})
+                self._step("admin:removing")
+                self.users.delete_one({"_id": name})
 
-    def set_suspended(self, name: str, suspended: bool) -> User:
-        with self.guard("set_suspended"):
-            before = self.users.find_one_and_update({"_id": name}, {"$set": {"suspended": suspended}})
+    def set_suspended(self, name: str, suspended: bool, *,
+                      event: AdminEvent | None = None) -> User:
+        with self.guard("set_suspended"), \
+                self.audited(event, "users", {"_id": name, "_evts": event and event.id}):
+            before = self.users.find_one_and_update({"_id": name},
+                                                    {"$set": {"suspended": suspended}, **mark(event)})
             if before is None:
                 raise NotFound(f"user '{name}' not found")
             # The charge filters on the grant's copy of the flag: suspension is part of the one
@@ -100,9 +106,10 @@ class AdminMixin(MongoBase):
             self.grants.update_many({"user": name}, {"$set": {"suspended": suspended}})
         return user_from_doc(before)
 
-    def add_token(self, user: str, token_hash: str, *, expires_at: datetime | None = None) -> str:
-        token_id = new_token_id()
-        with self.guard("add_token"):
+    def add_token(self, user: str, token_hash: str, *, expires_at: datetime | None = None,
+                  token_id: str | None = None, event: AdminEvent | None = None) -> str:
+        token_id = token_id or new_token_id()
+        with self.guard("add_token"), self.audited(event, "tokens", {"tid": token_id}):
             if self.users.count_documents({"_id": user}, limit=1) == 0:
                 raise NotFound(f"user '{user}' not found")
             try:
@@ -115,6 +122,7 @@ class AdminMixin(MongoBase):
         return token_id
 
     def list_tokens(self, user: str) -> list[TokenInfo]:
+        self.last_used.flush()
         with self.guard("list_tokens"):
             if self.users.count_documents({"_id": user}, limit=1) == 0:
                 raise NotFound(f"user '{user}' not found")
@@ -122,14 +130,21 @@ class AdminMixin(MongoBase):
         return sorted((token_info(d) for d in docs),
                       key=lambda t: (t.created_at is not None, t.created_at or utcnow(), t.id))
 
-    def revoke_token(self, user: str, token_id: str) -> None:
-        with self.guard("revoke_token"):
+    def revoke_token(self, user: str, token_id: str, *, event: AdminEvent | None = None) -> None:
+        with self.guard("revoke_token"), \
+                self.audited(event, "tokens", {"tid": token_id}, present=False):
             if self.tokens.delete_one({"user": user, "tid": token_id}).deleted_count == 0:
                 raise NotFound(f"user '{user}' has no token '{token_id[:40]}'")
 
-    def revoke_tokens(self, user: str) -> int:
+    def revoke_tokens(self, user: str, *, event: AdminEvent | None = None) -> int:
         with self.guard("revoke_tokens"):
-            return int(self.tokens.delete_many({"user": user}).deleted_count)
+            tids = [d["tid"] for d in self.tokens.find({"user": user}, {"tid": 1})]
+            if event is not None and event.after is not None:
+                event.after["count"] = len(tids)
+            with self.audited(event, "tokens", {"tid": {"$in": tids}}, present=False,
+                              finish={"op": "revoke_tokens", "tids": tids}):
+                # Exactly the tokens counted (and logged); one issued meanwhile stays.
+                return int(self.tokens.delete_many({"tid": {"$in": tids}}).deleted_count)
 
     def user_for_token(self, token_hash: str) -> User | None:
         now = utcnow()
@@ -142,42 +157,65 @@ class AdminMixin(MongoBase):
             doc = self.users.find_one({"_id": token["user"]})
             if doc is None:
                 return None
-            last = token.get("last_used_at")
-            if last is None or last < format_time(now - _LAST_USED_RESOLUTION):
-                self.tokens.update_one({"_id": token_hash},
-                                       {"$set": {"last_used_at": format_time(now)}})
+        last = token.get("last_used_at")
+        self.last_used.touch(token_hash, parse_time(last) if last else None, now)  # no write here
         return user_from_doc(doc)
 
+    def _write_last_used(self, token_hash: str, when: datetime) -> None:
+        stamp = format_time(when)
+        with self.guard("record_last_used"):
+            self.tokens.update_one({"_id": token_hash, "$or": [
+                {"last_used_at": None}, {"last_used_at": {"$lt": stamp}}]},
+                {"$set": {"last_used_at": stamp}})
+
     # -- datasets -----------------------------------------------------------------------------------
-    def put_dataset(self, dataset: DatasetDescription, *, replace: bool = False) -> None:
-        doc = dataset_to_doc(dataset)
+    def put_dataset(self, dataset: DatasetDescription, *, replace: bool = False,
+                    event: AdminEvent | None = None) -> None:
         with self.guard("put_dataset"):
-            if replace:
-                self.datasets.replace_one({"_id": dataset.name}, doc, upsert=True)
-                return
-            try:
-                self.datasets.insert_one(doc)
-            except DuplicateKeyError:
-                raise Conflict(f"dataset '{dataset.name}' already exists") from None
+            old = self.datasets.find_one({"_id": dataset.name}, {"dsid": 1}) if replace else None
+            if old is not None and old.get("dsid"):
+                dsid = old["dsid"]  # a replaced description keeps its dataset's id
+            else:
+                dsid = dataset.id or new_dataset_id()
+            note_ids(event, id=dsid)
+            doc = dataset_to_doc(dataset.model_copy(update={"id": None}))
+            doc["dsid"] = dsid
+            with self.audited(event, "datasets",
+                              {"_id": dataset.name, "dsid": dsid, "_evts": event and event.id}):
+                if old is not None:
+                    fields = {k: v for k, v in doc.items() if k != "_id"}
+                    self.datasets.update_one({"_id": dataset.name}, {"$set": fields, **mark(event)})
+                    return
+                if event is not None:
+                    doc["_evts"] = [event.id]
+                try:
+                    self.datasets.insert_one(doc)
+                except DuplicateKeyError:
+                    raise Conflict(f"dataset '{dataset.name}' already exists") from None
 
     def get_dataset(self, name: str) -> DatasetDescription:
         with self.guard("get_dataset"):
             doc = self.datasets.find_one({"_id": name})
         if doc is None:
             raise NotFound(f"dataset '{name}' not found")
-        return dataset_from_doc(doc)
+        return dataset_from_doc(doc)  # with its id (dsid)
 
     def list_datasets(self) -> list[DatasetDescription]:
         with self.guard("list_datasets"):
             docs = list(self.datasets.find({}))
         return sorted((dataset_from_doc(d) for d in docs), key=lambda d: d.name)
 
-    def remove_dataset(self, name: str) -> None:
+    def remove_dataset(self, name: str, *, event: AdminEvent | None = None) -> None:
         with self.guard("remove_dataset"):
-            if self.datasets.count_documents({"_id": name}, limit=1) == 0:
+            doc = self.datasets.find_one({"_id": name}, {"dsid": 1})
+            if doc is None:
                 raise NotFound(f"dataset '{name}' not found")
-            self.grants.delete_many({"dataset": name})
-            self.datasets.delete_one({"_id": name})
+            with self.audited(event, "datasets", {"_id": name, "dsid": doc.get("dsid")},
+                              present=False, finish={"op": "remove_dataset", "name": name,
+                                                     "dsid": doc.get("dsid")}):
+                self.grants.delete_many({"dataset": name})
+                self._step("admin:removing")
+                self.datasets.delete_one({"_id": name})
 
     # -- grants -------------------------------------------------------------------------------------
     def _grant_doc(self, user: str, dataset: str, initial: Budget, spent: Budget,
@@ -193,47 +231,82 @@ class AdminMixin(MongoBase):
             "pending": pending or {},
         }
 
-    def grant(self, user: str, dataset: str, initial: Budget, *, reset_spent: bool = False) -> None:
+    def grant(self, user: str, dataset: str, initial: Budget, *, reset_spent: bool = False,
+              event: AdminEvent | None = None) -> None:
         gid = grant_id(user, dataset)
         conflict = f"user '{user}' already has a grant on '{dataset}'"
         with self.guard("grant"):
             owner = self.users.find_one({"_id": user}, {"suspended": 1, "uid": 1})
             if owner is None:
                 raise NotFound(f"user '{user}' not found")
-            if self.datasets.count_documents({"_id": dataset}, limit=1) == 0:
+            ds = self.datasets.find_one({"_id": dataset}, {"dsid": 1})
+            if ds is None:
                 raise NotFound(f"dataset '{dataset}' not found")
             old = self.grants.find_one({"_id": gid}, {"initial": 0, "keys": 0})
             if old is not None and is_active(old):
                 raise Conflict(conflict)
-            # A re-grant keeps the pair's lifetime spend unless the admin resets it.
-            spent = (self.scale.from_limbs(old) if old is not None and not reset_spent
-                     else Budget(Decimal(0), Decimal(0)))
-            doc = self._grant_doc(user, dataset, initial, spent)
-            doc.update(suspended=bool(owner.get("suspended")), uid=owner.get("uid"), active=True)
-            if old is None:
-                try:
-                    self.grants.insert_one(doc)
-                except DuplicateKeyError:
-                    raise Conflict(conflict) from None
-                return
-            # A revoked grant takes no charges: replacing it cannot lose one. Pending entries
-            # and key claims stay (their queries may still finish or be refunded).
-            fields = {k: v for k, v in doc.items() if k not in ("_id", "pending")}
-            if self.grants.update_one({"_id": gid, "active": False},
-                                      {"$set": fields}).matched_count == 0:
-                raise Conflict(conflict)
+            grid = (old or {}).get("grid") or new_grant_id()
+            note_ids(event, id=grid, dataset_id=ds.get("dsid"))
+            with self.audited(event, "grants", {"_id": gid, "_evts": event and event.id}):
+                for _ in range(_SET_INITIAL_ATTEMPTS):
+                    if self._put_grant(user, dataset, initial, reset_spent, old, owner, ds, grid,
+                                       event):
+                        return
+                    old = self.grants.find_one({"_id": gid}, {"initial": 0, "keys": 0})
+                raise StoreUnavailable("the grant kept changing while it was granted again; retry")
 
-    def revoke(self, user: str, dataset: str) -> None:
-        with self.guard("revoke"):
+    def _put_grant(self, user: str, dataset: str, initial: Budget, reset_spent: bool,
+                   old: dict[str, Any] | None, owner: dict[str, Any], ds: dict[str, Any],
+                   grid: str, event: AdminEvent | None) -> bool:
+        """Insert or re-activate a grant document; False when the revoked grant changed meanwhile
+        (one of its running queries finished: read it again)."""
+        gid = grant_id(user, dataset)
+        conflict = f"user '{user}' already has a grant on '{dataset}'"
+        pending = (old or {}).get("pending") or {}
+        # A re-grant keeps the pair's lifetime spend unless the admin resets it.
+        spent = (self.scale.from_limbs(old) if old is not None and not reset_spent
+                 else Budget(Decimal(0), Decimal(0)))
+        doc = self._grant_doc(user, dataset, initial, spent)
+        doc.update(suspended=bool(owner.get("suspended")), uid=owner.get("uid"), active=True,
+                   grid=grid, dsid=ds.get("dsid"))
+        if old is None:
+            if event is not None:
+                doc["_evts"] = [event.id]
+            try:
+                self.grants.insert_one(doc)
+            except DuplicateKeyError:
+                raise Conflict(conflict) from None
+            return True
+        # A revoked grant takes no charges: replacing it cannot lose one. Pending entries and key
+        # claims stay (their queries may still finish or be refunded). A reset marks the queries
+        # still running: their cost is no longer counted, so refunding one gives nothing back
+        # (spent can never go below zero); the filter makes sure every one of them is marked.
+        fields = {k: v for k, v in doc.items() if k not in ("_id", "pending")}
+        filt: dict[str, Any] = {"_id": gid, "active": False}
+        if reset_spent:
+            filt.update({f"pending.{qid}": {"$exists": True} for qid in pending})
+            fields.update({f"pending.{qid}.reset": True for qid in pending})
+        if self.grants.update_one(filt, {"$set": fields, **mark(event)}).matched_count == 1:
+            return True
+        if is_active(self.grants.find_one({"_id": gid}, {"active": 1}) or {"active": False}):
+            raise Conflict(conflict)
+        return False
+
+    def revoke(self, user: str, dataset: str, *, event: AdminEvent | None = None) -> None:
+        gid = grant_id(user, dataset)
+        with self.guard("revoke"), self.audited(event, "grants", {"_id": gid,
+                                                                  "_evts": event and event.id}):
             # The document stays, inactive: its spend survives for a later re-grant.
-            if self.grants.update_one({"_id": grant_id(user, dataset), "active": {"$ne": False}},
-                                      {"$set": {"active": False}}).matched_count == 0:
+            if self.grants.update_one({"_id": gid, "active": {"$ne": False}},
+                                      {"$set": {"active": False}, **mark(event)}).matched_count == 0:
                 raise NotFound(f"user '{user}' has no grant on '{dataset}'")
 
-    def set_initial_budget(self, user: str, dataset: str, initial: Budget) -> None:
+    def set_initial_budget(self, user: str, dataset: str, initial: Budget, *,
+                           event: AdminEvent | None = None) -> None:
         new = self.scale.budget_units(initial)
         gid = grant_id(user, dataset)
-        with self.guard("set_initial_budget"):
+        with self.guard("set_initial_budget"), \
+                self.audited(event, "grants", {"_id": gid, "_evts": event and event.id}):
             for _ in range(_SET_INITIAL_ATTEMPTS):
                 doc = self.grants.find_one({"_id": gid, "active": {"$ne": False}},
                                            {"init_eps": 1, "init_delta": 1})
@@ -246,7 +319,7 @@ class AdminMixin(MongoBase):
                     {"$set": {"initial": initial.as_strings(), "init_eps": new.epsilon,
                               "init_delta": new.delta},
                      "$inc": {"rem_eps": new.epsilon - doc["init_eps"],
-                              "rem_delta": new.delta - doc["init_delta"]}})
+                              "rem_delta": new.delta - doc["init_delta"]}, **mark(event)})
                 if result.matched_count == 1:
                     return
         raise StoreUnavailable("the grant kept changing while its budget was updated; retry")
@@ -254,7 +327,7 @@ class AdminMixin(MongoBase):
     def _grant_from_doc(self, doc: dict[str, Any]) -> Grant:
         return Grant(user=doc["user"], dataset=doc["dataset"],
                      initial=budget_from_doc(doc["initial"]), spent=self.scale.from_limbs(doc),
-                     active=is_active(doc))
+                     active=is_active(doc), id=doc.get("grid"), dataset_id=doc.get("dsid"))
 
     def get_grant(self, user: str, dataset: str, *, include_revoked: bool = False) -> Grant | None:
         query: dict[str, Any] = {"_id": grant_id(user, dataset)}
@@ -272,31 +345,3 @@ class AdminMixin(MongoBase):
             docs = list(self.grants.find(query, {"pending": 0, "keys": 0}))
         grants = [self._grant_from_doc(d) for d in docs]
         return sorted(grants, key=lambda g: (g.user, g.dataset))
-
-    # -- the admin audit log -------------------------------------------------------------------------
-    def add_admin_event(self, event: AdminEvent) -> None:
-        with self.guard("add_admin_event"):
-            self.db["admin_log"].insert_one({
-                "_id": event.id, "seq": time.time_ns(), "at": format_time(event.at),
-                "actor": event.actor, "action": event.action, "target": event.target,
-                "before": dump_json(event.before), "after": dump_json(event.after)})
-
-    def list_admin_events(self, *, cursor: str | None = None,
-                          limit: int = 100) -> tuple[list[AdminEvent], str | None]:
-        limit = max(1, min(int(limit), MAX_PAGE))
-        query: dict[str, Any] = {}
-        if cursor is not None:
-            position = decode_cursor(cursor)
-            if (len(position) != 2 or not isinstance(position[0], int)
-                    or not isinstance(position[1], str)):
-                raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page")
-            seq, last = position
-            query["$or"] = [{"seq": {"$gt": seq}}, {"seq": seq, "_id": {"$gt": last}}]
-        with self.guard("list_admin_events"):
-            docs = list(self.db["admin_log"].find(query).sort([("seq", 1), ("_id", 1)]).limit(limit + 1))
-        events = [AdminEvent(id=d["_id"], at=parse_time(d["at"]), actor=d["actor"], action=d["action"],
-                             target=d["target"], before=load_json(d.get("before")),
-                             after=load_json(d.get("after"))) for d in docs[:limit]]
-        more = len(docs) > limit
-        return events, encode_cursor([int(docs[limit - 1]["seq"]), docs[limit - 1]["_id"]]) if more \
-            else None

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from lomas_core.errors import StoreUnavailable
+from lomas_core.tokens import LastUsed
 from lomas_store_mongodb.units import Scale
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ class MongoBase:
     scale: Scale
     hosts: str
     recovery_grace_seconds: float
+    #: Records tokens' last use off the request path (see :class:`lomas_core.tokens.LastUsed`).
+    last_used: LastUsed
     #: See :attr:`lomas_core.store.BudgetStore.fault_hook` (crash-point tests).
     fault_hook: Callable[[str], None] | None = None
 

@@ -71,6 +71,8 @@ def record_to_doc(record: ArchiveRecord, seq: int) -> dict[str, Any]:
     }
     if record.user_id is not None:
         doc["uid"] = record.user_id
+    if record.dataset_id is not None:
+        doc["dsid"] = record.dataset_id
     if record.idempotency_key is not None:
         # Absent (not null) when unused, so the partial unique index ignores it.
         doc["idem"] = record.idempotency_key
@@ -93,16 +95,22 @@ def record_from_doc(doc: dict[str, Any]) -> ArchiveRecord:
         idempotency_key=doc.get("idem"),
         remaining=budget_from_doc(doc["remaining"]) if doc.get("remaining") else None,
         user_id=doc.get("uid"),
+        dataset_id=doc.get("dsid"),
     )
 
 
 def dataset_to_doc(dataset: DatasetDescription) -> dict[str, Any]:
-    return {"_id": dataset.name, "name": dataset.name,
-            "description": dataset.model_dump_json()}
+    """The description as JSON text; its id (when set) in ``dsid``."""
+    doc = {"_id": dataset.name, "name": dataset.name,
+           "description": dataset.model_dump_json(exclude={"id"})}
+    if dataset.id is not None:
+        doc["dsid"] = dataset.id
+    return doc
 
 
 def dataset_from_doc(doc: dict[str, Any]) -> DatasetDescription:
-    return DatasetDescription.model_validate_json(doc["description"])
+    return DatasetDescription.model_validate_json(doc["description"]).model_copy(
+        update={"id": doc.get("dsid")})
 
 
 def is_active(grant: dict[str, Any]) -> bool:

@@ -60,7 +60,7 @@ from lomas_store_mongodb.units import limb_fields
 __all__ = ["LedgerMixin", "key_field"]
 
 _QUERY_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-_GRANT_FIELDS = {"initial": 1, **{name: 1 for name in limb_fields()}}
+_GRANT_FIELDS = {"initial": 1, "dsid": 1, **{name: 1 for name in limb_fields()}}
 _NOT_CHARGED = "The budget store is unavailable; nothing was charged. Retry later."
 
 
@@ -91,7 +91,8 @@ class LedgerMixin(MongoBase):
 
         With ``nonce``, only the charge made by that very ``charge()`` call is undone.
         """
-        filt: dict[str, Any] = {"_id": gid, f"pending.{qid}": {"$exists": True}}
+        filt: dict[str, Any] = {"_id": gid, f"pending.{qid}": {"$exists": True},
+                                f"pending.{qid}.reset": {"$exists": False}}
         if nonce is not None:
             filt[f"pending.{qid}.nonce"] = nonce
         units = self.scale.cost_units(cost)
@@ -100,7 +101,12 @@ class LedgerMixin(MongoBase):
             filt,
             {"$unset": self._untrack(qid, key),
              "$inc": {"rem_eps": units.epsilon, "rem_delta": units.delta, **limbs}})
-        return result.modified_count == 1
+        if result.modified_count == 1:
+            return True
+        # Charged before a ``reset_spent`` re-grant: its cost is no longer counted, so the refund
+        # only drops the entry (spent never goes below zero).
+        filt[f"pending.{qid}.reset"] = True
+        return self.grants.update_one(filt, {"$unset": self._untrack(qid, key)}).modified_count == 1
 
     @staticmethod
     def _untrack(qid: str, key: str | None) -> dict[str, str]:
@@ -179,11 +185,14 @@ class LedgerMixin(MongoBase):
         self._step("charge:charged")
         remaining = self._remaining(doc)
         record_doc["remaining"] = remaining.as_strings()
+        if doc.get("dsid"):
+            record_doc["dsid"] = doc["dsid"]
         self._insert_record(record_doc, record, gid, nonce)
         self._step("charge:archived")
         record.status = "pending"
         record.remaining = remaining
         record.user_id = uid
+        record.dataset_id = doc.get("dsid")
         return remaining
 
     def _refuse(self, record: ArchiveRecord, gid: str, nonce: str) -> dict[str, Any]:

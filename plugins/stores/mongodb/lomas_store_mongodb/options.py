@@ -69,6 +69,8 @@ class MongoOptions(BaseModel):
     #: Pending charges younger than this are left alone by start-up recovery (another server may
     #: still be running them).
     recovery_grace_seconds: float = Field(default=600.0, ge=0)
+    #: A token's last-used time is written at most this often, off the request path.
+    token_last_used_seconds: float = Field(default=60.0, ge=0, lt=10**7)
     #: Extra keyword arguments for ``pymongo.MongoClient`` (tls options, appname, ...).
     client_options: dict[str, Any] = Field(default_factory=dict)
 

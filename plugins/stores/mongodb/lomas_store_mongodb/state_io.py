@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from lomas_core.errors import Conflict
-from lomas_core.models import Grant, User, new_user_id
+from lomas_core.models import AdminEvent, Grant, User, new_dataset_id, new_grant_id, new_user_id
 from lomas_core.stores.state import Token, build_state, parse_state
-from lomas_store_mongodb.base import MongoBase
+from lomas_store_mongodb.audit import AuditMixin
 from lomas_store_mongodb.codec import (
     dataset_from_doc,
     dataset_to_doc,
@@ -25,7 +25,7 @@ __all__ = ["StateMixin"]
 _COLLECTIONS = ("users", "tokens", "datasets", "grants", "archive")
 
 
-class StateMixin(MongoBase):
+class StateMixin(AuditMixin):
     """export_state / import_state in the format shared by every store."""
 
     def export_state(self) -> dict[str, Any]:
@@ -53,8 +53,9 @@ class StateMixin(MongoBase):
         with self.guard("import_state"):
             return all(self.db[name].count_documents({}, limit=1) == 0 for name in _COLLECTIONS)
 
-    def import_state(self, state: dict[str, Any]) -> None:
+    def import_state(self, state: dict[str, Any], *, event: AdminEvent | None = None) -> None:
         parsed = parse_state(state)
+        marker = f"import:{event.id}" if event is not None else None
         if not self._is_empty():
             raise Conflict("the target store is not empty")
         # Pending records keep their charge tracked in the grant, as a live charge would.
@@ -66,10 +67,11 @@ class StateMixin(MongoBase):
                     "created_at": format_time(r.created_at), "idem": r.idempotency_key}
         suspended = {u.name for u in parsed.users if u.suspended}
         uids = {u.name: u.id or new_user_id() for u in parsed.users}
+        dsids = {d.name: d.id or new_dataset_id() for d in parsed.datasets}
         grant_docs = [self._import_grant(g, pending.get(grant_id(g.user, g.dataset)),
-                                         g.user in suspended, uids[g.user])
+                                         g.user in suspended, uids[g.user], dsids.get(g.dataset))
                       for g in parsed.grants]
-        with self.guard("import_state"):
+        with self.guard("import_state"), self.audited(event, "meta", {"_id": marker}):
             if parsed.users:
                 self.users.insert_many([{"_id": u.name, "name": u.name, "is_admin": u.is_admin,
                                          "suspended": u.suspended, "uid": uids[u.name]}
@@ -79,19 +81,25 @@ class StateMixin(MongoBase):
                                           "created_at": t.created_at, "expires_at": t.expires_at,
                                           "last_used_at": t.last_used_at} for t in parsed.tokens])
             if parsed.datasets:
-                self.datasets.insert_many([dataset_to_doc(d) for d in parsed.datasets])
+                self.datasets.insert_many([dataset_to_doc(d.model_copy(update={"id": dsids[d.name]}))
+                                           for d in parsed.datasets])
             if grant_docs:
                 self.grants.insert_many(grant_docs)
             if parsed.archive:
-                # A state from before user ids: records belong to the current user of their name.
+                # A state from before user (dataset) ids: records belong to the current user
+                # (dataset) of their name.
                 self.archive.insert_many([
-                    record_to_doc(r if r.user_id or r.user not in uids
-                                  else r.model_copy(update={"user_id": uids[r.user]}), i)
+                    record_to_doc(r.model_copy(update={
+                        "user_id": r.user_id or uids.get(r.user),
+                        "dataset_id": r.dataset_id or dsids.get(r.dataset)}), i)
                     for i, r in enumerate(parsed.archive)])
+            if marker is not None:
+                self.meta.insert_one({"_id": marker})  # the import is complete
 
     def _import_grant(self, grant: Grant, pending: dict[str, Any] | None,
-                      suspended: bool, uid: str) -> dict[str, Any]:
+                      suspended: bool, uid: str, dsid: str | None) -> dict[str, Any]:
         doc: dict[str, Any] = self._grant_doc(  # type: ignore[attr-defined]
             grant.user, grant.dataset, grant.initial, grant.spent, pending)
-        doc.update(suspended=suspended, uid=uid, active=grant.active)
+        doc.update(suspended=suspended, uid=uid, active=grant.active,
+                   grid=grant.id or new_grant_id(), dsid=dsid)
         return doc

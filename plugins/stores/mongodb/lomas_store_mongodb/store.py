@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,8 +13,9 @@ from pymongo.write_concern import WriteConcern
 
 from lomas_core.context import PluginContext
 from lomas_core.errors import ConfigError, StoreUnavailable
-from lomas_core.models import new_token_id, new_user_id
+from lomas_core.models import new_dataset_id, new_grant_id, new_token_id, new_user_id
 from lomas_core.store import BudgetStore
+from lomas_core.tokens import LastUsed
 from lomas_store_mongodb.admin import AdminMixin
 from lomas_store_mongodb.base import log
 from lomas_store_mongodb.ledger import LedgerMixin
@@ -24,10 +26,26 @@ from lomas_store_mongodb.units import Scale
 
 __all__ = ["SCHEMA_VERSION", "MongoStore"]
 
+class _NoCommandDocuments(logging.Filter):
+    """pymongo's command log (DEBUG) holds whole commands and replies: token hashes, budgets,
+    archived requests and results. None of it may reach a log, whatever the level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+def _quiet_command_log() -> None:
+    logger = logging.getLogger("pymongo.command")
+    if not any(isinstance(f, _NoCommandDocuments) for f in logger.filters):
+        logger.addFilter(_NoCommandDocuments())
+
+
+_quiet_command_log()
+
 #: 2: token ids and times, suspension; 3: user ids on users, grants and archive records, revoked
-#: grants kept inactive; 4: the admin_log collection (documents of older versions are upgraded by
-#: ``_migrate``).
-SCHEMA_VERSION = 4
+#: grants kept inactive; 4: the admin_log collection; 5: dataset and grant ids (documents of older
+#: versions are upgraded by ``_migrate``).
+SCHEMA_VERSION = 5
 
 
 class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore):
@@ -45,6 +63,7 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
         self.hosts = describe_hosts(uri)
         self.scale = Scale(self.options.epsilon_digits, self.options.delta_digits)
         self.recovery_grace_seconds = self.options.recovery_grace_seconds
+        self.last_used = LastUsed(self._write_last_used, self.options.token_last_used_seconds)
         try:
             self.client: MongoClient[dict[str, Any]] = MongoClient(uri, **self.options.client_kwargs())
         except (PyMongoError, TypeError, ValueError) as exc:
@@ -61,6 +80,7 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
             self._create_indexes()
             if recover:
                 self.recover()
+                self.reconcile_admin_log()
         except PyMongoError as exc:
             self.client.close()
             raise ConfigError(f"mongodb store: cannot reach MongoDB at {self.hosts} "
@@ -95,6 +115,8 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
                                   partialFilterExpression={"idem": {"$type": "string"},
                                                            "uid": {"$type": "string"}})
         self.users.create_index([("uid", ASCENDING)], unique=True, name="user_id_unique")
+        self.datasets.create_index([("dsid", ASCENDING)], name="dataset_id")
+        self.grants.create_index([("grid", ASCENDING)], name="grant_id")
         self.db["admin_log"].create_index([("seq", ASCENDING)], name="admin_log_order")
         self.archive.create_index([("created_at", ASCENDING), ("seq", ASCENDING)], name="archive_time")
         self.archive.create_index([("status", ASCENDING)], name="archive_status")
@@ -121,10 +143,30 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
                                     {"$set": {"uid": doc["uid"]}})
             self.archive.update_many({"user": doc["_id"], "uid": {"$exists": False}},
                                      {"$set": {"uid": doc["uid"]}})
+        # Version 5: stable dataset and grant identities; grants and records belong to the dataset
+        # currently holding their name. Once only: a later dataset of a removed name must not
+        # adopt the old records.
+        version = (self.meta.find_one({"_id": "schema"}) or {}).get("version", 0)
+        if version < 5:
+            self._migrate_dataset_ids()
         if "archive_user_idempotency_key_unique" in self.archive.index_information():
             # Keys belong to identities now: a new user of an old name may reuse them.
             self.archive.drop_index("archive_user_idempotency_key_unique")
         self.meta.update_one({"_id": "schema"}, {"$max": {"version": SCHEMA_VERSION}}, upsert=True)
+
+    def _migrate_dataset_ids(self) -> None:
+        """Schema 5: each dataset and grant gets an id; grants and records point at their dataset."""
+        for doc in self.datasets.find({"dsid": {"$exists": False}}, {"_id": 1}):
+            self.datasets.update_one({"_id": doc["_id"], "dsid": {"$exists": False}},
+                                     {"$set": {"dsid": new_dataset_id()}})
+        for doc in self.grants.find({"grid": {"$exists": False}}, {"_id": 1}):
+            self.grants.update_one({"_id": doc["_id"], "grid": {"$exists": False}},
+                                   {"$set": {"grid": new_grant_id()}})
+        for doc in self.datasets.find({}, {"_id": 1, "dsid": 1}):
+            self.grants.update_many({"dataset": doc["_id"], "dsid": {"$exists": False}},
+                                    {"$set": {"dsid": doc["dsid"]}})
+            self.archive.update_many({"dataset": doc["_id"], "dsid": {"$exists": False}},
+                                     {"$set": {"dsid": doc["dsid"]}})
 
     def _check_scale(self, create: bool) -> None:
         """The ``units`` record marks an initialised store and fixes its unit scale.
@@ -166,6 +208,10 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
             self.client.admin.command("ping")
 
     def close(self) -> None:
+        try:
+            self.last_used.flush()
+        except Exception:  # noqa: BLE001 - shutdown is best effort
+            log.debug("recording tokens' last use at shutdown failed")
         try:
             self.client.close()
         except PyMongoError:  # pragma: no cover - shutdown is best effort
