@@ -21,26 +21,19 @@ in-process library call for the same query on the same data:
 
 Aims (p50, HTTP): COUNT <= 10 ms, GROUP BY AVG <= 15 ms, OpenDP plans <= 20 ms.
 
-What the profiler showed (1,000 rows, in process, warm; 2 shared cores, load average 9-14):
+Also printed: the HTTP server process's CPU time per query and its execution workers' (from
+/proc: less sensitive to other load than wall time), the mean of each lifecycle stage (the
+``lomas_query_stage`` hook, read from ``/metrics``) and of each store call, and the load average
+before and after. ``--workers 0`` runs the engines in server threads instead of the pool.
 
-* SmartNoise-SQL ``engine.run``: COUNT ~47 ms, GROUP BY AVG ~74 ms, ~80% of it in the mechanisms'
-  noise-scale search (``binary_search_param``, ~50 ms each, every query). Now looked up per public
-  inputs (``calibration.py``): run ~3 ms (COUNT) and ~5 ms (GROUP BY AVG).
-* Of what remained: the SQL parsed three times per query (engine check, library parse with
-  metadata, library rewrite) -- the engine's own parse and key plan are now kept per SQL text,
-  dataset and metadata; DuckDB's parse check (``json_serialize_sql``, ~0.3 ms, ~15% of a warm
-  run) -- a pass is now kept per exact statement text; the rest is SmartNoise-SQL's own parse,
-  rewrite, XPath validation and one OpenDP Laplace measurement built per released value
-  (library internals, left alone), the DuckDB query (~0.4 ms) and the pandas round trip of the
-  answer (``results.table_from_pandas``, ~0.5 ms).
-* OpenDP: plans already kept their calibration; a pipeline was checked and deserialized on cost
-  and again on run (~2 ms each): now kept per text, column, metadata and size limit. In process a
-  plan runs in 0.3-1.3 ms, a pipeline in 0.2 ms.
-* The core's charged round trip (toy engine, in-process client) is ~4-5 ms: two durable sqlite
-  ledger writes (charge, complete: ~2 ms), the bearer-token lookup (~1.3 ms) and five
-  thread-pool hops in ``QueryService`` (~0.2-0.5 ms each under load). Not changed here (ledger
-  durability, identities and the query lifecycle are owned elsewhere); over loopback HTTP on a
-  loaded machine this overhead, not the engines, is now most of a small query's latency.
+What the profiler showed, and what was removed, is in docs/performance.md. In short (1,000 rows,
+warm): SmartNoise-SQL's noise-scale search is looked up per public inputs (``calibration.py``),
+so ``engine.run`` is ~3 ms for COUNT (the library's two SQL parses and XPath parsing, then
+DuckDB); OpenDP plans run in 0.3-1.3 ms, pipelines in 0.2 ms. Around them, the HTTP process now
+makes 5 thread hand-offs per query instead of 11, remembers a passed dataset configuration check
+for 5 s, and encodes the answer once with orjson (the worker's result JSON embedded as is); what
+is left is mostly the two durable ledger writes, the token lookup, FastAPI's dependency solving
+and the worker round trip.
 """
 
 from __future__ import annotations
