@@ -97,3 +97,13 @@ def test_an_older_server_writing_floats_still_gives_exact_decimals(scripted: Scr
     with _client(scripted.url) as client:
         budget = client.get_budget()
     assert budget["spent"].epsilon == Decimal("0.1") and str(budget["initial"].delta) == "0.00001"
+
+
+def test_budget_numbers_can_be_passed_back_in_a_query(scripted: Scripted) -> None:
+    scripted.push((200, BUDGET_TEXT), (200, '{"epsilon": 3.574999998, "delta": 0}'))
+    with _client(scripted.url) as client:
+        remaining = client.get_remaining_budget()
+        client.smartnoise_sql.cost("SELECT COUNT(*) AS n FROM df", epsilon=remaining["epsilon"] / 2,
+                                   delta=remaining.delta)
+    sent = scripted.requests[1]["json"]["query"]
+    assert sent["epsilon"] == 3.574999998 and sent["delta"] == 0.000084999999999

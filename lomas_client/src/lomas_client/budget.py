@@ -14,7 +14,9 @@ They still behave like the numbers researchers used to get (floats):
 * arithmetic with floats and ints stays exact and returns a :class:`BudgetNumber`:
   ``remaining["epsilon"] - 0.1`` is an exact decimal; ``float(x)`` gives a float back.
 
-``json.dumps`` does not know decimals: pass ``default=float`` (or ``str`` for the exact text).
+Budget numbers can be passed back to the client as they are (``epsilon=remaining["epsilon"] / 2``):
+request bodies are encoded with every decimal as a float. ``json.dumps`` of your own does not know
+decimals: pass ``default=float`` (or ``str`` for the exact text).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import math
 from decimal import Context, Decimal, localcontext
 from typing import Any
 
-__all__ = ["Budget", "BudgetNumber", "to_budget_number"]
+__all__ = ["Budget", "BudgetNumber", "jsonable", "to_budget_number"]
 
 #: The server's precision for budget arithmetic.
 _CONTEXT = Context(prec=34)
@@ -133,6 +135,18 @@ class BudgetNumber(Decimal):
 
     def __abs__(self, context: Any = None) -> BudgetNumber:
         return BudgetNumber(Decimal.__abs__(self))
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with every :class:`~decimal.Decimal` (a budget number passed in a payload) as a
+    float, inside dicts, lists and tuples; anything else unchanged (for request bodies)."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
 
 
 def to_budget_number(value: Any) -> BudgetNumber:

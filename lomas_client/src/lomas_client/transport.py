@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from lomas_client.budget import jsonable
 from lomas_client.errors import ConnectionFailedError, LomasClientError, ServerError, error_from_response
 
 __all__ = ["RetryPolicy", "Transport"]
@@ -101,6 +102,8 @@ class Transport:
                 :class:`ConnectionFailedError` when no response came back after all retries.
         """
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        if json is not None:
+            json = jsonable(json)  # budget numbers (decimals) passed back in a payload
         attempt = 0
         while True:
             try:
