@@ -108,6 +108,7 @@ class Metrics:
                                         buckets=_STORE_BUCKETS, registry=r)
         self.store_errors = Counter("lomas_store_errors", "Budget store calls that raised, by "
                                     "operation", ["operation"], registry=r)
+        self._stage_children: dict[tuple[str, str], Any] = {}
         self._state = _StateCollector()
         r.register(self._state)
 
@@ -134,7 +135,10 @@ class Metrics:
 
     @hookimpl
     def lomas_query_stage(self, engine: str, stage: str, seconds: float) -> None:
-        self.stage_duration.labels(engine, stage).observe(seconds)
+        child = self._stage_children.get((engine, stage))
+        if child is None:  # engines and stages are few: keep each labelled child
+            child = self._stage_children[(engine, stage)] = self.stage_duration.labels(engine, stage)
+        child.observe(seconds)
 
 
 def scrape_registry(metrics: Metrics) -> CollectorRegistry:
@@ -158,7 +162,11 @@ def render(metrics: Metrics) -> tuple[bytes, str]:
 
 
 class TimedStore:
-    """A budget store proxy that times every method call and counts the ones that raise."""
+    """A budget store proxy that times every method call and counts the ones that raise.
+
+    The timing wrapper of each method is made once and kept on the proxy, with its histogram child
+    already labelled: a few microseconds per call, not tens.
+    """
 
     def __init__(self, store: Any, metrics: Metrics) -> None:
         self._store = store
@@ -169,17 +177,20 @@ class TimedStore:
         if name.startswith("_") or not callable(attr):
             return attr
         metrics = self._metrics
+        store = self._store
+        duration = metrics.store_duration.labels(name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
-                return attr(*args, **kwargs)
+                return getattr(store, name)(*args, **kwargs)  # looked up per call: may be replaced
             except Exception:
                 metrics.store_errors.labels(name).inc()
                 raise
             finally:
-                metrics.store_duration.labels(name).observe(time.perf_counter() - start)
+                duration.observe(time.perf_counter() - start)
 
+        self.__dict__[name] = timed  # found before __getattr__ from now on
         return timed
 
 

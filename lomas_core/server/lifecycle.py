@@ -13,8 +13,10 @@ With ``execution.workers: 0`` engines run in threads of this process (tests, dev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +40,12 @@ from lomas_core.errors import (
     QueryTimeout,
 )
 from lomas_core.execution import WorkerError, WorkerLost, WorkerTimeout
-from lomas_core.models import ArchiveRecord, DatasetDescription, User, utcnow
+from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, User, utcnow
 from lomas_core.observability import timed_stage
 from lomas_core.reads import DataReads
-from lomas_core.server.auth import access_denied, require_grant
+from lomas_core.server.auth import access_denied
 from lomas_core.server.errors import status_for_code
+from lomas_core.server.responses import RawJSON, budget_json
 from lomas_core.server.schemas import CostRequest, QueryRequest
 from lomas_core.server.state import ServerState
 
@@ -123,32 +126,81 @@ class _Prepared:
     cost: Budget
 
 
+@dataclass
+class _Replayed:
+    """The stored failure of an earlier request with the same Idempotency-Key."""
+
+    error: LomasError
+
+
+#: How long a passed configuration check of a dataset description is trusted (seconds).
+CONFIG_CHECK_SECONDS = 5.0
+
+
 class QueryService:
     """Runs researcher queries against one server state."""
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
+        #: Descriptions whose configuration check passed: ``{(adapter, options): expiry}``.
+        self._checked: dict[tuple[str, str], float] = {}
+
+    def _check_config(self, description: DatasetDescription) -> None:
+        """:func:`check_dataset_config`, a pass remembered for :data:`CONFIG_CHECK_SECONDS`.
+
+        The check resolves paths on every query (~0.4 ms); remembering a pass briefly is safe
+        because the adapter checks its options again when it loads (a refusal there is refunded:
+        nothing was read), and any change to the description is a new key.
+        """
+        key = (description.adapter, json.dumps(description.options, sort_keys=True, default=str))
+        now = time.monotonic()
+        if self._checked.get(key, 0.0) > now:
+            return
+        check_dataset_config(self.state, description)
+        if len(self._checked) >= 1024:
+            self._checked.clear()
+        self._checked[key] = now + CONFIG_CHECK_SECONDS
 
     # -- shared steps ------------------------------------------------------------------------------
     async def _prepare(self, user: User, dataset: str, body: CostRequest, *,
                        granted: bool = False) -> _Prepared:
-        state = self.state
-        if not granted:
-            await require_grant(state, user, dataset)
-        engine = state.engine(body.engine)
-        # With the pool the worker parses (and validates) the payload as part of the cost task.
-        query = (body.query if state.pool is not None
-                 else await run_in_threadpool(engine.parse, body.query))
-        try:
-            description = await run_in_threadpool(state.store.get_dataset, dataset)
-        except NotFound:  # removed between the grant check and now
-            raise access_denied(dataset) from None
-        await run_in_threadpool(check_dataset_config, state, description)
-        metadata = await run_in_threadpool(state.metadata, description)
-        info = DatasetInfo(name=dataset, metadata=metadata)
-        with self._stage(body.engine, "cost"):
+        # One thread hop for every store and metadata read (each hop costs ~0.1-0.5 ms). The
+        # grant is checked first: without one, the answer is 403 whatever the engine.
+        query, description, metadata = await run_in_threadpool(
+            self._look_up, user, dataset, body, not granted)
+        return await self._costed(self.state.engine(body.engine), query, description, metadata,
+                                  body.engine)
+
+    async def _costed(self, engine: Engine, query: Any, description: DatasetDescription,
+                      metadata: Any, engine_name: str) -> _Prepared:
+        info = DatasetInfo(name=description.name, metadata=metadata)
+        with self._stage(engine_name, "cost"):
             cost = await self._cost(engine, query, info)
         return _Prepared(engine, query, description, info, cost)
+
+    def _grant(self, user: User, dataset: str) -> Grant:
+        """The caller's grant (blocking); the same refusal as :func:`require_grant`."""
+        grant = self.state.store.get_grant(user.name, dataset)
+        if grant is None:
+            raise access_denied(dataset)
+        return grant
+
+    def _look_up(self, user: User, dataset: str, body: CostRequest,
+                 check_grant: bool) -> tuple[Any, DatasetDescription, Any]:
+        """Blocking: the grant check, the parsed query (in-process mode; with the pool the worker
+        parses the raw payload as part of the cost task), the description (configuration checked)
+        and the public metadata."""
+        state = self.state
+        if check_grant:
+            self._grant(user, dataset)
+        engine = state.engine(body.engine)
+        query = body.query if state.pool is not None else engine.parse(body.query)
+        try:
+            description = state.store.get_dataset(dataset)
+        except NotFound:  # removed between the grant check and now
+            raise access_denied(dataset) from None
+        self._check_config(description)
+        return query, description, state.metadata(description)
 
     def _stage(self, engine: str, stage: str) -> Any:
         """Time a lifecycle stage for the ``lomas_query_stage`` observers."""
@@ -219,28 +271,47 @@ class QueryService:
         """The cost of a query from public metadata only; never loads data, never charges."""
         return (await self._prepare(user, dataset, body)).cost
 
-    async def _run(self, prepared: _Prepared, data: DataHandle) -> Any:
-        """Run the mechanism once, with the configured timeout; validate the result is JSON."""
+    async def _run(self, prepared: _Prepared, data: DataHandle, *, timed: bool = False,
+                   record: ArchiveRecord | None = None) -> tuple[Any, RawJSON | None]:
+        """Run the mechanism once, with the configured timeout; validate the result is JSON.
+
+        Returns the result and, from a worker, its JSON text (sent on as is). With the pool and a
+        ``record``, a success is archived in the same thread hop as the run. ``timed`` reports
+        the ``run`` stage.
+        """
         timeout = self.state.config.limits.query_timeout_seconds
+        engine_name = self._engine_name(prepared.engine)
+        stage = self._stage(engine_name, "run") if timed else contextlib.nullcontext()
         if self.state.pool is not None:
             assert data.path is not None
-            msg = self._task("run", prepared.engine, prepared.query, prepared.info,
-                             data={"path": self.state.cache.ensure_file(data),
-                                   "dataset": data.dataset, "version": data.version})
-            try:
-                value = await self._in_worker(msg, timeout)
-            except WorkerTimeout:
-                raise TimeoutError from None
-            self.state.cache.note_growth(data, int(value["nbytes"]))
-            return json.loads(value["json"])
+            pool = self.state.pool
+
+            def call() -> tuple[Any, RawJSON | None]:
+                msg = self._task("run", prepared.engine, prepared.query, prepared.info,
+                                 data={"path": self.state.cache.ensure_file(data),
+                                       "dataset": data.dataset, "version": data.version})
+                with stage:
+                    try:
+                        value = pool.call(msg, timeout)
+                    except WorkerTimeout:
+                        raise TimeoutError from None
+                self.state.cache.note_growth(data, int(value["nbytes"]))
+                text = value["json"]
+                result = json.loads(text)
+                if record is not None:
+                    self._archive(record, "success", result, None)
+                return result, RawJSON(text)
+
+            # Not abandoned on cancel: the thread returns once the worker answered or was killed.
+            return await anyio.to_thread.run_sync(call)
 
         def run() -> Any:
             result = prepared.engine.run(prepared.query, data, prepared.info)
             json.dumps(result, allow_nan=False)
             return result
 
-        with anyio.fail_after(timeout):
-            return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+        with stage, anyio.fail_after(timeout):
+            return await anyio.to_thread.run_sync(run, abandon_on_cancel=True), None
 
     # -- the query endpoint ------------------------------------------------------------------------
     async def query(self, user: User, dataset: str, body: QueryRequest,
@@ -251,17 +322,21 @@ class QueryService:
         with self.state.inflight.slot(user.name):
             if body.dummy is not None:
                 return await self._dummy(user, dataset, body)
+            # Grant check, replay lookup, dataset and metadata: one blocking step, in that order.
             try:
-                await require_grant(self.state, user, dataset)
+                looked = await run_in_threadpool(self._look_up_query, user, dataset, body,
+                                                 idempotency_key)
             except LomasError as exc:
                 self._refused(body.engine, exc)
                 raise
-            if idempotency_key is not None:
-                replay = await self._replay(user, dataset, body, idempotency_key)
-                if replay is not None:
-                    return replay
+            if isinstance(looked, dict):  # the stored outcome of an earlier request
+                return looked
+            if isinstance(looked, _Replayed):
+                raise looked.error
+            query, description, metadata = looked
             try:
-                prepared = await self._prepare(user, dataset, body, granted=True)
+                prepared = await self._costed(self.state.engine(body.engine), query, description,
+                                              metadata, body.engine)
             except LomasError as exc:
                 self._refused(body.engine, exc)
                 raise
@@ -289,7 +364,7 @@ class QueryService:
             else:
                 data = await run_in_threadpool(dummy_handle, prepared.info.metadata,
                                                body.dummy.rows, body.dummy.seed, dataset=dataset)
-                result = await self._run(prepared, data)
+                result, _ = await self._run(prepared, data)
         except TimeoutError:
             raise QueryTimeout("the query ran past the time limit on the dummy dataset; "
                                "nothing was charged") from None
@@ -307,10 +382,25 @@ class QueryService:
         return {"query_id": None, "engine": body.engine, "dummy": True, "result": result,
                 "epsilon": 0.0, "delta": 0.0, "remaining": None}
 
-    async def _replay(self, user: User, dataset: str, body: QueryRequest,
-                      key: str) -> dict[str, Any] | None:
-        """The stored outcome of an earlier request with this key, or None when there is none."""
-        record = await run_in_threadpool(self.state.store.find_by_idempotency_key, user.name, key)
+    def _look_up_query(self, user: User, dataset: str, body: QueryRequest,
+                       key: str | None) -> Any:
+        """Blocking: the grant check, then the replay of an earlier request with ``key`` (its
+        response), else what :meth:`_look_up` returns."""
+        self._grant(user, dataset)
+        if key is not None:
+            try:
+                replay = self._replay(user, dataset, body, key)
+            except LomasError as exc:  # a replayed outcome, not a refusal of this request
+                return _Replayed(exc)
+            if replay is not None:
+                return replay
+        return self._look_up(user, dataset, body, False)
+
+    def _replay(self, user: User, dataset: str, body: QueryRequest,
+                key: str) -> dict[str, Any] | None:
+        """The stored outcome of an earlier request with this key, or None when there is none
+        (blocking)."""
+        record = self.state.store.find_by_idempotency_key(user.name, key)
         if record is None:
             return None
         if (record.engine, record.dataset, record.request) != (body.engine, dataset, body.query):
@@ -321,7 +411,7 @@ class QueryService:
         if record.status == "success":
             remaining = record.remaining
             if remaining is None:
-                grant = await run_in_threadpool(self.state.store.get_grant, user.name, dataset)
+                grant = self.state.store.get_grant(user.name, dataset)
                 remaining = grant.remaining if grant is not None else None
             return self._response(record, remaining)
         if record.status == "released":
@@ -331,11 +421,14 @@ class QueryService:
         raise StoredError(record.error or QueryFailed().to_dict()["error"])
 
     @staticmethod
-    def _response(record: ArchiveRecord, remaining: Budget | None) -> dict[str, Any]:
+    def _response(record: ArchiveRecord, remaining: Budget | None,
+                  raw_result: RawJSON | None = None) -> dict[str, Any]:
+        """The answer, for :class:`~lomas_core.server.responses.LomasJSON`: budgets as exact
+        decimals; ``raw_result`` (the worker's encoding of ``record.result``) embedded as is."""
         return {"query_id": record.id, "engine": record.engine, "dummy": False,
-                "result": record.result, "epsilon": float(record.cost.epsilon),
-                "delta": float(record.cost.delta),
-                "remaining": remaining.as_floats() if remaining is not None else None}
+                "result": raw_result if raw_result is not None else record.result,
+                "epsilon": record.cost.epsilon, "delta": record.cost.delta,
+                "remaining": budget_json(remaining) if remaining is not None else None}
 
     def _notify(self, record: ArchiveRecord) -> None:
         try:
@@ -343,20 +436,28 @@ class QueryService:
         except Exception:  # noqa: BLE001 - observers must not break queries
             log.exception("a lomas_query_completed hook failed")
 
-    async def _finish(self, record: ArchiveRecord, status: str, *, result: Any = None,
-                      error: LomasError | None = None) -> ArchiveRecord:
-        body = error.to_dict()["error"] if error is not None else None
+    def _archive(self, record: ArchiveRecord, status: str, result: Any,
+                 body: dict[str, Any] | None) -> None:
+        """Store the outcome (blocking); a store failure is logged, the record stays pending."""
         try:
             with self._stage(record.engine, "archive"):
-                await run_in_threadpool(self.state.store.complete, record.id,
-                                        status,  # type: ignore[arg-type]
-                                        result=result, error=body)
+                self.state.store.complete(record.id, status,  # type: ignore[arg-type]
+                                          result=result, error=body)
         except Exception:  # noqa: BLE001 - the charge is made; keep the record pending for audit
             log.exception("could not archive the outcome of query %s", record.id)
+
+    def _archived(self, record: ArchiveRecord, status: str, result: Any,
+                  body: dict[str, Any] | None) -> ArchiveRecord:
         done = record.model_copy(update={"status": status, "result": result, "error": body,
                                          "completed_at": utcnow()})
         self._notify(done)
         return done
+
+    async def _finish(self, record: ArchiveRecord, status: str, *, result: Any = None,
+                      error: LomasError | None = None) -> ArchiveRecord:
+        body = error.to_dict()["error"] if error is not None else None
+        await run_in_threadpool(self._archive, record, status, result, body)
+        return self._archived(record, status, result, body)
 
     async def _load_failed(self, record: ArchiveRecord, dataset: str, exc: Exception,
                            reads: DataReads) -> LomasError:
@@ -393,32 +494,43 @@ class QueryService:
         state = self.state
         record = ArchiveRecord(user=user.name, dataset=dataset, engine=body.engine,
                                request=body.query, cost=prepared.cost, idempotency_key=key)
-        try:
+        reads = DataReads()
+
+        def charge_and_load() -> tuple[Budget, DataHandle | None, Exception | None]:
+            """Blocking, one thread hop: the atomic charge, then the data load (its failure is
+            returned, to be decided by :meth:`_load_failed`)."""
             with self._stage(body.engine, "charge"):
-                remaining = await run_in_threadpool(state.store.charge, record)
+                charged = state.store.charge(record)
+            # From here on the cost is charged: every path completes (or releases) the record.
+            try:
+                adapter = state.adapter(prepared.description)
+                with self._stage(body.engine, "load"):
+                    loaded = reads.run(state.cache.get, prepared.description, adapter,
+                                       prepared.info.metadata)
+            except Exception as exc:  # noqa: BLE001 - decided from what was read, not the type
+                return charged, None, exc
+            return charged, loaded, None
+
+        try:
+            remaining, data, load_error = await run_in_threadpool(charge_and_load)
         except IdempotencyConflict as exc:
             if key is None:
                 self._refused(body.engine, exc)
                 raise
-            replay = await self._replay(user, dataset, body, key)
+            replay = await run_in_threadpool(self._replay, user, dataset, body, key)
             if replay is None:
                 raise
             return replay
         except LomasError as exc:  # budget exceeded, store unavailable: nothing charged
             self._refused(body.engine, exc)
             raise
-        # From here on the cost is charged: every path completes (or releases) the record.
-        reads = DataReads()
+        if load_error is not None or data is None:
+            raise await self._load_failed(record, dataset, load_error or RuntimeError(),
+                                          reads) from None
+        in_worker = state.pool is not None
         try:
-            adapter = state.adapter(prepared.description)
-            with self._stage(body.engine, "load"):
-                data = await run_in_threadpool(reads.run, state.cache.get, prepared.description,
-                                               adapter, prepared.info.metadata)
-        except Exception as exc:  # noqa: BLE001 - decided from what was read, not from the type
-            raise await self._load_failed(record, dataset, exc, reads) from None
-        try:
-            with self._stage(body.engine, "run"):
-                result = await self._run(prepared, data)
+            result, raw = await self._run(prepared, data, timed=True,
+                                          record=record if in_worker else None)
         except TimeoutError:
             timeout = QueryTimeout(
                 f"the query ran past {state.config.limits.query_timeout_seconds} seconds; "
@@ -445,7 +557,9 @@ class QueryService:
             failed = QueryFailed()
             await self._finish(record, "failed", error=failed)
             raise failed from None
-        if state.pool is None:
+        if not in_worker:
             state.cache.note_growth(data)
-        done = await self._finish(record, "success", result=result)
-        return self._response(done, remaining)
+            done = await self._finish(record, "success", result=result)
+        else:  # archived by the run's thread
+            done = self._archived(record, "success", result, None)
+        return self._response(done, remaining, raw)

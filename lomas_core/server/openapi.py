@@ -21,8 +21,10 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from lomas_core.errors import LomasError
+from lomas_core.metadata import Metadata
 from lomas_core.models import DatasetDescription
 from lomas_core.server import admin_responses as admin
+from lomas_core.server import schemas as research
 from lomas_core.server.schemas import DummySpec
 
 __all__ = ["ROUTE_ERRORS", "ROUTE_RESPONSES", "install_docs", "install_openapi", "status_of"]
@@ -50,13 +52,6 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class BudgetFloats(_Open):
-    """An (epsilon, delta) budget."""
-
-    epsilon: float
-    delta: float
-
-
 class Health(_Open):
     status: str = Field(examples=["ok"])
     version: str
@@ -73,61 +68,6 @@ class HealthNotReady(_Open):
     version: str
     #: What is not reachable: ``store``, ``workers``.
     unavailable: list[str] | None = None
-
-
-class DatasetSummary(_Open):
-    name: str
-    description: str | None = None
-
-
-class DatasetList(_Open):
-    datasets: list[DatasetSummary]
-
-
-class BudgetView(_Open):
-    initial: BudgetFloats
-    spent: BudgetFloats
-    remaining: BudgetFloats
-
-
-class ArchivePage(_Open):
-    queries: list[dict[str, Any]]
-    next_cursor: str | None
-
-
-class TableResult(_Open):
-    type: str = Field(examples=["table"])
-    columns: list[str]
-    dtypes: list[str]
-    rows: list[list[Any]]
-
-
-class QueryResponse(_Open):
-    query_id: str | None
-    engine: str
-    dummy: bool
-    result: Any = Field(description='{"type": "table", ...} or {"type": "value", "value": ...}')
-    epsilon: float
-    delta: float
-    remaining: BudgetFloats | None
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # -- which route returns what -----------------------------------------------------------------------
@@ -180,13 +120,13 @@ ROUTE_RESPONSES: dict[str, type[BaseModel] | Any] = {
     "GET /health": Health,
     "GET /health/live": Health,
     "GET /health/ready": Health,
-    "GET /v1/datasets": DatasetList,
-    "GET /v1/datasets/{name}/metadata": dict[str, Any],
-    "POST /v1/datasets/{name}/dummy": TableResult,
-    "GET /v1/datasets/{name}/budget": BudgetView,
-    "GET /v1/datasets/{name}/queries": ArchivePage,
-    "POST /v1/datasets/{name}/cost": BudgetFloats,
-    "POST /v1/datasets/{name}/query": QueryResponse,
+    "GET /v1/datasets": research.DatasetListResponse,
+    "GET /v1/datasets/{name}/metadata": Metadata,
+    "POST /v1/datasets/{name}/dummy": research.TableResult,
+    "GET /v1/datasets/{name}/budget": research.BudgetResponse,
+    "GET /v1/datasets/{name}/queries": research.ArchivePageResponse,
+    "POST /v1/datasets/{name}/cost": research.BudgetAmounts,
+    "POST /v1/datasets/{name}/query": research.QueryResponse,
     "GET /v1/admin/plugins": admin.PluginList,
     "GET /v1/admin/users": admin.UserList,
     "POST /v1/admin/users": admin.UserView,

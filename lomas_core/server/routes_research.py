@@ -1,4 +1,9 @@
-"""Researcher endpoints under ``/v1`` (see docs/api.md)."""
+"""Researcher endpoints under ``/v1`` (see docs/api.md).
+
+Handlers return :class:`~lomas_core.server.responses.LomasJSON` directly: encoded once, budgets as
+exact decimal numerals. Their shapes are the response models of :mod:`lomas_core.server.schemas`,
+which the OpenAPI document shows (``openapi.ROUTE_RESPONSES``) and the contract tests check.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,14 @@ from lomas_core.errors import InvalidRequest, NotFound
 from lomas_core.models import User
 from lomas_core.server.auth import access_denied, current_user, require_grant
 from lomas_core.server.lifecycle import QueryService
+from lomas_core.server.responses import LomasJSON, budget_json
 from lomas_core.server.schemas import ArchiveQuery, CostRequest, DummyRequest, QueryRequest
 from lomas_core.server.state import ServerState, get_state
 from lomas_core.store import ArchiveFilter
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["researcher"])
+router = APIRouter(prefix="/v1", tags=["researcher"], default_response_class=LomasJSON)
 
 UserDep = Annotated[User, Depends(current_user)]
 StateDep = Annotated[ServerState, Depends(get_state)]
@@ -33,24 +39,25 @@ async def _description(state: ServerState, dataset: str) -> Any:
 
 
 @router.get("/datasets", summary="Datasets granted to you")
-async def list_datasets(user: UserDep, state: StateDep) -> dict[str, Any]:
-    grants = await run_in_threadpool(state.store.list_grants, user.name)
-    granted = {g.dataset for g in grants}
-    descriptions = await run_in_threadpool(state.store.list_datasets)
-    return {"datasets": [{"name": d.name, "description": d.description}
-                         for d in descriptions if d.name in granted]}
+async def list_datasets(user: UserDep, state: StateDep) -> LomasJSON:
+    def read() -> dict[str, Any]:
+        granted = {g.dataset for g in state.store.list_grants(user.name)}
+        return {"datasets": [{"name": d.name, "description": d.description}
+                             for d in state.store.list_datasets() if d.name in granted]}
+
+    return LomasJSON(await run_in_threadpool(read))
 
 
 @router.get("/datasets/{name}/metadata", summary="Public metadata of a dataset")
-async def get_metadata(name: str, user: UserDep, state: StateDep) -> dict[str, Any]:
+async def get_metadata(name: str, user: UserDep, state: StateDep) -> LomasJSON:
     await require_grant(state, user, name)
     description = await _description(state, name)
     metadata = await run_in_threadpool(state.metadata, description)
-    return metadata.model_dump(mode="json", exclude_none=True)
+    return LomasJSON(metadata.model_dump(mode="json", exclude_none=True))
 
 
 @router.post("/datasets/{name}/dummy", summary="A dummy dataset made from public metadata (free)")
-async def get_dummy(name: str, body: DummyRequest, user: UserDep, state: StateDep) -> dict[str, Any]:
+async def get_dummy(name: str, body: DummyRequest, user: UserDep, state: StateDep) -> LomasJSON:
     limit = state.config.limits.max_dummy_rows
     if body.rows > limit:
         raise InvalidRequest(f"rows must be at most {limit}")
@@ -65,39 +72,39 @@ async def get_dummy(name: str, body: DummyRequest, user: UserDep, state: StateDe
         data = [table.column(c).to_pylist() for c in columns]
         return results.table(columns, dtypes, [list(row) for row in zip(*data, strict=True)])
 
-    return await run_in_threadpool(build)
+    return LomasJSON(await run_in_threadpool(build))
 
 
 @router.get("/datasets/{name}/budget", summary="Your initial, spent and remaining budget")
-async def get_budget(name: str, user: UserDep, state: StateDep) -> dict[str, Any]:
+async def get_budget(name: str, user: UserDep, state: StateDep) -> LomasJSON:
     grant = await require_grant(state, user, name)
-    return {"initial": grant.initial.as_floats(), "spent": grant.spent.as_floats(),
-            "remaining": grant.remaining.as_floats()}
+    return LomasJSON({"initial": budget_json(grant.initial), "spent": budget_json(grant.spent),
+                      "remaining": budget_json(grant.remaining)})
 
 
 @router.get("/datasets/{name}/queries",
             summary="Your past queries on a dataset, oldest first, a page at a time")
 async def get_queries(name: str, user: UserDep, state: StateDep,
-                      params: Annotated[ArchiveQuery, Query()]) -> dict[str, Any]:
+                      params: Annotated[ArchiveQuery, Query()]) -> LomasJSON:
     """Pass ``next_cursor`` back as ``cursor`` for the next page (null on the last one)."""
     await require_grant(state, user, name)
     where = ArchiveFilter(user=user.name, user_id=user.id, dataset=name, status=params.status,
                           engine=params.engine, since=params.since, until=params.until)
     page = await run_in_threadpool(
         lambda: state.store.list_archive_page(where, cursor=params.cursor, limit=params.limit))
-    return {"queries": [r.public_view() for r in page.records], "next_cursor": page.next_cursor}
+    return LomasJSON({"queries": [{**r.public_view(), **budget_json(r.cost)} for r in page.records],
+                      "next_cursor": page.next_cursor})
 
 
 @router.post("/datasets/{name}/cost", summary="The privacy cost of a query (free, no data read)")
 async def post_cost(name: str, body: CostRequest, user: UserDep,
-                    request: Request) -> dict[str, float]:
+                    request: Request) -> LomasJSON:
     service: QueryService = request.app.state.lomas_queries
-    cost = await service.cost(user, name, body)
-    return cost.as_floats()
+    return LomasJSON(budget_json(await service.cost(user, name, body)))
 
 
 @router.post("/datasets/{name}/query", summary="Run a query (charged) or a dummy query (free)")
 async def post_query(name: str, body: QueryRequest, user: UserDep, request: Request,
-                     idempotency_key: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+                     idempotency_key: Annotated[str | None, Header()] = None) -> LomasJSON:
     service: QueryService = request.app.state.lomas_queries
-    return await service.query(user, name, body, idempotency_key)
+    return LomasJSON(await service.query(user, name, body, idempotency_key))

@@ -1,4 +1,5 @@
-"""Request bodies of the REST API (validated by FastAPI; errors become 400 invalid_request)."""
+"""Request bodies of the REST API (validated by FastAPI; errors become 400 invalid_request) and
+the researcher routes' response models (documented in the OpenAPI document)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,25 @@ from lomas_core.models import NAME_PATTERN
 
 __all__ = [
     "AdminArchiveQuery",
+    "ArchivePageResponse",
     "ArchiveQuery",
+    "ArchivedQuery",
+    "BudgetAmounts",
     "BudgetBody",
+    "BudgetResponse",
     "CostRequest",
+    "DatasetListResponse",
+    "DatasetSummary",
     "DummyRequest",
     "DummySpec",
+    "ErrorBody",
     "GrantRequest",
     "QueryRequest",
+    "QueryResponse",
+    "ResultJSON",
+    "TableResult",
     "UserRequest",
+    "ValueResult",
     "check_json_payload",
 ]
 
@@ -133,3 +145,107 @@ class GrantRequest(BudgetBody):
     dataset: str = Field(min_length=1, max_length=64)
     #: A re-grant after a revoke keeps what the pair spent unless this is true.
     reset_spent: StrictBool = False
+
+
+# -- research responses (documented in the OpenAPI document, see openapi.ROUTE_RESPONSES) ----------
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BudgetAmounts(_Response):
+    """An (epsilon, delta) budget. Each is the server's exact decimal written as a JSON number
+    (``0.850000004``, at most 9 decimal places for epsilon and 15 for delta): read the number
+    text as a decimal to get it exactly (``lomas_client`` does)."""
+
+    epsilon: float = Field(ge=0, examples=[0.5])
+    delta: float = Field(ge=0, examples=[0.00001])
+
+
+class DatasetSummary(_Response):
+    """A dataset granted to the caller."""
+
+    name: str
+    description: str | None = None
+
+
+class DatasetListResponse(_Response):
+    """``GET /v1/datasets``."""
+
+    datasets: list[DatasetSummary]
+
+
+class BudgetResponse(_Response):
+    """``GET /v1/datasets/{name}/budget``: initial (granted), spent and remaining."""
+
+    initial: BudgetAmounts
+    spent: BudgetAmounts
+    remaining: BudgetAmounts
+
+
+class TableResult(_Response):
+    """A table result; ``dtypes`` use the metadata's type names."""
+
+    type: Literal["table"]
+    columns: list[str]
+    dtypes: list[str]
+    rows: list[list[Any]]
+
+
+class ValueResult(_Response):
+    """A value result (a number, a list, a model as JSON, ...)."""
+
+    type: Literal["value"]
+    value: Any
+
+
+#: What a query answers: a table, a value, or another engine's JSON (null when it failed).
+ResultJSON = TableResult | ValueResult | dict[str, Any] | None
+
+
+class ErrorBody(BaseModel):
+    """A stored error: a stable ``code``, a ``message`` and sometimes ``details``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class ArchivedQuery(_Response):
+    """One past (non-dummy) query as the archive shows it."""
+
+    id: str
+    user: str
+    dataset: str
+    engine: str
+    #: The engine payload as sent.
+    request: dict[str, Any]
+    #: What was charged (exact decimals written as JSON numbers).
+    epsilon: float = Field(ge=0)
+    delta: float = Field(ge=0)
+    status: Literal["pending", "success", "failed", "released"]
+    created_at: datetime
+    completed_at: datetime | None
+    result: ResultJSON
+    error: ErrorBody | None
+
+
+class ArchivePageResponse(_Response):
+    """A page of the archive, oldest first; pass ``next_cursor`` back as ``cursor``."""
+
+    queries: list[ArchivedQuery]
+    next_cursor: str | None
+
+
+class QueryResponse(_Response):
+    """``POST /v1/datasets/{name}/query``: the answer and what it cost."""
+
+    query_id: str | None = Field(description="null for a dummy query")
+    engine: str
+    dummy: bool
+    result: ResultJSON
+    #: Charged (0 for a dummy query), exact decimals written as JSON numbers.
+    epsilon: float = Field(ge=0)
+    delta: float = Field(ge=0)
+    remaining: BudgetAmounts | None = Field(description="after the charge; null for a dummy query")

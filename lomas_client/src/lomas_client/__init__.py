@@ -7,11 +7,12 @@ Quick start::
     client = Client(url="http://localhost:8000", token="...", dataset_name="penguins")
     client.get_dataset_metadata()
     client.smartnoise_sql.query("SELECT COUNT(*) AS n FROM df", epsilon=0.5, delta=1e-5).result
-    client.get_remaining_budget()
+    client.get_remaining_budget()   # Budget(epsilon=..., delta=...): exact decimals
 """
 
 from __future__ import annotations
 
+from lomas_client.budget import Budget, BudgetNumber
 from lomas_client.client import Client
 from lomas_client.errors import (
     AccessDeniedError,
@@ -39,7 +40,9 @@ from lomas_client.sso import LoginError, OidcSession
 __all__ = [
     "AccessDeniedError",
     "AuthenticationError",
+    "Budget",
     "BudgetExceededError",
+    "BudgetNumber",
     "ChargedFailureError",
     "Client",
     "ConflictError",

@@ -7,6 +7,7 @@ Example::
     client.get_dataset_metadata()
     res = client.smartnoise_sql.query("SELECT COUNT(*) AS n FROM df", epsilon=0.5, delta=1e-5)
     res.result        # a pandas DataFrame
+    res.remaining     # Budget(epsilon=9.5, delta=0.00001): exact decimals
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from urllib.parse import quote, urlencode
 
 import pandas as pd
 
+from lomas_client.budget import Budget, to_budget_number
 from lomas_client.engines import DiffPrivLibClient, OpenDPClient, SmartnoiseSQLClient
-from lomas_client.results import QueryResult, budget_dict, decode_result, table_to_dataframe
+from lomas_client.results import QueryResult, decode_result, plain_floats, table_to_dataframe
 from lomas_client.transport import RetryPolicy, Transport
 
 if TYPE_CHECKING:
@@ -153,11 +155,13 @@ class Client:
             raise ValueError("no dataset: pass dataset_name=... or set LOMAS_DATASET")
         return f"/v1/datasets/{quote(self.dataset_name, safe='')}/{suffix}"
 
-    def _get(self, path: str) -> Any:
-        return self._transport.request("GET", path)
+    def _get(self, path: str, *, exact: bool = False) -> Any:
+        return self._transport.request("GET", path, exact=exact)
 
-    def _post(self, path: str, body: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
-        return self._transport.request("POST", path, json=body, idempotency_key=idempotency_key)
+    def _post(self, path: str, body: dict[str, Any], *, idempotency_key: str | None = None,
+              exact: bool = False) -> Any:
+        return self._transport.request("POST", path, json=body, idempotency_key=idempotency_key,
+                                       exact=exact)
 
     # -- server and datasets -----------------------------------------------------------------------
 
@@ -200,22 +204,26 @@ class Client:
 
     # -- budget --------------------------------------------------------------------------------------
 
-    def get_budget(self) -> dict[str, dict[str, float]]:
-        """``{"initial": B, "spent": B, "remaining": B}`` with ``B = {"epsilon", "delta"}``."""
-        body = self._get(self._dataset_path("budget"))
-        return {k: budget_dict(body.get(k)) or {"epsilon": 0.0, "delta": 0.0}
-                for k in ("initial", "spent", "remaining")}
+    def get_budget(self) -> dict[str, Budget]:
+        """``{"initial": B, "spent": B, "remaining": B}``, each an exact :class:`Budget`.
 
-    def get_initial_budget(self) -> dict[str, float]:
-        """The budget you were granted on this dataset: ``{"epsilon", "delta"}``."""
+        A :class:`Budget` is a ``dict`` ``{"epsilon", "delta"}`` of exact decimals (see
+        :mod:`lomas_client.budget`): ``b["epsilon"]``, ``b.epsilon``, ``b == {"epsilon": 0.5,
+        "delta": 0}`` and arithmetic with floats all work, without float rounding.
+        """
+        body = self._get(self._dataset_path("budget"), exact=True)
+        return {k: Budget.from_json(body.get(k)) or Budget() for k in ("initial", "spent", "remaining")}
+
+    def get_initial_budget(self) -> Budget:
+        """The budget you were granted on this dataset (exact)."""
         return self.get_budget()["initial"]
 
-    def get_total_spent_budget(self) -> dict[str, float]:
-        """What your queries have spent so far: ``{"epsilon", "delta"}``."""
+    def get_total_spent_budget(self) -> Budget:
+        """What your queries have spent so far (exact)."""
         return self.get_budget()["spent"]
 
-    def get_remaining_budget(self) -> dict[str, float]:
-        """What you can still spend: ``{"epsilon", "delta"}``."""
+    def get_remaining_budget(self) -> Budget:
+        """What you can still spend (exact)."""
         return self.get_budget()["remaining"]
 
     def get_previous_queries(self, *, status: str | None = None, engine: str | None = None,
@@ -224,7 +232,8 @@ class Client:
                              page_size: int = 500) -> list[dict[str, Any]]:
         """Your past (non-dummy) queries on this dataset, oldest first.
 
-        Each record has ``id``, ``engine``, ``request``, ``epsilon``, ``delta``, ``status``,
+        Each record has ``id``, ``engine``, ``request``, ``epsilon`` and ``delta`` (exact
+        :class:`~lomas_client.budget.BudgetNumber` values), ``status``,
         ``created_at``, ``completed_at``, ``result`` (a DataFrame for tables) and ``error``.
         Filters: ``status`` (pending, success, failed, released), ``engine``, and ISO times
         ``since`` (inclusive) / ``until`` (exclusive). ``limit`` caps how many are returned
@@ -249,9 +258,11 @@ class Client:
         cursor: str | None = None
         while True:
             query = {**params, **({"cursor": cursor} if cursor else {})}
-            body = self._get(self._dataset_path("queries") + "?" + urlencode(query))
+            body = self._get(self._dataset_path("queries") + "?" + urlencode(query), exact=True)
             for raw in body.get("queries", []):
-                record = dict(raw)
+                record = plain_floats(raw)
+                record["epsilon"] = to_budget_number(raw.get("epsilon"))
+                record["delta"] = to_budget_number(raw.get("delta"))
                 record["result"] = decode_result(record.get("result"))
                 yield record
             cursor = body.get("next_cursor")
@@ -260,10 +271,12 @@ class Client:
 
     # -- any engine ----------------------------------------------------------------------------------
 
-    def cost(self, engine: str, payload: dict[str, Any]) -> dict[str, float]:
-        """The (epsilon, delta) a query would cost, computed from public metadata only; free."""
-        body = self._post(self._dataset_path("cost"), {"engine": engine, "query": payload})
-        return budget_dict(body) or {"epsilon": 0.0, "delta": 0.0}
+    def cost(self, engine: str, payload: dict[str, Any]) -> Budget:
+        """The exact (epsilon, delta) a query would be charged (the engine's cost rounded up to
+        the server's charge precision), computed from public metadata only; free."""
+        body = self._post(self._dataset_path("cost"), {"engine": engine, "query": payload},
+                          exact=True)
+        return Budget.from_json(body) or Budget()
 
     def query(self, engine: str, payload: dict[str, Any], dummy: bool = False, nb_rows: int = 100,
               seed: int = 42, *, idempotency_key: str | None = None) -> QueryResult:
@@ -282,7 +295,7 @@ class Client:
         body: dict[str, Any] = {"engine": engine, "query": payload,
                                 "dummy": {"rows": nb_rows, "seed": seed} if dummy else None}
         key = idempotency_key or str(uuid.uuid4())
-        answer = self._post(self._dataset_path("query"), body, idempotency_key=key)
+        answer = self._post(self._dataset_path("query"), body, idempotency_key=key, exact=True)
         return QueryResult.from_response(answer)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lomas_client import diffprivlib_model, opendp_wire
+from lomas_client.budget import Budget
 from lomas_client.results import QueryResult
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class SmartnoiseSQLClient:
                 "postprocess": postprocess}
 
     def cost(self, query: str, epsilon: float, delta: float,
-             mechanisms: dict[str, str] | None = None) -> dict[str, float]:
+             mechanisms: dict[str, str] | None = None) -> Budget:
         """The (epsilon, delta) the query would really cost (SmartNoise may spend more than the
         epsilon you pass when it needs several mechanisms); free."""
         return self._client.cost(self.engine, self.payload(query, epsilon, delta, mechanisms))
@@ -93,7 +94,7 @@ class OpenDPClient:
             column=column, **extra)
 
     def cost(self, pipeline_or_plan: Any, fixed_delta: float | None = None,
-             **options: Any) -> dict[str, float]:
+             **options: Any) -> Budget:
         """The (epsilon, delta) the measurement or plan would cost; free, reads no data."""
         return self._client.cost(self.engine, self.payload(pipeline_or_plan, fixed_delta, **options))
 
@@ -163,7 +164,7 @@ class DiffPrivLibClient:
         return diffprivlib_model.make_payload(pipeline, feature_columns, target_columns, **options)
 
     def cost(self, pipeline: list[Any], feature_columns: list[str],
-             target_columns: list[str] | None = None, **options: Any) -> dict[str, float]:
+             target_columns: list[str] | None = None, **options: Any) -> Budget:
         """The (epsilon, delta) the training would cost; free, computed from public metadata."""
         return self._client.cost(self.engine, self.payload(pipeline, feature_columns,
                                                            target_columns, **options))

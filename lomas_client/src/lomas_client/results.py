@@ -8,11 +8,14 @@ result (``{"type": "value", "value"}``) becomes the value itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["QueryResult", "budget_dict", "decode_result", "table_to_dataframe"]
+from lomas_client.budget import Budget, BudgetNumber, to_budget_number
+
+__all__ = ["QueryResult", "budget_dict", "decode_result", "plain_floats", "table_to_dataframe"]
 
 
 def _column(values: list[Any], dtype: str) -> pd.Series:
@@ -54,11 +57,21 @@ def decode_result(result: Any) -> Any:
     return result
 
 
-def budget_dict(raw: Any) -> dict[str, float] | None:
-    """``{"epsilon": float, "delta": float}`` from the server's budget shape."""
-    if not isinstance(raw, dict):
-        return None
-    return {"epsilon": float(raw.get("epsilon", 0.0)), "delta": float(raw.get("delta", 0.0))}
+def plain_floats(value: Any) -> Any:
+    """``value`` with every :class:`~decimal.Decimal` (from an exact parse) turned back into the
+    float a plain JSON parse gives (results and request payloads are not budgets)."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: plain_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_floats(v) for v in value]
+    return value
+
+
+def budget_dict(raw: Any) -> Budget | None:
+    """An exact :class:`~lomas_client.budget.Budget` from the server's budget shape."""
+    return Budget.from_json(raw)
 
 
 @dataclass
@@ -67,9 +80,11 @@ class QueryResult:
 
     Attributes:
         result: a pandas DataFrame (table results) or the value (number, list, ...).
-        epsilon: epsilon charged for this query (0 for a dummy query).
-        delta: delta charged for this query (0 for a dummy query).
-        remaining: your remaining budget on the dataset after the charge, ``None`` for dummies.
+        epsilon: epsilon charged for this query (0 for a dummy query), exact
+            (:class:`~lomas_client.budget.BudgetNumber`).
+        delta: delta charged for this query (0 for a dummy query), exact.
+        remaining: your remaining budget on the dataset after the charge (an exact
+            :class:`~lomas_client.budget.Budget`), ``None`` for dummies.
         query_id: the server's id of the query (in :meth:`Client.get_previous_queries`), ``None``
             for dummies.
         engine: the engine that answered.
@@ -78,9 +93,9 @@ class QueryResult:
     """
 
     result: Any
-    epsilon: float
-    delta: float
-    remaining: dict[str, float] | None
+    epsilon: BudgetNumber
+    delta: BudgetNumber
+    remaining: Budget | None
     query_id: str | None
     engine: str = ""
     dummy: bool = False
@@ -88,14 +103,20 @@ class QueryResult:
 
     @classmethod
     def from_response(cls, body: dict[str, Any]) -> QueryResult:
-        """Build from the JSON of ``POST /v1/datasets/{name}/query``."""
+        """Build from the JSON of ``POST /v1/datasets/{name}/query`` (parsed plainly or exactly:
+        budgets become exact either way, the result gets plain floats)."""
         return cls(
-            result=decode_result(body.get("result")),
-            epsilon=float(body.get("epsilon") or 0.0),
-            delta=float(body.get("delta") or 0.0),
+            result=decode_result(plain_floats(body.get("result"))),
+            epsilon=to_budget_number(body.get("epsilon")),
+            delta=to_budget_number(body.get("delta")),
             remaining=budget_dict(body.get("remaining")),
             query_id=body.get("query_id"),
             engine=str(body.get("engine") or ""),
             dummy=bool(body.get("dummy", False)),
-            raw=body,
+            raw=plain_floats(body),
         )
+
+    @property
+    def cost(self) -> Budget:
+        """What this query was charged, as an exact budget."""
+        return Budget(self.epsilon, self.delta)

@@ -8,13 +8,16 @@ attempt: it is never charged twice and never draws new noise.
 
 from __future__ import annotations
 
+import json as _json
 import random
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import httpx
 
+from lomas_client.budget import jsonable
 from lomas_client.errors import ConnectionFailedError, LomasClientError, ServerError, error_from_response
 from lomas_client.sso import BearerAuth, TokenProvider
 
@@ -48,8 +51,11 @@ class RetryPolicy:
         return base + random.uniform(0, base * 0.1)
 
 
-def _decode(response: httpx.Response) -> Any:
+def _decode(response: httpx.Response, exact: bool = False) -> Any:
+    """The JSON body (numbers with a fraction or exponent as Decimals when ``exact``), or the text."""
     try:
+        if exact:
+            return _json.loads(response.content, parse_float=Decimal)
         return response.json()
     except ValueError:
         return response.text or None
@@ -91,14 +97,19 @@ class Transport:
         self._http.close()
 
     def request(self, method: str, path: str, *, json: Any = None,
-                idempotency_key: str | None = None) -> Any:
+                idempotency_key: str | None = None, exact: bool = False) -> Any:
         """Send a request, retrying transient failures; return the decoded JSON body.
+
+        With ``exact`` every JSON number with a fraction or an exponent is a
+        :class:`decimal.Decimal` read from its text (budgets), not a float.
 
         Raises:
             LomasClientError: a subclass matching the server's error code, or
                 :class:`ConnectionFailedError` when no response came back after all retries.
         """
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        if json is not None:
+            json = jsonable(json)  # budget numbers (decimals) passed back in a payload
         attempt = 0
         while True:
             try:
@@ -111,7 +122,7 @@ class Transport:
                 retry_after = None
             else:
                 if response.is_success:
-                    body = _decode(response)
+                    body = _decode(response, exact)
                     if isinstance(body, str) or (body is None and response.content):
                         raise ServerError("invalid_response", "the server's answer is not JSON",
                                           response.status_code)
