@@ -12,7 +12,7 @@ from pymongo.write_concern import WriteConcern
 
 from lomas_core.context import PluginContext
 from lomas_core.errors import ConfigError, StoreUnavailable
-from lomas_core.models import new_token_id, new_user_id
+from lomas_core.models import ArchiveRecord, new_token_id, new_user_id
 from lomas_core.store import BudgetStore
 from lomas_store_mongodb.admin import AdminMixin
 from lomas_store_mongodb.base import log
@@ -45,6 +45,7 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
         self.hosts = describe_hosts(uri)
         self.scale = Scale(self.options.epsilon_digits, self.options.delta_digits)
         self.recovery_grace_seconds = self.options.recovery_grace_seconds
+        self.lease_seconds = self.options.lease_seconds
         try:
             self.client: MongoClient[dict[str, Any]] = MongoClient(uri, **self.options.client_kwargs())
         except (PyMongoError, TypeError, ValueError) as exc:
@@ -59,6 +60,7 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
             self._check_scale(create)
             self._migrate()
             self._create_indexes()
+            self._register_owner()
             if recover:
                 self.recover()
         except PyMongoError as exc:
@@ -165,7 +167,15 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
         with self.guard("ping"):
             self.client.admin.command("ping")
 
+    def find_by_idempotency_key(self, user: str, key: str) -> ArchiveRecord | None:
+        record = super().find_by_idempotency_key(user, key)
+        if record is not None and record.status == "pending" and self._settle(
+                record.user, record.dataset, record.id):
+            record = super().find_by_idempotency_key(user, key)  # its owner died: now final
+        return record
+
     def close(self) -> None:
+        self._close_lease()
         try:
             self.client.close()
         except PyMongoError:  # pragma: no cover - shutdown is best effort
