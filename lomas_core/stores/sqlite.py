@@ -130,23 +130,32 @@ class SQLiteStore(BudgetStore):
         self._keeper_lock = threading.Lock()
         self.recover()
 
-    def recover(self, grace_seconds: float | None = None, *, only: str | None = None) -> int:
+    def recover(self, grace_seconds: float | None = None, *, only: str | None = None,
+                owned_only: bool = False) -> int:
         """Mark pending records whose process died ``failed`` (charge kept); returns how many.
 
         A charge and its record are one transaction here, so a crash can only leave a pending
         record whose query never finished. Its owner is dead when it no longer holds its lock
         (the kernel drops it with the process); a record whose owner holds it is never touched.
         Records with no owner (older versions, or an owner that closed cleanly) are resolved
-        once older than the grace. ``only`` limits the pass to one query id.
+        once older than the grace. ``only`` limits the pass to one query id; ``owned_only`` to
+        records with an owner (the small ``owners`` table: no scan of the archive).
         """
         grace = self.recovery_grace_seconds if grace_seconds is None else grace_seconds
         cutoff = format_time(utcnow() - timedelta(seconds=grace))
-        rows = self.db.execute("SELECT a.id, a.created_at, o.owner FROM archive a "
-                               "LEFT JOIN owners o ON o.query_id = a.id WHERE a.status = 'pending' "
-                               "AND (? IS NULL OR a.id = ?)", (only, only))
+        if owned_only:
+            rows = self.db.execute("SELECT query_id AS id, NULL AS created_at, owner FROM owners")
+        else:
+            rows = self.db.execute(
+                "SELECT a.id, a.created_at, o.owner FROM archive a LEFT JOIN owners o "
+                "ON o.query_id = a.id WHERE a.status = 'pending' AND (? IS NULL OR a.id = ?)",
+                (only, only))
+        alive: dict[str, bool] = {}
+        for owner in {r["owner"] for r in rows if r["owner"] is not None}:
+            alive[owner] = self.db.owner_alive(owner)
         dead = [r["id"] for r in rows
-                if (r["owner"] is None and r["created_at"] < cutoff)
-                or (r["owner"] is not None and not self.db.owner_alive(r["owner"]))]
+                if (r["owner"] is None and r["created_at"] is not None and r["created_at"] < cutoff)
+                or (r["owner"] is not None and not alive[r["owner"]])]
         count = 0
         if dead:
             with self.db.write() as c:
@@ -166,7 +175,7 @@ class SQLiteStore(BudgetStore):
         owners' records."""
         if not self.path.exists():  # never recreate a store file that was removed
             return 0
-        return self.recover()
+        return self.recover(owned_only=True)
 
     def _keep_alive(self) -> None:
         if self._keeper is None:
