@@ -314,15 +314,33 @@ class BudgetStore(ABC):
     def import_state(self, state: dict[str, Any], *, event: AdminEvent | None = None) -> None:
         """Load what :meth:`export_state` produced into an empty store. Conflict if not empty."""
 
-    def recover(self, grace_seconds: float | None = None) -> Any:
-        """Finish what a crash interrupted, for leftovers older than ``grace_seconds``.
+    # -- owners of pending charges (see lomas_core.stores.lease) -----------------------------------
+    #: The id under which this store object owns the charges it makes; None when the store does
+    #: not track owners. Set at start-up; a store may register anew after being declared dead.
+    owner_id: str | None = None
 
-        A pending record whose process died stays charged and becomes ``failed`` with the error
-        code ``charged_failure`` (its request kept, so a same-key retry replays that outcome); a
-        charge without a record never exists. Stores run this at start-up with their configured
-        grace (``None``); the default does nothing.
+    def recover(self, grace_seconds: float | None = None) -> Any:
+        """Finish what dead processes left: their pending records become final.
+
+        A pending record whose owner is dead (known dead, or its lease expired) stays charged and
+        becomes ``failed`` with the error code ``charged_failure`` (its request kept, so a same-key
+        retry replays that outcome); a charge without a record never exists. A record whose owner
+        lives is never touched, however old. ``grace_seconds`` (default: the configured
+        ``recovery_grace_seconds``) applies only to records with no registered owner (written by
+        older versions, or left by an owner that closed its store cleanly). Stores run this at
+        start-up; the default does nothing.
         """
         return None
+
+    def heartbeat(self) -> int:
+        """Renew this process's owner lease, then resolve dead owners' pending records (as
+        :meth:`recover`); returns how many were resolved.
+
+        Stores call it from a background thread once they have charged anything, and resolve a
+        pending record a same-key retry finds (:meth:`find_by_idempotency_key`) at once when its
+        owner is dead. The default does nothing.
+        """
+        return 0
 
     def backup(self, target: Any) -> str:
         """Write a consistent copy of the store to ``target`` while it serves; returns a summary.

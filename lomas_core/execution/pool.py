@@ -25,7 +25,7 @@ from typing import Any
 
 from lomas_core.config import Config
 
-__all__ = ["ExecutionPool", "WorkerError", "WorkerLost", "WorkerTimeout"]
+__all__ = ["ExecutionPool", "WorkerError", "WorkerLost", "WorkerTimeout", "engine_preload"]
 
 log = logging.getLogger("lomas.execution")
 
@@ -61,6 +61,28 @@ class WorkerError(Exception):
 #: Imported once in the forkserver, so that a new or replacement worker starts warm.
 PRELOAD = ["lomas_core.execution.worker", "lomas_core.dummy", "lomas_core.data", "numpy",
            "pyarrow", "pyarrow.ipc"]
+
+
+def engine_preload(config: Config) -> list[str]:
+    """What the forkserver imports for the enabled engines: each engine's entry-point module and
+    the heavy modules it declares in a module-level ``PRELOAD`` (optional)."""
+    import importlib
+
+    from lomas_core.plugins import _entry_points
+
+    found = _entry_points("engine")
+    modules: list[str] = []
+    for name in config.engines:
+        if name not in found:
+            continue
+        module = found[name].module
+        modules.append(module)
+        try:
+            declared = getattr(importlib.import_module(module), "PRELOAD", ())
+        except Exception:  # noqa: BLE001 - the worker reports a broken plugin when it builds it
+            continue
+        modules.extend(m for m in declared if isinstance(m, str) and m not in modules)
+    return modules
 
 
 def _context(preload: list[str]) -> Any:
@@ -181,10 +203,7 @@ class ExecutionPool:
         self.start_timeout = execution.start_timeout_seconds
         self.config_json = config.model_dump_json()
         self.sys_path = list(sys.path)
-        from lomas_core.plugins import _entry_points
-
-        found = _entry_points("engine")
-        self.preload = [found[name].module for name in config.engines if name in found]
+        self.preload = engine_preload(config)
         self._idle: queue.Queue[_Process] = queue.Queue()
         self._all: set[_Process] = set()
         self._lock = threading.Lock()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -54,6 +55,7 @@ from lomas_core.store import (
     decode_cursor,
     encode_cursor,
 )
+from lomas_core.stores.lease import LeaseKeeper
 from lomas_core.stores.sqlite_db import SQLiteDatabase
 from lomas_core.stores.sqlite_rows import (
     GRANT_COLUMNS,
@@ -79,6 +81,9 @@ _USER_MATCH = ("(:u IS NULL OR user_id = (SELECT id FROM users WHERE name = :u) 
                "OR (user = :u AND NOT EXISTS (SELECT 1 FROM users WHERE name = :u)))")
 
 _OPTIONS = {"path", "busy_timeout_seconds", "recovery_grace_seconds", "token_last_used_seconds"}
+
+#: How often a live process looks for pending records of dead owners (once it has charged).
+HEARTBEAT_SECONDS = 5.0
 
 #: The error of a query whose server died while it ran (the charge stays).
 INTERRUPTED = ChargedFailure("The server stopped while this query was being answered; "
@@ -123,21 +128,38 @@ class SQLiteStore(BudgetStore):
         self.recovery_grace_seconds = recovery_grace_seconds
         self.last_used = LastUsed(self._write_last_used, token_last_used_seconds)
         self.db = SQLiteDatabase(self.path, busy_timeout=busy_timeout, create=create)
+        #: Its lock file in ``<store>.owners/`` is this process's lease (see sqlite_db.py).
+        self.owner_id = self.db.owner
+        self._keeper: LeaseKeeper | None = None
+        self._keeper_lock = threading.Lock()
         self.recover()
 
-    def recover(self, grace_seconds: float | None = None) -> int:
+    def recover(self, grace_seconds: float | None = None, *, only: str | None = None,
+                owned_only: bool = False) -> int:
         """Mark pending records whose process died ``failed`` (charge kept); returns how many.
 
         A charge and its record are one transaction here, so a crash can only leave a pending
-        record whose query never finished. Its process is known dead when it no longer holds its
-        owner lock (same host), or assumed dead once the record is older than the grace.
+        record whose query never finished. Its owner is dead when it no longer holds its lock
+        (the kernel drops it with the process); a record whose owner holds it is never touched.
+        Records with no owner (older versions, or an owner that closed cleanly) are resolved
+        once older than the grace. ``only`` limits the pass to one query id; ``owned_only`` to
+        records with an owner (the small ``owners`` table: no scan of the archive).
         """
         grace = self.recovery_grace_seconds if grace_seconds is None else grace_seconds
         cutoff = format_time(utcnow() - timedelta(seconds=grace))
-        rows = self.db.execute("SELECT a.id, a.created_at, o.owner FROM archive a "
-                               "LEFT JOIN owners o ON o.query_id = a.id WHERE a.status = 'pending'")
-        dead = [r["id"] for r in rows if r["created_at"] < cutoff
-                or (r["owner"] is not None and not self.db.owner_alive(r["owner"]))]
+        if owned_only:
+            rows = self.db.execute("SELECT query_id AS id, NULL AS created_at, owner FROM owners")
+        else:
+            rows = self.db.execute(
+                "SELECT a.id, a.created_at, o.owner FROM archive a LEFT JOIN owners o "
+                "ON o.query_id = a.id WHERE a.status = 'pending' AND (? IS NULL OR a.id = ?)",
+                (only, only))
+        alive: dict[str, bool] = {}
+        for owner in {r["owner"] for r in rows if r["owner"] is not None}:
+            alive[owner] = self.db.owner_alive(owner)
+        dead = [r["id"] for r in rows
+                if (r["owner"] is None and r["created_at"] is not None and r["created_at"] < cutoff)
+                or (r["owner"] is not None and not alive[r["owner"]])]
         count = 0
         if dead:
             with self.db.write() as c:
@@ -151,6 +173,20 @@ class SQLiteStore(BudgetStore):
             log.warning("sqlite store %s: %d interrupted queries archived as failed (charged)",
                         self.path, count)
         return count
+
+    def heartbeat(self) -> int:
+        """The lease is the owner lock, held by the kernel: nothing to renew; resolves dead
+        owners' records."""
+        if not self.path.exists():  # never recreate a store file that was removed
+            return 0
+        return self.recover(owned_only=True)
+
+    def _keep_alive(self) -> None:
+        if self._keeper is None:
+            with self._keeper_lock:
+                if self._keeper is None:
+                    self._keeper = LeaseKeeper(self.heartbeat, HEARTBEAT_SECONDS,
+                                               "lomas-sqlite-lease").start()
 
     # -- users and tokens -------------------------------------------------------------------------
     @staticmethod
@@ -374,6 +410,7 @@ class SQLiteStore(BudgetStore):
         if not all(v.is_finite() and v >= 0 for v in (record.cost.epsilon, record.cost.delta)):
             raise InvalidRequest("a query's cost must be finite and non-negative")
         e, d = str(record.cost.epsilon), str(record.cost.delta)
+        self._keep_alive()
         with self.db.write() as c:
             # The check and the update are this one statement, under the write lock of BEGIN IMMEDIATE.
             row = c.execute(
@@ -469,6 +506,8 @@ class SQLiteStore(BudgetStore):
         rows = self.db.execute(f"SELECT {RECORD_COLUMNS} FROM archive WHERE user_id = "
                                "(SELECT id FROM users WHERE name = ?) AND idempotency_key = ?",
                                (user, key))
+        if rows and rows[0]["status"] == "pending" and self.recover(only=rows[0]["id"]):
+            return self.find_by_idempotency_key(user, key)  # its owner died: now final
         return record_from_row(rows[0]) if rows else None
 
     def list_archive(self, user: str | None = None, dataset: str | None = None) -> list[ArchiveRecord]:
@@ -596,4 +635,7 @@ class SQLiteStore(BudgetStore):
             self.last_used.flush()
         except Exception:  # noqa: BLE001 - shutdown is best effort
             log.debug("sqlite store %s: recording tokens' last use at shutdown failed", self.path)
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.stop()
         self.db.close()

@@ -141,6 +141,19 @@ def _archived_spend(store: BudgetStore, user: str, dataset: str) -> Budget:
                 if r.status != "released"), Budget.of(0, 0))
 
 
+def _charge_and_die(spec: StoreSpec, key: str) -> None:
+    """A real process opens the store, charges a record with ``key`` and is killed with SIGKILL."""
+    import subprocess
+    import sys
+
+    code = ("import json, os, sys; from lomas_core.testing.store_contract import build_store, "
+            "make_record; s = build_store(tuple(json.loads(sys.argv[1]))); "
+            "s.charge(make_record(idempotency_key=sys.argv[2])); os.kill(os.getpid(), 9)")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(list(spec), default=str), key],
+                          check=False, capture_output=True, timeout=120)
+    assert done.returncode == -9, done.stderr.decode(errors="replace")[-2000:]
+
+
 def _dataset(name: str) -> DatasetDescription:
     metadata = Metadata.model_validate({"max_ids": 1, "rows": 10, "columns": {
         "age": {"type": "int", "lower": 0, "upper": 120},
@@ -792,6 +805,47 @@ class StoreContract(AdminStoreContract, LastUsedContract):
             current.fault_hook = None
             if current is not store:
                 current.close()
+
+    # -- owners of pending charges ------------------------------------------------------------------
+    def test_a_live_owners_pending_record_is_never_touched(self, store: BudgetStore,
+                                                            store_spec: StoreSpec) -> None:
+        """However old, and whatever the grace: recovery and heartbeats leave it pending."""
+        seed(store)
+        record = make_record(idempotency_key="live")
+        store.charge(record)
+        other = build_store(store_spec)
+        try:
+            assert other.owner_id is not None and other.owner_id != store.owner_id
+            other.recover(grace_seconds=0)
+            other.heartbeat()
+            store.heartbeat()
+            found = other.find_by_idempotency_key("alice", "live")
+            assert found is not None and found.status == "pending"
+        finally:
+            other.close()
+        store.complete(record.id, "success", result={"type": "value", "value": 1})
+        assert store.get_record(record.id).status == "success"
+
+    def test_a_killed_owners_records_are_resolved_by_a_live_process(
+            self, store: BudgetStore, store_spec: StoreSpec) -> None:
+        """kill -9 of a real process holding pending charges: a live process resolves them at
+        once (no grace wait), on a same-key retry and at its heartbeat; the charge stays."""
+        seed(store)
+        store.charge(make_record(idempotency_key="mine"))  # this live owner's own pending query
+        _charge_and_die(store_spec, "killed-retried")
+        _charge_and_die(store_spec, "killed-idle")
+        found = store.find_by_idempotency_key("alice", "killed-retried")
+        assert found is not None and found.status == "failed", found
+        assert found.error is not None and found.error["code"] == "charged_failure"
+        assert found.request == make_record().request
+        assert store.heartbeat() >= 1
+        idle = store.find_by_idempotency_key("alice", "killed-idle")
+        assert idle is not None and idle.status == "failed"
+        mine = store.find_by_idempotency_key("alice", "mine")
+        assert mine is not None and mine.status == "pending"
+        grant = store.get_grant("alice", "ds")
+        assert grant is not None and grant.spent.epsilon == Decimal("0.3")
+        assert grant.spent == _archived_spend(store, "alice", "ds")
 
     def test_errors_are_lomas_errors(self, store: BudgetStore) -> None:
         with pytest.raises(LomasError):

@@ -129,3 +129,16 @@ def test_a_worker_that_died_idle_is_replaced_before_the_task(tmp_path: Path) -> 
         assert float(h.grant("alice", "ds").spent.epsilon) == pytest.approx(1.0)
     finally:
         h.close()
+
+
+def test_the_forkserver_preloads_the_enabled_engines_heavy_modules() -> None:
+    """Workers share the engines' libraries with the forkserver instead of importing their own
+    copies (benchmarks/bench_workers.py measures the memory this saves)."""
+    from lomas_core.execution import engine_preload
+
+    config = Config(engines={"smartnoise_sql": {}, "opendp": {}})
+    preload = engine_preload(config)
+    assert "lomas_engine_smartnoise_sql.plugin" in preload and "duckdb" in preload
+    assert "lomas_engine_opendp.plugin" in preload and "polars" in preload
+    assert "sklearn" not in preload  # diffprivlib is not enabled
+    assert len(preload) == len(set(preload))

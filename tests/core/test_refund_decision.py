@@ -168,7 +168,11 @@ def test_same_key_retry_after_a_crash_replays_the_final_outcome(tmp_path: Path) 
         body = q()
         crashed = ArchiveRecord(user="alice", dataset="ds", engine="toy_count",
                                 request=body["query"], cost=Budget.of("0.1"), idempotency_key="k")
-        h.store.charge(crashed)  # ... and the process died before completing it
+        from lomas_core.plugins import make_store
+
+        dying = make_store(h.config)  # the server that charged it ...
+        dying.charge(crashed)
+        dying.close()  # ... is gone (no live owner; the grace of 0 applies)
         with h.client(token) as c:  # the restart runs recovery
             first = c.post("/v1/datasets/ds/query", json=body, headers={"Idempotency-Key": "k"})
             again = c.post("/v1/datasets/ds/query", json=body, headers={"Idempotency-Key": "k"})

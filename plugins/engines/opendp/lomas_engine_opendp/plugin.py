@@ -9,7 +9,12 @@ from lomas_core import hookimpl
 from lomas_core.context import PluginContext
 from lomas_core.engine import Engine
 
-__all__ = ["lomas_make_engine"]
+__all__ = ["PRELOAD", "lomas_make_engine"]
+
+#: Heavy modules the execution pool imports once in its forkserver, before workers fork, so that
+#: every worker shares their pages instead of importing its own copy (safe to import before a
+#: fork: importing them starts no thread).
+PRELOAD = ("polars", "opendp.prelude", "pandas")
 
 
 @hookimpl

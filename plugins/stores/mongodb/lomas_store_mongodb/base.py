@@ -34,6 +34,10 @@ class MongoBase:
     #: See :attr:`lomas_core.store.BudgetStore.fault_hook` (crash-point tests).
     fault_hook: Callable[[str], None] | None = None
 
+    def _ensure_lease(self) -> str | None:
+        """The owner id to stamp on a charge (see ``lease.py``); None without owner tracking."""
+        return None
+
     def _step(self, name: str) -> None:
         hook = self.fault_hook
         if hook is not None:

@@ -146,18 +146,21 @@ class LedgerMixin(MongoBase):
         record_doc = record_to_doc(stored, time.time_ns())
         record_doc["nonce"] = nonce
         with self.guard("charge", _NOT_CHARGED):
+            # The process answering this query: recovery leaves the charge alone while it lives.
+            record_doc["owner"] = self._ensure_lease()
             uid = self._uid(record.user)
             if uid is None:
                 raise AccessDenied(f"you do not have access to dataset '{record.dataset}'")
             record_doc["uid"] = uid
             if key is not None and self._key_taken(record.user, key, uid):
                 raise IdempotencyConflict("this Idempotency-Key was already used for another request")
+            self._step("charge:checked")
             doc = None
             if self.scale.fits_counter(cost):
                 # The pending record travels inside the charge: one document, one atomic update.
                 entry = {"cost": record.cost.as_strings(), "engine": record.engine,
                          "created_at": record_doc["created_at"], "idem": key, "nonce": nonce,
-                         "record": record_doc}
+                         "owner": record_doc["owner"], "record": record_doc}
                 filt: dict[str, Any] = {"_id": gid, "rem_eps": {"$gte": cost.epsilon},
                                         "rem_delta": {"$gte": cost.delta},
                                         "suspended": {"$ne": True}, "active": {"$ne": False},

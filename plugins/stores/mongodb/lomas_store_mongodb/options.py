@@ -66,11 +66,14 @@ class MongoOptions(BaseModel):
     #: Digits of one integer unit of epsilon / delta (see ``units.py``). Fixed once data exists.
     epsilon_digits: int = Field(default=12, ge=0, le=18)
     delta_digits: int = Field(default=18, ge=0, le=18)
-    #: Pending charges younger than this are left alone by start-up recovery (another server may
-    #: still be running them).
+    #: Pending charges with no registered owner (written by older versions, or by a server that
+    #: closed cleanly) younger than this are left alone by recovery.
     recovery_grace_seconds: float = Field(default=600.0, ge=0)
     #: A token's last-used time is written at most this often, off the request path.
     token_last_used_seconds: float = Field(default=60.0, ge=0, lt=10**7)
+    #: A server that has not renewed its heartbeat for this long is dead to the others: its
+    #: pending queries are archived as failed (charge kept). It renews every third of it.
+    lease_seconds: float = Field(default=30.0, ge=0.1, le=3600)
     #: Extra keyword arguments for ``pymongo.MongoClient`` (tls options, appname, ...).
     client_options: dict[str, Any] = Field(default_factory=dict)
 

@@ -13,7 +13,13 @@ from pymongo.write_concern import WriteConcern
 
 from lomas_core.context import PluginContext
 from lomas_core.errors import ConfigError, StoreUnavailable
-from lomas_core.models import new_dataset_id, new_grant_id, new_token_id, new_user_id
+from lomas_core.models import (
+    ArchiveRecord,
+    new_dataset_id,
+    new_grant_id,
+    new_token_id,
+    new_user_id,
+)
 from lomas_core.store import BudgetStore
 from lomas_core.tokens import LastUsed
 from lomas_store_mongodb.admin import AdminMixin
@@ -64,6 +70,7 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
         self.scale = Scale(self.options.epsilon_digits, self.options.delta_digits)
         self.recovery_grace_seconds = self.options.recovery_grace_seconds
         self.last_used = LastUsed(self._write_last_used, self.options.token_last_used_seconds)
+        self.lease_seconds = self.options.lease_seconds
         try:
             self.client: MongoClient[dict[str, Any]] = MongoClient(uri, **self.options.client_kwargs())
         except (PyMongoError, TypeError, ValueError) as exc:
@@ -78,6 +85,7 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
             self._check_scale(create)
             self._migrate()
             self._create_indexes()
+            self._register_owner()
             if recover:
                 self.recover()
                 self.reconcile_admin_log()
@@ -207,7 +215,15 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
         with self.guard("ping"):
             self.client.admin.command("ping")
 
+    def find_by_idempotency_key(self, user: str, key: str) -> ArchiveRecord | None:
+        record = super().find_by_idempotency_key(user, key)
+        if record is not None and record.status == "pending" and self._settle(
+                record.user, record.dataset, record.id):
+            record = super().find_by_idempotency_key(user, key)  # its owner died: now final
+        return record
+
     def close(self) -> None:
+        self._close_lease()
         try:
             self.last_used.flush()
         except Exception:  # noqa: BLE001 - shutdown is best effort

@@ -194,7 +194,9 @@ def test_recovery_archives_a_charge_left_without_record(store: MongoStore) -> No
     # And a release that refunded but died before marking its record.
     rec = _record(Budget.of(0.1))
     store.charge(rec)
-    store.archive.update_one({"_id": rec.id}, {"$set": {"created_at": format_time(old)}})
+    # Its owner is gone (no owner document: it closed), so the grace applies.
+    store.archive.update_one({"_id": rec.id}, {"$set": {"created_at": format_time(old)},
+                                               "$unset": {"owner": ""}})
     store._refund("alice/ds", rec.id, rec.cost)
     report = store.recover(grace_seconds=60)
     assert (report.archived, report.released) == (1, 1)
@@ -289,6 +291,7 @@ def test_recovery_keeps_the_request_and_the_key(make_store: MakeStore) -> None:
                            cost=Budget.of(0.1), idempotency_key="k")
     with pytest.raises(KeyboardInterrupt):
         crashed.charge(record)
+    crashed.close()  # its owner document goes: the grace applies
     restarted = make_store(recovery_grace_seconds=0)
     found = restarted.find_by_idempotency_key("alice", "k")
     assert found is not None and found.id == record.id
@@ -305,9 +308,11 @@ def test_recovery_finishes_a_query_whose_server_died_while_it_ran(make_store: Ma
     _setup(first)
     record = _record(Budget.of(0.1), key="k")
     first.charge(record)  # ... and the process dies while the query runs
-    young = make_store()  # another server starting now leaves it alone (it may still be running)
+    young = make_store(recovery_grace_seconds=0)  # its owner lives: left alone, whatever the age
     assert young.get_record(record.id).status == "pending"
-    restarted = make_store(recovery_grace_seconds=0)
+    # The owner is found dead (as a heartbeat does when its lease expires): no grace wait.
+    first.owners.update_one({"_id": first.owner_id}, {"$set": {"dead": True}})
+    restarted = make_store()
     done = restarted.get_record(record.id)
     assert done.status == "failed" and done.error is not None
     assert done.error["code"] == "charged_failure"
