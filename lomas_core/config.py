@@ -226,6 +226,8 @@ class Config(BaseModel):
         default_factory=lambda: PluginConfig(name="sqlite", options={"path": "lomas.db"}))
     engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
     adapters: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"local": dict[str, Any]()})
+    #: Observer plugins (entry-point group ``lomas.plugins``) to enable, with their options.
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
@@ -241,10 +243,10 @@ class Config(BaseModel):
     def _none_sections(cls, data: Any) -> Any:
         # `engines:` with nothing under it parses as None in YAML; treat it as empty.
         if isinstance(data, dict):
-            for key in ("engines", "adapters", "secrets"):
+            for key in ("engines", "adapters", "plugins", "secrets"):
                 if key in data and data[key] is None:
                     data[key] = {}
-            for section in ("engines", "adapters"):
+            for section in ("engines", "adapters", "plugins"):
                 value = data.get(section)
                 if isinstance(value, dict):
                     data[section] = {k: (v or {}) for k, v in value.items()}

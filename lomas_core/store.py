@@ -1,6 +1,9 @@
 """The budget-store interface: the admin state and the atomic charge.
 
-A store plugin returns a :class:`BudgetStore` from ``lomas_make_store``. Every method is blocking
+A store is a class named by an entry point in the group ``lomas.stores``; the config's ``store.name``
+picks it and ``store.options`` is validated against its ``Options``; the core builds it with
+``cls.create(options, context)`` (a store overrides ``create`` to open its database, creating it
+only when ``context.create_store``). Every method is blocking
 (the server calls them from worker threads) and must be safe to call from many threads and from
 several processes sharing the same backing database. Raise :class:`lomas_core.errors.StoreUnavailable`
 when the backend cannot be reached, :class:`~lomas_core.errors.NotFound` /
@@ -29,6 +32,7 @@ from lomas_core.models import (
     TokenInfo,
     User,
 )
+from lomas_core.plugin_base import PluginBase
 
 __all__ = ["MAX_PAGE", "ArchiveFilter", "ArchivePage", "BudgetStore", "decode_cursor",
            "encode_cursor"]
@@ -86,11 +90,8 @@ def decode_cursor(cursor: str) -> list[Any]:
     return position
 
 
-class BudgetStore(ABC):
+class BudgetStore(PluginBase, ABC):
     """Users, tokens, datasets, grants with budgets, and the query archive."""
-
-    #: Short name admins use in the config (``sqlite``, ``mongodb``).
-    name: str = ""
 
     #: Test hook for crash-point tests: when set, stores call it with a step name between the
     #: backend operations of :meth:`charge`, :meth:`complete` and :meth:`release`. A hook that

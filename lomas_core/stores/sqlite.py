@@ -16,7 +16,9 @@ import sqlite3
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from lomas_core.budget import Budget
 from lomas_core.errors import (
@@ -64,7 +66,10 @@ from lomas_core.stores.sqlite_rows import (
 )
 from lomas_core.stores.state import Token, build_state, format_time, parse_state, parse_time
 
-__all__ = ["INTERRUPTED", "SQLiteStore", "parse_options", "recovery_grace"]
+if TYPE_CHECKING:
+    from lomas_core.context import PluginContext
+
+__all__ = ["INTERRUPTED", "SQLiteOptions", "SQLiteStore", "parse_options", "recovery_grace"]
 
 log = logging.getLogger("lomas.stores.sqlite")
 
@@ -109,10 +114,34 @@ def parse_options(options: Mapping[str, Any], resolve: Any = Path) -> tuple[Path
     return path, float(timeout)
 
 
+class SQLiteOptions(BaseModel):
+    """``store.options`` of the ``sqlite`` store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The database file, relative to the config file's folder.
+    path: str
+    busy_timeout_seconds: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    #: Pending records younger than this are left alone at start-up (another process sharing
+    #: the file may still be running them).
+    recovery_grace_seconds: float = Field(default=600.0, ge=0, allow_inf_nan=False)
+
+
 class SQLiteStore(BudgetStore):
     """:class:`~lomas_core.store.BudgetStore` on one SQLite file."""
 
-    name = "sqlite"
+    Options: ClassVar[type[BaseModel]] = SQLiteOptions
+
+    @classmethod
+    def create(cls, options: SQLiteOptions, context: PluginContext) -> SQLiteStore:
+        """Open (or, with ``context.create_store``, create) the file the options name."""
+        path, timeout = parse_options({"path": options.path,
+                                       "busy_timeout_seconds": options.busy_timeout_seconds},
+                                      context.config.resolve_path)
+        store = cls(path, busy_timeout=timeout, recovery_grace_seconds=options.recovery_grace_seconds,
+                    create=context.create_store)
+        context.logger.info("sqlite store at %s", path)
+        return store
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,
                  recovery_grace_seconds: float = 600.0, create: bool = False) -> None:

@@ -21,7 +21,7 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
-from lomas_core.testing.adapter_contract import table_bytes
+from lomas_core.testing.tables import table_bytes
 
 __all__ = ["table_bytes", "FileServer", "ServedFile"]
 

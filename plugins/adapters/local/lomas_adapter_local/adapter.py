@@ -5,15 +5,21 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lomas_core.adapter import Adapter, Loaded
-from lomas_core.context import PluginContext
-from lomas_core.engine import validation_message
-from lomas_core.errors import ConfigError, DatasetUnavailable, InvalidRequest
-from lomas_core.io import detect_format, read_metadata, read_table_from_fs
+from lomas_core.api import (
+    Adapter,
+    DatasetUnavailable,
+    InvalidRequest,
+    Loaded,
+    PluginContext,
+    detect_format,
+    read_metadata,
+    read_table_from_fs,
+    validation_message,
+)
 
 __all__ = ["LocalAdapter", "LocalAdapterOptions", "LocalDatasetOptions"]
 
@@ -39,13 +45,10 @@ class LocalDatasetOptions(BaseModel):
 class LocalAdapter(Adapter):
     """Files on the server's disk, only under ``allowed_dirs`` (symlinks resolved first)."""
 
-    name = "local"
+    Options: ClassVar[type[BaseModel]] = LocalAdapterOptions
 
-    def __init__(self, options: Mapping[str, Any], context: PluginContext) -> None:
-        try:
-            opts = LocalAdapterOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise ConfigError(f"adapters.local: {validation_message(exc)}") from None
+    def __init__(self, options: LocalAdapterOptions, context: PluginContext) -> None:
+        opts = options  # validated by the core against ``Options``
         self._config = context.config
         self.allowed = [context.config.resolve_path(d).resolve() for d in opts.allowed_dirs]
         import fsspec

@@ -35,10 +35,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from lomas_core.data import DataHandle
-from lomas_core.engine import DatasetInfo
-from lomas_core.errors import InvalidQuery, QueryFailed
-from lomas_core.metadata import Metadata
+from lomas_core.api import DataHandle, DatasetInfo, InvalidQuery, Metadata, QueryFailed, metadata_hash
 from lomas_engine_opendp.errors import opendp_reason
 from lomas_engine_opendp.plan_check import check_plan, parse_plan_json
 from lomas_engine_opendp.query import OpenDPQuery
@@ -355,7 +352,7 @@ def prepared_frame(data: DataHandle, meta: Metadata) -> Any:
     null; rows with a null in a non-nullable column are dropped (row-wise, 1-stable steps that keep
     the data inside the declared domain and its margins).
     """
-    key = "opendp:lazyframe:" + hashlib.sha256(meta.model_dump_json().encode()).hexdigest()[:16]
+    key = "opendp:lazyframe:" + metadata_hash(meta)
     return data.memo(key, lambda: _prepare(data, meta))
 
 

@@ -24,7 +24,6 @@ def _plan_payloads() -> list[dict[str, Any]]:
 
 class TestOpenDPContract(EngineContract):
     engine_name = "opendp"
-    entry_module = "lomas_engine_opendp.plugin"
     heavy_modules = ("opendp", "polars")
 
     @pytest.fixture

@@ -23,6 +23,7 @@ from lomas_core.engine import DatasetInfo
 from lomas_core.errors import InvalidQuery, QueryFailed
 from lomas_core.metadata import Metadata
 from lomas_core.testing.harness import LomasHarness
+from lomas_core.testing.plugins import build
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +255,7 @@ def test_other_sizes_are_bounded(engine: Any, dp: Any, dataset: DatasetInfo) -> 
     _refused(engine, {"plan": serialize_plan(quantile), "epsilon": 1.0}, dataset, "literal")
     from lomas_engine_opendp.engine import OpenDPEngine
 
-    strict = OpenDPEngine({"max_size_factor": 1})  # 3 public keys > 2 rows x 1
+    strict = build(OpenDPEngine, {"max_size_factor": 1})  # 3 public keys > 2 rows x 1
     _refused(strict, make_payload(lf.group_by("g").agg(pl.len().dp.noise()), epsilon=1.0),
              _meta(rows=2), "public key set")
 

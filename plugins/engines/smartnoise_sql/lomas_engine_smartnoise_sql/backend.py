@@ -22,7 +22,7 @@ import secrets
 import threading
 from typing import TYPE_CHECKING, Any
 
-from lomas_core.metadata import Metadata
+from lomas_core.api import Metadata
 from lomas_engine_smartnoise_sql.metadata import TABLE_NAME
 from lomas_engine_smartnoise_sql.policy import KeyPlan
 from lomas_engine_smartnoise_sql.render import LOCKED_CONFIG, Statement, render, verify

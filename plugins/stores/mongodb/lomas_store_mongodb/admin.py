@@ -14,20 +14,26 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from lomas_core.budget import Budget
-from lomas_core.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
-from lomas_core.models import (
+from lomas_core.api import (
+    MAX_PAGE,
     AdminEvent,
+    Budget,
+    Conflict,
     DatasetDescription,
     Grant,
+    InvalidRequest,
+    NotFound,
+    StoreUnavailable,
     TokenInfo,
     User,
+    decode_cursor,
+    encode_cursor,
+    format_time,
     new_token_id,
     new_user_id,
+    parse_time,
     utcnow,
 )
-from lomas_core.store import MAX_PAGE, decode_cursor, encode_cursor
-from lomas_core.stores.state import format_time, parse_time
 from lomas_store_mongodb.base import MongoBase
 from lomas_store_mongodb.codec import (
     budget_from_doc,

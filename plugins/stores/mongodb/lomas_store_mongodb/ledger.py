@@ -31,20 +31,26 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from lomas_core.budget import Budget
-from lomas_core.errors import (
+from lomas_core.api import (
+    MAX_PAGE,
     AccessDenied,
+    ArchiveFilter,
+    ArchivePage,
+    ArchiveRecord,
+    Budget,
     BudgetExceeded,
     ChargedFailure,
     Conflict,
     IdempotencyConflict,
     InvalidRequest,
     NotFound,
+    QueryStatus,
     StoreUnavailable,
     Suspended,
+    decode_cursor,
+    encode_cursor,
+    utcnow,
 )
-from lomas_core.models import ArchiveRecord, QueryStatus, utcnow
-from lomas_core.store import MAX_PAGE, ArchiveFilter, ArchivePage, decode_cursor, encode_cursor
 from lomas_store_mongodb.base import MongoBase, log
 from lomas_store_mongodb.codec import (
     budget_from_doc,

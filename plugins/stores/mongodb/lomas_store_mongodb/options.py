@@ -19,8 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lomas_core.context import PluginContext
-from lomas_core.errors import ConfigError
+from lomas_core.api import ConfigError, PluginContext
 
 __all__ = ["MongoOptions", "WriteConcernOptions", "describe_hosts", "parse_options"]
 

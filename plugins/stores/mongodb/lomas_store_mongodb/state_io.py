@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lomas_core.errors import Conflict
-from lomas_core.models import Grant, User, new_user_id
-from lomas_core.stores.state import Token, build_state, parse_state
+from lomas_core.api import Conflict, Grant, Token, User, build_state, new_user_id, parse_state
 from lomas_store_mongodb.base import MongoBase
 from lomas_store_mongodb.codec import (
     dataset_from_doc,
