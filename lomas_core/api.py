@@ -16,7 +16,7 @@ from lomas_core.adapter import Adapter, Loaded
 from lomas_core.budget import DECIMAL_CONTEXT, Budget, to_decimal
 from lomas_core.config import Config, PluginConfig, SecretRef
 from lomas_core.context import PluginContext
-from lomas_core.data import DataHandle
+from lomas_core.data import DataHandle, Memo
 from lomas_core.digest import short_digest
 from lomas_core.dummy import metadata_hash
 from lomas_core.engine import DatasetInfo, Engine
@@ -78,7 +78,8 @@ __all__ = [
     "AdminEvent", "ArchiveFilter", "ArchivePage", "ArchiveRecord", "Budget", "BudgetExceeded",
     "BudgetStore", "ChargedFailure", "ColumnMetadata", "Config", "ConfigError", "Conflict",
     "DataHandle", "DatasetDescription", "DatasetInfo", "DatasetUnavailable", "Engine", "Grant",
-    "IdempotencyConflict", "InvalidQuery", "InvalidRequest", "Loaded", "LomasError", "Metadata",
+    "IdempotencyConflict", "InvalidQuery", "InvalidRequest", "Loaded", "LomasError", "Memo",
+    "Metadata",
     "NoOptions", "NotFound", "Observer", "PluginBase", "PluginConfig", "PluginContext",
     "PluginError", "QueryFailed", "QueryStatus", "Resolver", "SecretRef", "StoreUnavailable",
     "Suspended", "Token", "TokenInfo", "User", "build_state", "check_format", "decode_cursor",

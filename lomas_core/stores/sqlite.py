@@ -117,7 +117,7 @@ def parse_options(options: Mapping[str, Any], resolve: Any = Path) -> tuple[Path
 class SQLiteOptions(BaseModel):
     """``store.options`` of the ``sqlite`` store."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     #: The database file, relative to the config file's folder.
     path: str

@@ -35,7 +35,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from lomas_core.api import DataHandle, DatasetInfo, InvalidQuery, Metadata, QueryFailed, metadata_hash
+from lomas_core.api import (
+    DataHandle,
+    DatasetInfo,
+    InvalidQuery,
+    Memo,
+    Metadata,
+    QueryFailed,
+    metadata_hash,
+)
 from lomas_engine_opendp.errors import opendp_reason
 from lomas_engine_opendp.plan_check import check_plan, parse_plan_json
 from lomas_engine_opendp.query import OpenDPQuery
@@ -382,4 +390,6 @@ def _prepare(data: DataHandle, meta: Metadata) -> Any:
         # The domain's margins promise at most `rows` rows; the data must be a member of it.
         # (A dummy dataset may be asked for more rows; it holds nothing private.)
         raise RuntimeError("the dataset has more rows than its public metadata declares")
-    return py_to_c(frame.lazy(), c_type=AnyObjectPtr, type_name="LazyFrame")
+    # The dataset cache counts this copy through the memo's size.
+    return Memo(py_to_c(frame.lazy(), c_type=AnyObjectPtr, type_name="LazyFrame"),
+                nbytes=int(frame.estimated_size()))

@@ -64,6 +64,8 @@ class DuckDBDatabase:
         select = ", ".join(_CASTS[kind].format(c=_quote(name)) + " AS " + _quote(name)
                            for name, kind in cols)
         source = table.select([name for name, _ in cols])
+        #: About what DuckDB's copy holds (counted by the dataset cache through the memo).
+        self.nbytes = int(source.nbytes)
         try:
             self._con.register("lomas_source", source)
             self._con.execute(f"CREATE TABLE {TABLE_NAME} AS SELECT {select} FROM lomas_source")
