@@ -151,19 +151,36 @@ def _check_names(kind: Kind, names: Iterable[str]) -> None:
                 f"(installed {kind.name}s: {installed})")
 
 
-def load_classes(kind_name: str, names: Iterable[str]) -> dict[str, type[PluginBase]]:
-    """Import the classes of the named plugins of one kind, checked, in the order given."""
+def _named_manager(kind: Kind, wanted: list[str], checked: list[importlib_metadata.EntryPoint],
+                   **callbacks: Any) -> Any:
+    """stevedore's named manager over the entry points the core has just checked.
+
+    stevedore keeps entry-point lists per group for the life of the process (and on disk); handing
+    it the checked list means it imports exactly what was checked, and sees a plugin installed
+    while the process runs (tests).
+    """
     from stevedore.named import NamedExtensionManager
 
+    class CheckedManager(NamedExtensionManager):  # type: ignore[type-arg]
+        def list_entry_points(self) -> list[importlib_metadata.EntryPoint]:
+            return list(checked)
+
+    return CheckedManager(kind.group, wanted, invoke_on_load=False, name_order=True, **callbacks)
+
+
+def load_classes(kind_name: str, names: Iterable[str]) -> dict[str, type[PluginBase]]:
+    """Import the classes of the named plugins of one kind, checked, in the order given."""
     kind = KINDS[kind_name]
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return {}
     _check_names(kind, wanted)
+    found = _entry_points(kind)
     failures: list[PluginError] = []
 
     def failed(_manager: Any, ep: Any, exc: BaseException) -> None:
-        dist = _dist_of(ep)[0] if isinstance(ep, importlib_metadata.EntryPoint) else "unknown"
+        # stevedore's cached entry points may not know their distribution; ours do.
+        dist = next((_dist_of(e)[0] for e in _entry_points(kind).get(ep.name, [])), "unknown")
         failures.append(PluginError(f"{kind.name} plugin '{ep.name}' (from {dist}) failed to "
                                     f"import: {type(exc).__name__}: {exc}"))
 
@@ -171,9 +188,9 @@ def load_classes(kind_name: str, names: Iterable[str]) -> dict[str, type[PluginB
         failures.append(PluginError(f"{kind.name} '{', '.join(sorted(names_missing))}' is not "
                                     f"available; installed: {', '.join(sorted(_entry_points(kind)))}"))
 
-    manager = NamedExtensionManager(kind.group, wanted, invoke_on_load=False, name_order=True,
-                                    on_load_failure_callback=failed,
-                                    on_missing_entrypoints_callback=missing)
+    manager = _named_manager(kind, wanted, [found[name][0] for name in wanted],
+                             on_load_failure_callback=failed,
+                             on_missing_entrypoints_callback=missing)
     if failures:
         raise failures[0]
     classes: dict[str, type[PluginBase]] = {}

@@ -257,6 +257,7 @@ class LomasHarness:
             from lomas_core.plugins import make_store
 
             # The harness creates its store explicitly (servers refuse a missing one).
+            self._activate_plugin_paths()  # a store may come from a plugin path too
             self._store = make_store(self.config, create=True)
         return self._store
 
