@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 from lomas_core.plugin_base import PluginBase
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
 
 __all__ = ["Adapter", "Loaded"]
@@ -49,9 +51,11 @@ class Adapter(PluginBase, ABC):
     def check_options(self, options: Mapping[str, Any]) -> None:
         """Validate a dataset description's options when an admin adds it; raise InvalidRequest."""
 
-    def resolve_options(self, options: Mapping[str, Any], base_dir: str) -> dict[str, Any]:
-        """``options`` with relative paths made absolute against ``base_dir`` (the folder of the
-        file that describes the dataset); the default changes nothing."""
+    @classmethod
+    def resolve_options(cls, options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+        """A dataset description's ``options`` with this adapter's relative file paths made
+        absolute against ``base_dir`` (the folder of the YAML file that holds the description).
+        Called on the class, before any adapter is built; the default changes nothing."""
         return dict(options)
 
     @abstractmethod

@@ -52,6 +52,7 @@ __all__ = [
     "load_plugins",
     "make_plugin_manager",
     "make_store",
+    "plugin_modules",
 ]
 
 log = logging.getLogger("lomas.plugins")
@@ -246,6 +247,12 @@ def entry_point_name(kind_name: str, cls: type[PluginBase]) -> str:
             return name
     raise PluginError(f"{cls.__qualname__} is not installed as a {kind_name} (no entry point "
                       f"names {target})")
+
+
+def plugin_modules(kind_name: str, names: Iterable[str]) -> list[str]:
+    """The modules holding the named plugins' classes, without importing them (for preloading)."""
+    found = _entry_points(KINDS[kind_name])
+    return [found[name][0].module for name in names if found.get(name)]
 
 
 def make_plugin_manager() -> pluggy.PluginManager:

@@ -181,10 +181,9 @@ class ExecutionPool:
         self.start_timeout = execution.start_timeout_seconds
         self.config_json = config.model_dump_json()
         self.sys_path = list(sys.path)
-        from lomas_core.plugins import _entry_points
+        from lomas_core.plugins import plugin_modules
 
-        found = _entry_points("engine")
-        self.preload = [found[name].module for name in config.engines if name in found]
+        self.preload = plugin_modules("engine", config.engines)
         self._idle: queue.Queue[_Process] = queue.Queue()
         self._all: set[_Process] = set()
         self._lock = threading.Lock()

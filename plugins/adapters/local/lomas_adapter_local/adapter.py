@@ -55,6 +55,16 @@ class LocalAdapter(Adapter):
 
         self._fs = fsspec.filesystem("file")
 
+    @classmethod
+    def resolve_options(cls, options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+        """``path`` and ``metadata_path``, when relative, resolve against ``base_dir``."""
+        resolved = dict(options)
+        for key in ("path", "metadata_path"):
+            value = resolved.get(key)
+            if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+                resolved[key] = str((base_dir / value).resolve())
+        return resolved
+
     def _options(self, options: Mapping[str, Any]) -> LocalDatasetOptions:
         try:
             return LocalDatasetOptions.model_validate(dict(options))
