@@ -144,7 +144,7 @@ class OpenDPEngine(Engine):
         import polars as pl
 
         from lomas_core.api import Metadata
-        from lomas_engine_opendp.wire import placeholder, serialize_plan
+        from lomas_engine_opendp.wire import empty_lazyframe, serialize_plan
 
         meta = Metadata.model_validate({"rows": 10, "columns": {
             "g": {"type": "string", "categories": ["a"], "public_keys": True},
@@ -152,7 +152,7 @@ class OpenDPEngine(Engine):
         import opendp.prelude  # noqa: F401 - registers the .dp namespace on polars expressions
 
         noise: Any = pl.len()
-        plan = placeholder(meta.model_dump()).group_by("g").agg(noise.dp.noise())
+        plan = empty_lazyframe(meta.model_dump()).group_by("g").agg(noise.dp.noise())
         query = OpenDPQuery(plan=serialize_plan(plan), epsilon=1.0)
         info = DatasetInfo(name="warmup", metadata=meta)
         self._plans.measurement(query, info, limit=self._limit(info))
