@@ -33,7 +33,7 @@ from lomas_core.adapter import Adapter
 from lomas_core.config import Config
 from lomas_core.context import PluginContext
 from lomas_core.engine import Engine
-from lomas_core.errors import ConfigError, LomasError, PluginError
+from lomas_core.errors import PluginError
 from lomas_core.observer import Observer
 from lomas_core.plugin_base import PluginBase
 from lomas_core.store import BudgetStore
@@ -224,12 +224,12 @@ def build_plugin(kind_name: str, name: str, cls: type[P], options: Mapping[str, 
     try:
         validated = cls.Options.model_validate(dict(options or {}))
     except ValidationError as exc:
-        raise ConfigError(f"{where}: {validation_message(exc)}") from None
+        raise PluginError(f"{where}: {validation_message(exc)}") from None
     try:
         obj = cls.create(validated, context)
-    except LomasError:
+    except PluginError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # a ConfigError too: start-up names the plugin that refused
         raise PluginError(f"{kind.name} '{name}' could not be started: "
                           f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, kind.base):
@@ -322,7 +322,8 @@ def load_plugins(config: Config, *, with_store: bool = True) -> LoadedPlugins:
     Raises:
         PluginError: a name that is not installed or claimed twice (listing what is installed), a
             module that fails to import (with the cause), a class of the wrong kind.
-        ConfigError: options that the plugin's ``Options`` model refuses.
+        PluginError (a ConfigError): options that the plugin's ``Options`` model refuses, or
+            an exception while building (with the plugin's name and the cause).
     """
     pm = make_plugin_manager()
     context = PluginContext(config)
