@@ -63,7 +63,9 @@ def description_from_mapping(raw: Any, base_dir: Path, where: str) -> DatasetDes
     data = dict(raw)
     options = data.get("options")
     if isinstance(options, Mapping):
-        data["options"] = _resolve_options(data.get("adapter"), options, base_dir)
+        # A description without ``adapter`` uses the model's default adapter.
+        adapter = data.get("adapter", DatasetDescription.model_fields["adapter"].default)
+        data["options"] = _resolve_options(adapter, options, base_dir)
     if isinstance(data.get("metadata"), str):
         meta_path = (base_dir / Path(data["metadata"]).expanduser()).resolve()
         data["metadata"] = read_yaml(meta_path, "metadata file")
