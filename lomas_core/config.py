@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lomas_core.errors import ConfigError
+from lomas_core.validation import validation_message
 
 __all__ = [
     "BootstrapAdmin",
@@ -323,5 +324,5 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"config {p} is invalid:\n" + "\n".join(lines)) from None
+        raise ConfigError(f"config {p} is invalid:\n  "
+                          + validation_message(exc, limit=None, default="", separator="\n  ")) from None
