@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from lomas_core.budget import Budget
-from lomas_core.config import Config, PluginConfig
-from lomas_core.models import ArchiveRecord, DatasetDescription, User
-from lomas_core.plugins import make_store
-from lomas_core.store import BudgetStore
-from lomas_core.testing.mongo import drop_database, fresh_database_name, running_mongodb
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # lomas_testsupport (not installed)
+
+from lomas_core.budget import Budget  # noqa: E402
+from lomas_core.config import Config, PluginConfig  # noqa: E402
+from lomas_core.models import ArchiveRecord, DatasetDescription, User  # noqa: E402
+from lomas_core.plugins import make_store  # noqa: E402
+from lomas_core.store import BudgetStore  # noqa: E402
+from lomas_testsupport.mongo import drop_database, fresh_database_name, running_mongodb  # noqa: E402
 
 _ENGINE_SOURCE = '''
 from typing import Any

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from lomas_core.testing.harness import LomasHarness, write_plugin_distribution
-from lomas_core.testing.mongo import mongodb_database, mongodb_uri  # noqa: F401 - fixtures
+from lomas_testsupport.mongo import mongodb_database, mongodb_uri  # noqa: F401 - fixtures
 
 pytest.importorskip("lomas_store_mongodb")
 

@@ -12,7 +12,7 @@ from lomas_core.config import Config
 from lomas_core.errors import ConfigError, PluginError, StoreUnavailable
 from lomas_core.models import ArchiveRecord, DatasetDescription, User
 from lomas_core.plugins import make_store
-from lomas_core.testing.mongo import fresh_database_name, start_nx27017
+from lomas_testsupport.mongo import fresh_database_name, start_nx27017
 
 
 def test_the_mongodb_entry_point_names_the_store_class() -> None:
