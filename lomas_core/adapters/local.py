@@ -1,4 +1,23 @@
-"""Read CSV and Parquet files from directories the admin allowed."""
+"""The built-in ``local`` adapter: CSV and Parquet files on the server's own disk, restricted to
+the directories the admin allows.
+
+Server config::
+
+    adapters:
+      local: {allowed_dirs: [/srv/data]}
+
+Dataset description::
+
+    name: penguins
+    adapter: local
+    options:
+      path: /srv/data/penguins.csv      # relative paths resolve against the description's folder
+      format: csv                        # optional; from the extension otherwise
+      metadata_path: /srv/data/penguins.yaml   # optional: read metadata from beside the data
+
+The version the dataset cache compares is the file's modification time and size. Built into the
+core (entry point ``lomas.adapters: local``) so that the default config works with the core alone.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +28,11 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lomas_core.api import (
-    Adapter,
-    DatasetUnavailable,
-    InvalidRequest,
-    Loaded,
-    PluginContext,
-    detect_format,
-    read_metadata,
-    read_table_from_fs,
-    validation_message,
-)
+from lomas_core.adapter import Adapter, Loaded
+from lomas_core.context import PluginContext
+from lomas_core.errors import DatasetUnavailable, InvalidRequest
+from lomas_core.io import detect_format, read_metadata, read_table_from_fs
+from lomas_core.validation import validation_message
 
 __all__ = ["LocalAdapter", "LocalAdapterOptions", "LocalDatasetOptions"]
 
