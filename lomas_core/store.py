@@ -1,15 +1,24 @@
-"""The budget-store interface: the admin state and the atomic charge.
+"""The budget-store contract: the admin state and the atomic charge.
 
-A store is a class named by an entry point in the group ``lomas.stores``; the config's ``store.name``
-picks it and ``store.options`` is validated against its ``Options``; the core builds it with
-``cls.create(options, context)`` (a store overrides ``create`` to open its database, creating it
-only when ``context.create_store``). Every method is blocking
-(the server calls them from worker threads) and must be safe to call from many threads and from
-several processes sharing the same backing database. Raise :class:`lomas_core.errors.StoreUnavailable`
-when the backend cannot be reached, :class:`~lomas_core.errors.NotFound` /
-:class:`~lomas_core.errors.Conflict` for admin mistakes.
+A store is a class named by an entry point in the group ``lomas.stores``; the config's
+``store.name`` picks it and ``store.options`` is validated against its ``Options``; the core builds
+it with ``cls.create(options, context)`` (a store overrides ``create`` to open its database).
 
-Every implementation must pass the contract suite in :mod:`lomas_core.testing.store_contract`.
+Rules (checked by :class:`lomas_core.testing.store_contract.StoreContract`, which every
+implementation must pass):
+
+- Create a missing or empty store only when ``context.create_store`` (``lomas admin init``);
+  otherwise refuse with a ConfigError naming the host or path and mentioning ``lomas admin init``.
+- Check-and-charge is one atomic step together with the pending archive record; two concurrent
+  charges can never both pass one check; budgets are exact decimals.
+- ``recover()`` finishes queries whose process died; ``list_archive_page()`` pages the archive;
+  ``self._step(name)`` is called between backend operations of ``charge``/``complete``/``release``.
+- Every method is blocking (the server calls them from worker threads) and safe to call from many
+  threads and from several processes sharing the same backing database. Raise
+  :class:`lomas_core.errors.StoreUnavailable` when the backend cannot be reached,
+  :class:`~lomas_core.errors.NotFound` / :class:`~lomas_core.errors.Conflict` for admin mistakes.
+
+Hooks a store may use: none; the core calls it.
 """
 
 from __future__ import annotations
