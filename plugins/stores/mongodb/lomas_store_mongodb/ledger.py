@@ -21,7 +21,6 @@ start-up, keeping the original request so that an identical retry replays the fi
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 import uuid
@@ -49,6 +48,7 @@ from lomas_core.api import (
     Suspended,
     decode_cursor,
     encode_cursor,
+    short_digest,
     utcnow,
 )
 from lomas_store_mongodb.base import MongoBase, log
@@ -72,7 +72,7 @@ _NOT_CHARGED = "The budget store is unavailable; nothing was charged. Retry late
 
 def key_field(key: str) -> str:
     """The grant field claiming an ``Idempotency-Key`` (a hash: keys may hold dots or ``$``)."""
-    return "keys." + hashlib.sha256(key.encode()).hexdigest()[:40]
+    return "keys." + short_digest(key, 40)
 
 
 def _check_query_id(query_id: str) -> str:
