@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             if name == "sqlite":
                 spec: Spec = ("sqlite", {"path": str(Path(tmp) / "bench.db")})
             else:
-                from lomas_core.testing.mongo import running_mongodb
+                sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # not installed
+                from lomas_testsupport.mongo import running_mongodb
 
                 uri = stack.enter_context(running_mongodb())
                 spec = ("mongodb", {"uri": uri, "database": f"bench_{uuid.uuid4().hex[:8]}"})

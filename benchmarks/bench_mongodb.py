@@ -15,26 +15,26 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from lomas_core.budget import Budget
-from lomas_core.config import Config, PluginConfig
-from lomas_core.models import ArchiveRecord, DatasetDescription, User
-from lomas_core.plugins import make_store
-from lomas_core.store import BudgetStore
-from lomas_core.testing.mongo import drop_database, fresh_database_name, running_mongodb
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # lomas_testsupport (not installed)
+
+from lomas_core.budget import Budget  # noqa: E402
+from lomas_core.config import Config, PluginConfig  # noqa: E402
+from lomas_core.models import ArchiveRecord, DatasetDescription, User  # noqa: E402
+from lomas_core.plugins import make_store  # noqa: E402
+from lomas_core.store import BudgetStore  # noqa: E402
+from lomas_testsupport.mongo import drop_database, fresh_database_name, running_mongodb  # noqa: E402
 
 _ENGINE_SOURCE = '''
 from typing import Any
 from pydantic import BaseModel, ConfigDict
-from lomas_core import hookimpl
-from lomas_core.budget import Budget
-from lomas_core.engine import Engine
-from lomas_core.results import value
+from lomas_core.api import Budget, Engine, results
 
 
 class _Query(BaseModel):
@@ -42,19 +42,14 @@ class _Query(BaseModel):
 
 
 class BenchEngine(Engine):
-    name = "bench_fixed"
     Query = _Query
 
     def cost(self, query: Any, dataset: Any) -> Budget:
         return Budget.of("0.001")
 
     def run(self, query: Any, data: Any, dataset: Any) -> Any:
-        return value(0)
+        return results.value(0)
 
-
-@hookimpl
-def lomas_make_engine(name, options, context):
-    return BenchEngine() if name == "bench_fixed" else None
 '''
 
 
@@ -102,7 +97,8 @@ def bench_round_trip(workdir: Path, store: PluginConfig, queries: int) -> tuple[
     from lomas_core.testing.harness import LomasHarness, write_plugin_distribution
 
     plugins = write_plugin_distribution(
-        workdir / "plugins", "lomas-engine-bench", {"lomas.engines": {"bench_fixed": "lomas_bench"}},
+        workdir / "plugins", "lomas-engine-bench",
+        {"lomas.engines": {"bench_fixed": "lomas_bench:BenchEngine"}},
         {"lomas_bench.py": _ENGINE_SOURCE})
     harness = LomasHarness(workdir / f"rt-{store.name}", engines={"bench_fixed": {}},
                            plugin_paths=[plugins], store=store.model_dump())

@@ -1,8 +1,23 @@
 """The data-adapter interface.
 
-An adapter plugin returns an :class:`Adapter` from ``lomas_make_adapter``. Adapters connect to where
-data owners keep their data; they read it into Arrow memory through the shared reader in
-:mod:`lomas_core.io`. The dataset cache in the core decides when to call them.
+An adapter is a class named by an entry point in the group ``lomas.adapters``; the entry point's
+name is its only name (the core sets :attr:`Adapter.name`; datasets name it in ``adapter:``). The
+core validates the config's ``adapters.<name>`` section against :attr:`Adapter.Options` and builds
+it with ``cls.create(options, context)``; the context reads only secrets scoped to this adapter.
+Adapters connect to where data owners keep their data; they read it into Arrow memory through the
+shared reader in :mod:`lomas_core.io`. The dataset cache in the core decides when to call them.
+
+Rules (checked by :class:`lomas_core.testing.adapter_contract.AdapterContract`):
+
+- ``check_options`` validates a dataset description when an admin adds it (raise InvalidRequest)
+  and ``resolve_options`` turns relative paths into absolute ones against the config's folder;
+  neither reads data.
+- ``load`` raises DatasetUnavailable telling whether any content was read; messages name the
+  dataset, never a secret or a value.
+- A secret goes only where its config entry allows (:meth:`PluginContext.secret_ref`); addresses
+  are checked with :mod:`lomas_core.network` before connecting.
+
+Hooks an adapter may use: none; the core's cache calls it.
 """
 
 from __future__ import annotations
@@ -10,9 +25,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
+
+from lomas_core.plugin_base import PluginBase
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
 
 __all__ = ["Adapter", "Loaded"]
@@ -26,14 +45,18 @@ class Loaded:
     version: str
 
 
-class Adapter(ABC):
+class Adapter(PluginBase, ABC):
     """Reads a dataset (and optionally its metadata) from a source described by ``options``."""
-
-    #: Short name used in the config and in dataset descriptions (``local``, ``http``, ``s3``).
-    name: ClassVar[str] = ""
 
     def check_options(self, options: Mapping[str, Any]) -> None:
         """Validate a dataset description's options when an admin adds it; raise InvalidRequest."""
+
+    @classmethod
+    def resolve_options(cls, options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+        """A dataset description's ``options`` with this adapter's relative file paths made
+        absolute against ``base_dir`` (the folder of the YAML file that holds the description).
+        Called on the class, before any adapter is built; the default changes nothing."""
+        return dict(options)
 
     @abstractmethod
     def version(self, options: Mapping[str, Any]) -> str | None:
@@ -52,5 +75,3 @@ class Adapter(ABC):
         """Read the metadata document stored beside the data when ``options`` say so, else None."""
         return None
 
-    def close(self) -> None:
-        """Release connections at shutdown."""

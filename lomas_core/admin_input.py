@@ -17,6 +17,7 @@ from lomas_core.budget import Budget
 from lomas_core.errors import InvalidRequest, LomasError
 from lomas_core.metadata import Metadata
 from lomas_core.models import DatasetDescription
+from lomas_core.validation import validation_message
 
 __all__ = ["budget_value", "check_description", "check_metadata", "grant_budget",
            "smartnoise_delta_warning"]
@@ -66,9 +67,8 @@ def check_metadata(raw: Any, dataset: str) -> Metadata:
     try:
         return Metadata.model_validate(raw)
     except ValidationError as exc:
-        parts = [f"{'.'.join(str(p) for p in e.get('loc', ())) or 'value'}: {e.get('msg', 'invalid')}"
-                 for e in exc.errors(include_input=False, include_url=False)[:5]]
-        raise InvalidRequest(f"dataset '{dataset}': invalid metadata: " + "; ".join(parts)) from None
+        raise InvalidRequest(f"dataset '{dataset}': invalid metadata: "
+                             + validation_message(exc, default="value")) from None
 
 
 def check_description(desc: DatasetDescription, adapter: Adapter) -> None:

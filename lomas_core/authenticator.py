@@ -1,8 +1,9 @@
 """The authenticator interface: who is calling, from the bearer credential of a request.
 
-An authenticator plugin returns an :class:`Authenticator` from ``lomas_make_authenticator``. The
-server tries the authenticators enabled in the config's ``authenticators`` section in order, with
-the request's bearer credential:
+An authenticator plugin is an :class:`Authenticator` subclass named by an entry point in the
+``lomas.authenticators`` group (see :mod:`lomas_core.plugins`). The server tries the
+authenticators enabled in the config's ``authenticators`` section in order, with the request's
+bearer credential:
 
 * ``None`` means "not mine": the credential is not of this authenticator's kind (a JWT for the
   ``token`` authenticator, an opaque token for ``oidc``); the next authenticator is tried.
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from lomas_core.errors import Unauthenticated
 from lomas_core.models import User
+from lomas_core.plugin_base import PluginBase
 
 if TYPE_CHECKING:
     from lomas_core.store import BudgetStore
@@ -62,15 +64,12 @@ def reject(reason: str, message: str) -> Unauthenticated:
     return Unauthenticated(message, reason=reason)
 
 
-class Authenticator(ABC):
+class Authenticator(PluginBase, ABC):
     """Turns a bearer credential into an :class:`Identity` (blocking; called from worker threads).
 
     Implementations must be safe to call from many threads at once and must never log or echo the
     credential.
     """
-
-    #: The short name admins enable in the config (``token``, ``oidc``).
-    name: str = ""
 
     @abstractmethod
     def authenticate(self, credential: str, store: BudgetStore) -> Identity | None:
@@ -87,9 +86,6 @@ class Authenticator(ABC):
             Unauthenticated: the credential is of this kind but invalid (use :func:`reject`).
             LomasError: anything else that stops the check (e.g. 503 when a provider is down).
         """
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections and caches (called once at shutdown)."""
 
 
 def authenticate(authenticators: Sequence[Authenticator], credential: str,

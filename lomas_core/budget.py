@@ -117,5 +117,3 @@ class Budget:
         """Exact JSON form for storage: ``{"epsilon": "0.1", "delta": "0"}``."""
         return {"epsilon": str(self.epsilon), "delta": str(self.delta)}
 
-
-ZERO = Budget(Decimal(0), Decimal(0))

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from lomas_core.adapter import Adapter
 from lomas_core.data import DataHandle
+from lomas_core.digest import short_digest
 from lomas_core.errors import DatasetUnavailable
 from lomas_core.metadata import Metadata
 from lomas_core.models import DatasetDescription
@@ -55,7 +55,7 @@ def _key(description: DatasetDescription, metadata: Metadata) -> str:
     # never serve a table prepared for the old one.
     blob = json.dumps([description.adapter, description.options, metadata.model_dump(mode="json")],
                       sort_keys=True, default=str)
-    return f"{description.name}:{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    return f"{description.name}:{short_digest(blob)}"
 
 
 class DatasetCache:
@@ -177,7 +177,7 @@ class DatasetCache:
         import pyarrow as pa
 
         assert self.data_dir is not None
-        name = hashlib.sha256(f"{key}|{handle.version}".encode()).hexdigest()[:32]
+        name = short_digest(f"{key}|{handle.version}", 32)
         path = self.data_dir / f"{name}.arrow"
         if not path.exists():
             self._write(path, handle.table)

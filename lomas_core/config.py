@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lomas_core.errors import ConfigError
+from lomas_core.validation import validation_message
 
 __all__ = [
     "BootstrapAdmin",
@@ -227,6 +228,8 @@ class Config(BaseModel):
         default_factory=lambda: PluginConfig(name="sqlite", options={"path": "lomas.db"}))
     engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
     adapters: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"local": dict[str, Any]()})
+    #: Observer plugins (entry-point group ``lomas.plugins``) to enable, with their options.
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
@@ -246,7 +249,7 @@ class Config(BaseModel):
     def _none_sections(cls, data: Any) -> Any:
         # `engines:` with nothing under it parses as None in YAML; treat it as empty.
         if isinstance(data, dict):
-            for key in ("engines", "adapters", "secrets"):
+            for key in ("engines", "adapters", "plugins", "secrets"):
                 if key in data and data[key] is None:
                     data[key] = {}
             auth = data.get("authenticators")
@@ -255,7 +258,7 @@ class Config(BaseModel):
                 # [token] or [{oidc: {...}}, token]: names, or one-entry mappings with options
                 data["authenticators"] = dict(
                     (i, {}) if isinstance(i, str) else next(iter(i.items())) for i in auth)
-            for section in ("engines", "adapters", "authenticators"):
+            for section in ("engines", "adapters", "authenticators", "plugins"):
                 value = data.get(section)
                 if isinstance(value, dict):
                     data[section] = {k: (v or {}) for k, v in value.items()}
@@ -332,5 +335,5 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"config {p} is invalid:\n" + "\n".join(lines)) from None
+        raise ConfigError(f"config {p} is invalid:\n  "
+                          + validation_message(exc, limit=None, default="", separator="\n  ")) from None

@@ -7,7 +7,6 @@ private data. Generation is deterministic for a given (metadata, rows, seed).
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import zlib
 from collections import OrderedDict
@@ -15,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lomas_core.data import DataHandle
+from lomas_core.digest import short_digest
 from lomas_core.metadata import ColumnMetadata, Metadata
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ _memo_lock = threading.Lock()
 
 def metadata_hash(metadata: Metadata) -> str:
     """A stable digest of the metadata (used in memo keys and versions)."""
-    return hashlib.sha256(metadata.model_dump_json().encode()).hexdigest()[:16]
+    return short_digest(metadata.model_dump_json())
 
 
 def _numeric_bounds(col: ColumnMetadata) -> tuple[float, float]:

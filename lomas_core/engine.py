@@ -1,8 +1,25 @@
 """The DP-engine interface.
 
-An engine plugin returns an :class:`Engine` from ``lomas_make_engine``. The core drives every engine
+An engine is a class named by an entry point in the group ``lomas.engines``; the entry point's name
+is the engine's only name (the core sets :attr:`Engine.name`). The core validates the config's
+``engines.<name>`` section against :attr:`Engine.Options`, builds the engine with
+``cls.create(options, context)`` (default: ``cls(options, context)``) and drives every engine
 through the same lifecycle: ``parse`` the payload -> ``cost`` from public metadata -> (access check,
 atomic charge, data load: done by the core) -> ``run`` -> archive -> respond.
+
+Rules (checked by :class:`lomas_core.testing.engine_contract.EngineContract`):
+
+- ``cost`` reads public metadata only and is exact (a :class:`~lomas_core.budget.Budget`); the same
+  query always costs the same.
+- ``run`` is called only after the cost was charged (or on dummy data); it never re-runs a mechanism
+  to get a nicer answer, and keeps no per-request state on ``self``.
+- Every input to the privacy proof (bounds, domains, contribution limits) comes from the metadata,
+  never from the payload; a payload claiming otherwise is refused with :class:`InvalidQuery`.
+- Results are built with :mod:`lomas_core.results`; errors are lomas errors, never raw tracebacks.
+- Import heavy libraries in ``__init__``/``warmup`` or lazily, not at module level.
+
+Hooks an engine may use: none directly; observers (:mod:`lomas_core.observer`) see its queries
+through ``lomas_query_stage``, ``lomas_query_refused`` and ``lomas_query_completed``.
 """
 
 from __future__ import annotations
@@ -17,8 +34,10 @@ from lomas_core.budget import Budget
 from lomas_core.data import DataHandle
 from lomas_core.errors import InvalidQuery
 from lomas_core.metadata import Metadata
+from lomas_core.plugin_base import NoOptions, PluginBase
+from lomas_core.validation import validation_message
 
-__all__ = ["DatasetInfo", "Engine", "validation_message"]
+__all__ = ["DatasetInfo", "Engine", "NoOptions"]
 
 
 class DatasetInfo(BaseModel):
@@ -28,27 +47,19 @@ class DatasetInfo(BaseModel):
     metadata: Metadata
 
 
-def validation_message(exc: ValidationError) -> str:
-    """A short researcher-facing summary of a pydantic error (no input values echoed)."""
-    parts = []
-    for err in exc.errors(include_input=False, include_url=False)[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ())) or "payload"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts)
-
-
-class Engine(ABC):
+class Engine(PluginBase, ABC):
     """A differential-privacy engine.
 
-    Subclasses set ``name`` and ``Query`` (the pydantic model of the query payload) and implement
-    :meth:`cost` and :meth:`run`. Both are blocking; the server calls them from worker threads, so
-    they must keep no per-request state on ``self``.
+    Subclasses set ``Query`` (the pydantic model of the query payload) and, when they take options,
+    ``Options``; they implement :meth:`cost` and :meth:`run`. Both are blocking; the server calls
+    them from worker threads, so they must keep no per-request state on ``self``.
     """
 
-    #: Short name used in the config and in requests (``opendp``, ``smartnoise_sql``).
-    name: ClassVar[str] = ""
     #: Pydantic model of the query payload.
     Query: ClassVar[type[BaseModel]]
+    #: Heavy modules the execution pool's forkserver imports once, so that every worker shares
+    #: their pages instead of importing them itself (names only; the engine's module stays light).
+    preload: ClassVar[tuple[str, ...]] = ()
 
     def parse(self, payload: Mapping[str, Any]) -> BaseModel:
         """Validate a raw payload into ``Query``.
@@ -81,5 +92,3 @@ class Engine(ABC):
     def warmup(self) -> None:
         """Pay one-time start-up costs (imports, calibration tables). Called once at server start."""
 
-    def close(self) -> None:
-        """Release resources at shutdown."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -189,11 +188,6 @@ class ArchiveRecord(BaseModel):
             "result": self.result,
             "error": self.error,
         }
-
-
-def decimal_str(value: Decimal) -> str:
-    """Canonical text for a stored decimal."""
-    return str(value)
 
 
 class AdminEvent(BaseModel):

@@ -1,12 +1,24 @@
-"""The budget-store interface: the admin state and the atomic charge.
+"""The budget-store contract: the admin state and the atomic charge.
 
-A store plugin returns a :class:`BudgetStore` from ``lomas_make_store``. Every method is blocking
-(the server calls them from worker threads) and must be safe to call from many threads and from
-several processes sharing the same backing database. Raise :class:`lomas_core.errors.StoreUnavailable`
-when the backend cannot be reached, :class:`~lomas_core.errors.NotFound` /
-:class:`~lomas_core.errors.Conflict` for admin mistakes.
+A store is a class named by an entry point in the group ``lomas.stores``; the config's
+``store.name`` picks it and ``store.options`` is validated against its ``Options``; the core builds
+it with ``cls.create(options, context)`` (a store overrides ``create`` to open its database).
 
-Every implementation must pass the contract suite in :mod:`lomas_core.testing.store_contract`.
+Rules (checked by :class:`lomas_core.testing.store_contract.StoreContract`, which every
+implementation must pass):
+
+- Create a missing or empty store only when ``context.create_store`` (``lomas admin init``);
+  otherwise refuse with a ConfigError naming the host or path and mentioning ``lomas admin init``.
+- Check-and-charge is one atomic step together with the pending archive record; two concurrent
+  charges can never both pass one check; budgets are exact decimals.
+- ``recover()`` finishes queries whose process died; ``list_archive_page()`` pages the archive;
+  ``self._step(name)`` is called between backend operations of ``charge``/``complete``/``release``.
+- Every method is blocking (the server calls them from worker threads) and safe to call from many
+  threads and from several processes sharing the same backing database. Raise
+  :class:`lomas_core.errors.StoreUnavailable` when the backend cannot be reached,
+  :class:`~lomas_core.errors.NotFound` / :class:`~lomas_core.errors.Conflict` for admin mistakes.
+
+Hooks a store may use: none; the core calls it.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from lomas_core.models import (
     TokenInfo,
     User,
 )
+from lomas_core.plugin_base import PluginBase
 
 __all__ = ["MAX_PAGE", "ArchiveFilter", "ArchivePage", "BudgetStore", "decode_cursor",
            "encode_cursor"]
@@ -86,11 +99,8 @@ def decode_cursor(cursor: str) -> list[Any]:
     return position
 
 
-class BudgetStore(ABC):
+class BudgetStore(PluginBase, ABC):
     """Users, tokens, datasets, grants with budgets, and the query archive."""
-
-    #: Short name admins use in the config (``sqlite``, ``mongodb``).
-    name: str = ""
 
     #: Test hook for crash-point tests: when set, stores call it with a step name between the
     #: backend operations of :meth:`charge`, :meth:`complete` and :meth:`release`. A hook that

@@ -7,25 +7,19 @@ the store's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lomas_core.authenticator import Authenticator, Identity
-from lomas_core.errors import ConfigError
-from lomas_core.hookspecs import hookimpl
 from lomas_core.tokens import hash_token
 
 if TYPE_CHECKING:
-    from lomas_core.context import PluginContext
     from lomas_core.store import BudgetStore
 
-__all__ = ["TokenAuthenticator", "lomas_make_authenticator"]
+__all__ = ["TokenAuthenticator"]
 
 
 class TokenAuthenticator(Authenticator):
-    """Bearer tokens issued with ``lomas admin token``, stored as SHA-256 hashes."""
-
-    name = "token"
+    """Bearer tokens issued with ``lomas admin token``, stored as SHA-256 hashes (no options)."""
 
     def authenticate(self, credential: str, store: BudgetStore) -> Identity | None:
         user = store.user_for_token(hash_token(credential))
@@ -33,13 +27,3 @@ class TokenAuthenticator(Authenticator):
             return None
         return Identity(user=user, is_admin=user.is_admin, authenticator=self.name)
 
-
-@hookimpl
-def lomas_make_authenticator(name: str, options: Mapping[str, Any],
-                             context: PluginContext) -> Authenticator | None:
-    """Builds the ``token`` authenticator (it takes no options)."""
-    if name != "token":
-        return None
-    if options:
-        raise ConfigError(f"authenticator 'token' takes no options; got {', '.join(sorted(options))}")
-    return TokenAuthenticator()

@@ -120,6 +120,11 @@ step "1/4: pip, setuptools, wheel" \
     "$PY" -m pip install --quiet --upgrade pip "setuptools>=77" wheel
 step "2/4: core, plugins, client and their libraries (the longest step: a few minutes)" \
     "$PY" -m pip install --quiet --no-build-isolation -c "$constraints" "${targets[@]}" "${extra_reqs[@]}"
+# The local adapter moved into the core: an old separate install would claim its name twice.
+if "$PY" -m pip show --quiet lomas-adapter-local >/dev/null 2>&1; then
+    step "2b/4: removing lomas-adapter-local (now built into lomas-core)" \
+        "$PY" -m pip uninstall --quiet --yes lomas-adapter-local
+fi
 step "3/4: checking that lomas imports" "$PY" -c 'import lomas_core.cli'
 if [ "$WITH_CLIENT" != "0" ] && [ -f "$ROOT/lomas_client/pyproject.toml" ]; then
     # The client as a wheel, for researchers' machines: pip install dist/lomas_client-*.whl

@@ -16,6 +16,7 @@ from lomas_core.budget import Budget, to_decimal
 from lomas_core.config import Config, load_config
 from lomas_core.errors import InvalidRequest
 from lomas_core.store import BudgetStore
+from lomas_core.validation import validation_message
 
 __all__ = [
     "UsageError",
@@ -105,11 +106,7 @@ def budget_dict(budget: Budget) -> dict[str, str]:
 
 def invalid(exc: ValidationError, what: str) -> InvalidRequest:
     """An InvalidRequest summarising a pydantic error without echoing input values."""
-    parts = []
-    for err in exc.errors(include_input=False, include_url=False)[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ())) or "value"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return InvalidRequest(f"{what}: " + "; ".join(parts))
+    return InvalidRequest(f"{what}: " + validation_message(exc, default="value"))
 
 
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:

@@ -24,7 +24,7 @@ from lomas_core.cli.common import (
     open_store,
 )
 from lomas_core.config import Config
-from lomas_core.errors import InvalidRequest, LomasError
+from lomas_core.errors import InvalidRequest, LomasError, PluginError
 from lomas_core.models import DatasetDescription
 
 __all__ = ["DatasetChecker", "description_from_mapping", "read_description", "read_yaml", "register"]
@@ -40,15 +40,24 @@ def read_yaml(path: Path, what: str) -> Any:
         raise InvalidRequest(f"{what} {path} is not valid YAML: {exc}") from None
 
 
-def _is_local_path_option(key: str, value: Any) -> bool:
-    return (isinstance(value, str) and (key == "path" or key.endswith("_path"))
-            and "://" not in value and not Path(value).expanduser().is_absolute())
+def _resolve_options(adapter: Any, options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+    """The adapter's own rule for relative paths (its class's ``resolve_options``); options of an
+    adapter that is not installed stay as written (the check then names the missing adapter)."""
+    from lomas_core.plugins import load_classes
+
+    if not isinstance(adapter, str):
+        return dict(options)
+    try:
+        cls = load_classes("adapter", [adapter])[adapter]
+    except PluginError:
+        return dict(options)
+    return cls.resolve_options(options, base_dir)  # type: ignore[attr-defined, no-any-return]
 
 
 def description_from_mapping(raw: Any, base_dir: Path, where: str) -> DatasetDescription:
     """A dataset description from YAML data.
 
-    Relative file paths in ``options`` (``path``, ``*_path``) resolve against ``base_dir``, and
+    Relative file paths in ``options`` resolve against ``base_dir`` by the adapter's own rule, and
     ``metadata`` may name a YAML file (also relative to ``base_dir``) instead of holding the mapping.
     """
     if not isinstance(raw, Mapping):
@@ -56,8 +65,9 @@ def description_from_mapping(raw: Any, base_dir: Path, where: str) -> DatasetDes
     data = dict(raw)
     options = data.get("options")
     if isinstance(options, Mapping):
-        data["options"] = {k: str((base_dir / v).resolve()) if _is_local_path_option(k, v) else v
-                           for k, v in options.items()}
+        # A description without ``adapter`` uses the model's default adapter.
+        adapter = data.get("adapter", DatasetDescription.model_fields["adapter"].default)
+        data["options"] = _resolve_options(adapter, options, base_dir)
     if isinstance(data.get("metadata"), str):
         meta_path = (base_dir / Path(data["metadata"]).expanduser()).resolve()
         data["metadata"] = read_yaml(meta_path, "metadata file")

@@ -64,23 +64,17 @@ PRELOAD = ["lomas_core.execution.worker", "lomas_core.dummy", "lomas_core.data",
 
 
 def engine_preload(config: Config) -> list[str]:
-    """What the forkserver imports for the enabled engines: each engine's entry-point module and
-    the heavy modules it declares in a module-level ``PRELOAD`` (optional)."""
-    import importlib
+    """What the forkserver imports for the enabled engines: each engine's module and the heavy
+    modules its class declares in ``Engine.preload``."""
+    from lomas_core.plugins import load_classes, plugin_modules
 
-    from lomas_core.plugins import _entry_points
-
-    found = _entry_points("engine")
-    modules: list[str] = []
-    for name in config.engines:
-        if name not in found:
-            continue
-        module = found[name].module
-        modules.append(module)
-        try:
-            declared = getattr(importlib.import_module(module), "PRELOAD", ())
-        except Exception:  # noqa: BLE001 - the worker reports a broken plugin when it builds it
-            continue
+    modules = plugin_modules("engine", config.engines)
+    try:
+        classes = load_classes("engine", config.engines)
+    except Exception:  # noqa: BLE001 - the worker reports a broken plugin when it builds it
+        return modules
+    for cls in classes.values():
+        declared = getattr(cls, "preload", ())
         modules.extend(m for m in declared if isinstance(m, str) and m not in modules)
     return modules
 

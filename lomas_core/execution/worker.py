@@ -54,15 +54,10 @@ class _Worker:
     def __init__(self, config_json: str) -> None:
         from lomas_core.config import Config
         from lomas_core.context import PluginContext
-        from lomas_core.plugins import _build, _import, make_plugin_manager
+        from lomas_core.plugins import load_engines
 
         self.config = Config.model_validate_json(config_json)
-        pm = make_plugin_manager()
-        context = PluginContext(self.config)
-        self.engines: dict[str, Any] = {}
-        for name, options in self.config.engines.items():
-            _import(pm, "engine", name)
-            self.engines[name] = _build(pm, "engine", name, dict(options), context)
+        self.engines: dict[str, Any] = dict(load_engines(self.config, PluginContext(self.config)))
         for engine in self.engines.values():
             engine.warmup()
         # What every task needs, imported now rather than inside the first task's deadline.

@@ -29,7 +29,6 @@ from lomas_core.errors import InternalError, InvalidRequest, LomasError, NotFoun
 __all__ = [
     "CatchAllMiddleware",
     "StartupFailureMiddleware",
-    "error_body",
     "error_response",
     "install_error_handlers",
     "scrub_paths",
@@ -68,11 +67,6 @@ def status_for_code(code: str) -> int:
         if cls.code == code:
             return cls.status
     return 500
-
-
-def error_body(exc: LomasError) -> dict[str, Any]:
-    """The JSON body of an error."""
-    return exc.to_dict()
 
 
 def _public_dict(exc: LomasError, path: str) -> dict[str, Any]:

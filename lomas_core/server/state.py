@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 from lomas_core.adapter import Adapter
 from lomas_core.cache import DatasetCache
 from lomas_core.config import Config
+from lomas_core.digest import short_digest
 from lomas_core.engine import Engine
 from lomas_core.errors import DatasetUnavailable, InvalidQuery, LomasError
 from lomas_core.execution import ExecutionPool
@@ -27,7 +27,7 @@ __all__ = ["ServerState", "get_state"]
 
 def _description_key(description: DatasetDescription) -> str:
     blob = json.dumps([description.adapter, description.options], sort_keys=True, default=str)
-    return f"{description.name}:{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    return f"{description.name}:{short_digest(blob)}"
 
 
 @dataclass

@@ -18,7 +18,9 @@ import threading
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from lomas_core.admin_log import note_ids
 from lomas_core.budget import Budget
@@ -71,7 +73,10 @@ from lomas_core.stores.sqlite_rows import (
 from lomas_core.stores.state import Token, build_state, format_time, parse_state, parse_time
 from lomas_core.tokens import LAST_USED_SECONDS, LastUsed
 
-__all__ = ["INTERRUPTED", "SQLiteStore", "parse_options", "recovery_grace"]
+if TYPE_CHECKING:
+    from lomas_core.context import PluginContext
+
+__all__ = ["INTERRUPTED", "SQLiteOptions", "SQLiteStore", "parse_options", "recovery_grace"]
 
 log = logging.getLogger("lomas.stores.sqlite")
 
@@ -116,10 +121,38 @@ def parse_options(options: Mapping[str, Any], resolve: Any = Path) -> tuple[Path
     return path, float(timeout)
 
 
+class SQLiteOptions(BaseModel):
+    """``store.options`` of the ``sqlite`` store."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    #: The database file, relative to the config file's folder.
+    path: str
+    busy_timeout_seconds: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    #: Pending records younger than this are left alone at start-up (another process sharing
+    #: the file may still be running them).
+    recovery_grace_seconds: float = Field(default=600.0, ge=0, allow_inf_nan=False)
+    #: A token's last-used time is written at most this often, off the request path (0: always).
+    token_last_used_seconds: float = Field(default=LAST_USED_SECONDS, ge=0, lt=10**7,
+                                           allow_inf_nan=False)
+
+
 class SQLiteStore(BudgetStore):
     """:class:`~lomas_core.store.BudgetStore` on one SQLite file."""
 
-    name = "sqlite"
+    Options: ClassVar[type[BaseModel]] = SQLiteOptions
+
+    @classmethod
+    def create(cls, options: SQLiteOptions, context: PluginContext) -> SQLiteStore:
+        """Open (or, with ``context.create_store``, create) the file the options name."""
+        path, timeout = parse_options({"path": options.path,
+                                       "busy_timeout_seconds": options.busy_timeout_seconds},
+                                      context.config.resolve_path)
+        store = cls(path, busy_timeout=timeout, recovery_grace_seconds=options.recovery_grace_seconds,
+                    create=context.create_store,
+                    token_last_used_seconds=options.token_last_used_seconds)
+        context.logger.info("sqlite store at %s", path)
+        return store
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,
                  recovery_grace_seconds: float = 600.0, create: bool = False,

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from lomas_core.budget import Budget, to_decimal
 from lomas_core.errors import InvalidRequest
 from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, User, new_token_id
+from lomas_core.validation import validation_message
 
 __all__ = [
     "STATE_KEYS",
@@ -233,8 +234,7 @@ def parse_state(state: Any) -> ParsedState:
 
 def _short(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        return f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}"
+        return validation_message(exc, limit=1, default="")
     return str(exc)
 
 

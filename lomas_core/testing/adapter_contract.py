@@ -21,6 +21,7 @@ from lomas_core.config import Config
 from lomas_core.errors import DatasetUnavailable, InvalidRequest
 from lomas_core.plugins import load_plugins
 from lomas_core.testing.engine_contract import contract_table
+from lomas_core.testing.tables import table_bytes
 
 __all__ = ["AdapterContract", "Source", "table_bytes"]
 
@@ -91,16 +92,3 @@ class AdapterContract:
             adapter.check_options(garbage)
 
 
-def table_bytes(table: Any, fmt: str) -> bytes:
-    """``table`` (a ``pyarrow.Table``) written as CSV or Parquet bytes, to serve in tests."""
-    import io
-
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    buffer = io.BytesIO()
-    if fmt == "csv":
-        pacsv.write_csv(table, buffer)
-    else:
-        pq.write_table(table, buffer)
-    return buffer.getvalue()

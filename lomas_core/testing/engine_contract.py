@@ -5,9 +5,8 @@ Subclass :class:`EngineContract` in the engine's test suite and provide the fixt
     from lomas_core.testing.engine_contract import EngineContract
 
     class TestMyEngine(EngineContract):
-        engine_name = "myengine"
-        entry_module = "my_pkg.plugin"            # must import without the heavy libraries
-        heavy_modules = ("heavylib",)
+        engine_name = "myengine"                  # the entry point's name
+        heavy_modules = ("heavylib",)              # not imported by the engine class's module
 
         @pytest.fixture
         def valid_payloads(self):                  # payloads the engine must accept on `dataset`
@@ -77,7 +76,6 @@ class EngineContract:
     """Shared tests; see the module docstring for the fixtures a subclass provides."""
 
     engine_name: ClassVar[str] = ""
-    entry_module: ClassVar[str] = ""
     heavy_modules: ClassVar[tuple[str, ...]] = ()
     engine_options: ClassVar[dict[str, Any]] = {}
 
@@ -102,10 +100,15 @@ class EngineContract:
         assert isinstance(engine, Engine)
         assert engine.name == self.engine_name
 
-    def test_entry_module_is_light(self) -> None:
-        if not self.entry_module:
-            pytest.skip("entry_module not set")
-        code = (f"import sys, {self.entry_module}\n"
+    def test_engine_module_is_light(self) -> None:
+        """Importing the entry point's class (what start-up and ``lomas admin`` do) does not
+        import the heavy libraries: they load when the engine is built or warmed up."""
+        from importlib.metadata import entry_points
+
+        [ep] = {ep.value: ep for ep in entry_points(group="lomas.engines", name=self.engine_name)
+                }.values()
+        module = ep.value.split(":")[0].strip()
+        code = (f"import sys, {module}\n"
                 f"heavy = [m for m in {list(self.heavy_modules)!r} if m in sys.modules]\n"
                 "assert not heavy, heavy\n")
         subprocess.run([sys.executable, "-c", code], check=True)

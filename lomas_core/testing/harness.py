@@ -38,7 +38,6 @@ from lomas_core.budget import Budget
 from lomas_core.config import Config
 from lomas_core.engine import DatasetInfo, Engine
 from lomas_core.errors import InvalidQuery
-from lomas_core.hookspecs import hookimpl
 from lomas_core.metadata import Metadata
 from lomas_core.models import DatasetDescription, User
 from lomas_core.tokens import hash_token, new_token
@@ -65,7 +64,6 @@ class _ToyCountQuery(BaseModel):
 class ToyCountEngine(Engine):
     """A Laplace-noised row count. Test-only."""
 
-    name = "toy_count"
     Query = _ToyCountQuery
 
     def cost(self, query: Any, dataset: DatasetInfo) -> Budget:
@@ -99,7 +97,6 @@ class ToyFaultyEngine(Engine):
     ``runs`` counts calls of :meth:`run` per (dataset, dummy) in this process.
     """
 
-    name = "toy_faulty"
     Query = _ToyFaultyQuery
     runs: dict[tuple[str, bool], int] = {}
     SECRET_TEXT = "private-value-31337"
@@ -135,13 +132,6 @@ class ToyFaultyEngine(Engine):
 TOY_ENGINES: dict[str, type[Engine]] = {"toy_count": ToyCountEngine, "toy_faulty": ToyFaultyEngine}
 
 
-@hookimpl
-def lomas_make_engine(name: str, options: Mapping[str, Any], context: Any) -> Engine | None:
-    """Builds the toy engines (this module is their entry point in the toy distribution)."""
-    cls = TOY_ENGINES.get(name)
-    return cls() if cls is not None else None
-
-
 # -- plugin distributions from source --------------------------------------------------------------
 def write_plugin_distribution(root: Path, name: str, entry_points: Mapping[str, Mapping[str, str]],
                               modules: Mapping[str, str] | None = None,
@@ -154,7 +144,7 @@ def write_plugin_distribution(root: Path, name: str, entry_points: Mapping[str, 
     Args:
         root: a directory (created) that plays the role of site-packages.
         name: the distribution name, e.g. ``lomas-engine-demo``.
-        entry_points: ``{"lomas.engines": {"demo": "lomas_engine_demo.plugin"}}``.
+        entry_points: ``{"lomas.engines": {"demo": "lomas_engine_demo.engine:DemoEngine"}}``.
         modules: relative file path -> source, e.g. ``{"lomas_engine_demo/plugin.py": "..."}``.
     """
     root.mkdir(parents=True, exist_ok=True)
@@ -216,7 +206,8 @@ class LomasHarness:
         if any(name in TOY_ENGINES for name in engines):
             self.plugin_paths.append(write_plugin_distribution(
                 self.tmp_path / "toy_plugins", "lomas-testing-toys",
-                {"lomas.engines": {name: __name__ for name in TOY_ENGINES}}))
+                {"lomas.engines": {name: f"{__name__}:{cls.__name__}"
+                                   for name, cls in TOY_ENGINES.items()}}))
         self.admin_token = new_token()
         self._secret_env = f"LOMAS_HARNESS_ADMIN_{secrets.token_hex(6).upper()}"
         os.environ[self._secret_env] = self.admin_token
@@ -266,6 +257,7 @@ class LomasHarness:
             from lomas_core.plugins import make_store
 
             # The harness creates its store explicitly (servers refuse a missing one).
+            self._activate_plugin_paths()  # a store may come from a plugin path too
             self._store = make_store(self.config, create=True)
         return self._store
 

@@ -8,7 +8,8 @@ Example::
         with h.client(token) as c:
             assert c.get("/v1/datasets").status_code == 200
 
-Also adds ``--run-slow``: tests marked ``@pytest.mark.slow`` are skipped unless it is given.
+It changes nothing else in a test run (this repository's ``--run-slow`` option lives in its own
+``conftest.py``).
 
 Kept cheap to import: the harness (and FastAPI) load only when a fixture is used.
 """
@@ -24,22 +25,7 @@ import pytest
 if TYPE_CHECKING:
     from lomas_core.testing.harness import LomasHarness
 
-__all__ = ["lomas_harness", "pytest_addoption", "pytest_collection_modifyitems"]
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """``--run-slow`` opts in to tests marked ``@pytest.mark.slow`` (skipped by default)."""
-    parser.addoption("--run-slow", action="store_true", default=False,
-                     help="run tests marked slow (heavy statistical checks)")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--run-slow", default=False):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --run-slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+__all__ = ["lomas_harness"]
 
 
 @pytest.fixture

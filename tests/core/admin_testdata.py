@@ -25,7 +25,7 @@ def harness_on(request: pytest.FixtureRequest) -> Iterator[LomasHarness]:
     store = None
     if request.param == "mongodb":
         pytest.importorskip("lomas_store_mongodb")
-        from lomas_core.testing.mongo import drop_database, fresh_database_name
+        from lomas_testsupport.mongo import drop_database, fresh_database_name
 
         uri = request.getfixturevalue("mongodb_uri")
         name = fresh_database_name()

@@ -10,8 +10,8 @@ import pytest
 from admin_testdata import FRAME, META, QUERY, STORES, harness_on, run_cli
 
 from lomas_core.testing.harness import LomasHarness
-from lomas_core.testing.mongo import mongodb_uri  # noqa: F401 - fixture
 from lomas_core.tokens import hash_token
+from lomas_testsupport.mongo import mongodb_uri  # noqa: F401 - fixture
 
 
 @pytest.fixture(params=STORES)

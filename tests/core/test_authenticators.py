@@ -13,13 +13,10 @@ from lomas_core.testing.harness import LomasHarness, write_plugin_distribution
 
 #: A third-party authenticator: claims credentials starting with "demo:" and maps them to a user.
 DEMO = '''
-from lomas_core import hookimpl
-from lomas_core.authenticator import Authenticator, Identity, reject
+from lomas_core.api import Authenticator, Identity, reject
 
 
 class Demo(Authenticator):
-    name = "demo"
-
     def authenticate(self, credential, store):
         if not credential.startswith("demo:"):
             return None
@@ -27,11 +24,6 @@ class Demo(Authenticator):
         if name == "blocked":
             raise reject("demo_blocked", "demo says no")
         return Identity(user=store.get_user(name), is_admin=False, authenticator="demo")
-
-
-@hookimpl
-def lomas_make_authenticator(name, options, context):
-    return Demo() if name == "demo" else None
 '''
 
 
@@ -53,7 +45,7 @@ def test_unknown_authenticator_stops_start_up_listing_what_is_installed() -> Non
 
 def test_token_takes_no_options() -> None:
     config = Config.model_validate({"authenticators": {"token": {"x": 1}}, "adapters": {}})
-    with pytest.raises(ConfigError, match="takes no options"):
+    with pytest.raises(ConfigError, match=r"authenticators\.token: x: Extra inputs are not permitted"):
         load_plugins(config, with_store=False)
 
 
@@ -66,7 +58,7 @@ def test_installed_authenticators_are_listed() -> None:
 def test_third_party_authenticator_tried_in_order(tmp_path: Path) -> None:
     plugins = write_plugin_distribution(
         tmp_path / "site", "lomas-authenticator-demo",
-        {"lomas.authenticators": {"demo": "lomas_auth_demo"}}, {"lomas_auth_demo.py": DEMO})
+        {"lomas.authenticators": {"demo": "lomas_auth_demo:Demo"}}, {"lomas_auth_demo.py": DEMO})
     h = LomasHarness(tmp_path, plugin_paths=[plugins], authenticators=["demo", "token"])
     token = h.add_user("alice")
     try:

@@ -138,7 +138,7 @@ def test_the_forkserver_preloads_the_enabled_engines_heavy_modules() -> None:
 
     config = Config(engines={"smartnoise_sql": {}, "opendp": {}})
     preload = engine_preload(config)
-    assert "lomas_engine_smartnoise_sql.plugin" in preload and "duckdb" in preload
-    assert "lomas_engine_opendp.plugin" in preload and "polars" in preload
+    assert "lomas_engine_smartnoise_sql.engine" in preload and "duckdb" in preload
+    assert "lomas_engine_opendp.engine" in preload and "polars" in preload
     assert "sklearn" not in preload  # diffprivlib is not enabled
     assert len(preload) == len(set(preload))

@@ -15,9 +15,9 @@ from lomas_core.models import AdminEvent, DatasetDescription, User
 from lomas_core.plugins import make_store
 from lomas_core.store import BudgetStore
 from lomas_core.stores.sqlite_db import SCHEMA_VERSION
-from lomas_core.testing.mongo import mongodb_uri  # noqa: F401 - fixture
 from lomas_core.testing.store_contract import make_record
 from lomas_core.tokens import hash_token
+from lomas_testsupport.mongo import mongodb_uri  # noqa: F401 - fixture
 
 #: The sqlite schema of version 1, as the code before the token lifecycle created it.
 V1_SCHEMA = """
@@ -134,7 +134,7 @@ def old_mongo(mongodb_uri: str) -> Iterator[dict[str, str]]:  # noqa: F811
     pytest.importorskip("lomas_store_mongodb")
     from pymongo import MongoClient
 
-    from lomas_core.testing.mongo import drop_database, fresh_database_name
+    from lomas_testsupport.mongo import drop_database, fresh_database_name
 
     name = fresh_database_name()
     client: MongoClient[dict[str, object]] = MongoClient(mongodb_uri)

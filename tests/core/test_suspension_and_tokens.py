@@ -12,8 +12,8 @@ from admin_testdata import QUERY, STORES, harness_on, run_cli
 
 from lomas_core.budget import Budget
 from lomas_core.testing.harness import LomasHarness
-from lomas_core.testing.mongo import mongodb_uri  # noqa: F401 - fixture
 from lomas_core.tokens import expiry, hash_token
+from lomas_testsupport.mongo import mongodb_uri  # noqa: F401 - fixture
 
 
 @pytest.fixture(params=STORES)

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 import yaml
 from chart_render import CHARTS, NAMESPACE, RELEASE, HelmRun, Render, Rendered
-
-from lomas_core.testing.helm import helm_binary  # noqa: F401 - fixture
+from helm_tools import helm_binary  # noqa: F401 - fixture
 
 
 @pytest.fixture(scope="session")

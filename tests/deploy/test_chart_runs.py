@@ -24,8 +24,8 @@ from lomas_core.config import load_config
 from lomas_core.models import User
 from lomas_core.plugins import make_store
 from lomas_core.store import BudgetStore
-from lomas_core.testing.mongo import mongodb_database, mongodb_uri  # noqa: F401 - fixtures
 from lomas_core.tokens import hash_token
+from lomas_testsupport.mongo import mongodb_database, mongodb_uri  # noqa: F401 - fixtures
 
 pytest.importorskip("lomas_store_mongodb")
 

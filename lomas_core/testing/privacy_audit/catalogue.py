@@ -95,7 +95,7 @@ def opendp_catalogue(metadata: Metadata) -> list[AuditQuery]:
     """Pipelines on one column (count, sum, mean, quantile) and plans (len, sum, mean, group-by)."""
     import opendp.prelude as dp
     import polars
-    from lomas_engine_opendp.wire import make_payload, placeholder
+    from lomas_engine_opendp.wire import empty_lazyframe, make_payload
 
     dp.enable_features("contrib")
     pl: Any = polars  # the .dp expression namespace is registered at run time
@@ -121,7 +121,7 @@ def opendp_catalogue(metadata: Metadata) -> list[AuditQuery]:
                               query=make_payload(quantile, column="bill_depth_mm")))
     except Exception:  # noqa: BLE001 - this OpenDP has no such constructor: nothing to audit
         pass
-    lf = placeholder(metadata.model_dump())
+    lf = empty_lazyframe(metadata.model_dump())
     blo, bhi = _bounds(metadata, "body_mass_g")
     flo, fhi = _bounds(metadata, "flipper_length_mm")
     plans: list[tuple[str, Any, dict[str, Any], bool | None]] = [

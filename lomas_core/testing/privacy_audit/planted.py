@@ -15,7 +15,6 @@ This module is the entry module of the planted-engine plugin distribution that
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from lomas_core import results
 from lomas_core.budget import Budget
 from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo, Engine
-from lomas_core.hookspecs import hookimpl
 
 __all__ = ["PLANTED_ENGINES", "planted_plugin_dir"]
 
@@ -83,9 +81,13 @@ class PeekingCost(HonestCount):
     """Planted bug: the cost reads the data (the actual row count) to 'adjust' the charge."""
 
     name = "audit_peeking_cost"
+    base_dir: Path = Path(".")
 
-    def __init__(self, base_dir: str) -> None:
-        self.base_dir = Path(base_dir)
+    @classmethod
+    def create(cls, options: Any, context: Any) -> PeekingCost:
+        engine = cls(options, context)
+        engine.base_dir = Path(str(context.config.base_dir) if context is not None else ".")
+        return engine
 
     def cost(self, query: Any, dataset: DatasetInfo) -> Budget:
         import pyarrow.parquet as pq
@@ -113,18 +115,10 @@ PLANTED_ENGINES: dict[str, type[Engine]] = {
     cls.name: cls for cls in (HonestCount, UnderNoisedCount, ExactKeyGroups, PeekingCost, DummyLeak)}
 
 
-@hookimpl
-def lomas_make_engine(name: str, options: Mapping[str, Any], context: Any) -> Engine | None:
-    """Builds the planted engines (entry point of the planted-engine distribution)."""
-    if name == PeekingCost.name:
-        return PeekingCost(str(context.config.base_dir) if context is not None else ".")
-    cls = PLANTED_ENGINES.get(name)
-    return cls() if cls is not None else None
-
-
 def planted_plugin_dir(root: Path) -> Path:
     """Write the plugin distribution that provides the planted engines; returns its directory."""
     from lomas_core.testing.harness import write_plugin_distribution
 
     return write_plugin_distribution(root, "lomas-audit-planted",
-                                     {"lomas.engines": {n: __name__ for n in PLANTED_ENGINES}})
+                                     {"lomas.engines": {n: f"{__name__}:{cls.__name__}"
+                                                       for n, cls in PLANTED_ENGINES.items()}})

@@ -15,10 +15,10 @@ import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from lomas_adapter_http.options import (
     HeaderSecret,
@@ -28,13 +28,22 @@ from lomas_adapter_http.options import (
     secret_destination_problem,
     url_problem,
 )
-from lomas_core.adapter import Adapter, Loaded
-from lomas_core.config import SecretRef
-from lomas_core.context import PluginContext
-from lomas_core.engine import validation_message
-from lomas_core.errors import ConfigError, DatasetUnavailable, InvalidRequest
-from lomas_core.io import check_format, detect_format, read_metadata_bytes, read_table_bytes
-from lomas_core.network import AddressRefused, resolve_checked
+from lomas_core.api import (
+    Adapter,
+    AddressRefused,
+    ConfigError,
+    DatasetUnavailable,
+    InvalidRequest,
+    Loaded,
+    PluginContext,
+    SecretRef,
+    check_format,
+    detect_format,
+    read_metadata_bytes,
+    read_table_bytes,
+    resolve_checked,
+    validation_message,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -74,13 +83,10 @@ def _version(headers: Mapping[str, str]) -> str | None:
 class HttpAdapter(Adapter):
     """Datasets served by a web server, object-store gateway or data portal."""
 
-    name = "http"
+    Options: ClassVar[type[BaseModel]] = HttpAdapterOptions
 
-    def __init__(self, options: Mapping[str, Any], context: PluginContext) -> None:
-        try:
-            self.opts = HttpAdapterOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise ConfigError(f"adapters.http: {validation_message(exc)}") from None
+    def __init__(self, options: HttpAdapterOptions, context: PluginContext) -> None:
+        self.opts = options  # validated by the core against ``Options``
         self._context = context
         self._policy = self.opts.policy()
         import httpx

@@ -7,8 +7,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lomas_core.config import SecretRef
-from lomas_core.network import AddressPolicy
+from lomas_core.api import (
+    AddressPolicy,
+    SecretRef,
+)
 
 __all__ = [
     "HeaderSecret",

@@ -13,7 +13,6 @@ so tests can assert on what the adapter really sent::
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
-from lomas_core.testing.adapter_contract import table_bytes
+from lomas_core.api import short_digest
+from lomas_core.testing.tables import table_bytes
 
 __all__ = ["table_bytes", "FileServer", "ServedFile"]
 
@@ -44,7 +44,7 @@ class ServedFile:
 
     @property
     def etag_value(self) -> str:
-        return '"' + hashlib.sha256(self.body).hexdigest()[:20] + '"'
+        return '"' + short_digest(self.body, 20) + '"'
 
 
 class _Handler(BaseHTTPRequestHandler):

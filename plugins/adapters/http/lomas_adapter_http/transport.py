@@ -18,7 +18,12 @@ from typing import Any
 import httpcore
 import httpx
 
-from lomas_core.network import AddressPolicy, AddressRefused, Resolver, resolve_checked
+from lomas_core.api import (
+    AddressPolicy,
+    AddressRefused,
+    Resolver,
+    resolve_checked,
+)
 
 __all__ = ["GuardedBackend", "GuardedTransport", "Refused"]
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from lomas_adapter_s3.options import (
     S3AdapterOptions,
@@ -29,12 +29,21 @@ from lomas_adapter_s3.options import (
     parse_credentials,
     secret_destination_problem,
 )
-from lomas_core.adapter import Adapter, Loaded
-from lomas_core.context import PluginContext
-from lomas_core.engine import validation_message
-from lomas_core.errors import ConfigError, DatasetUnavailable, InvalidRequest
-from lomas_core.io import check_format, detect_format, read_metadata_bytes, read_table_bytes
-from lomas_core.network import AddressRefused, resolve_checked
+from lomas_core.api import (
+    Adapter,
+    AddressRefused,
+    ConfigError,
+    DatasetUnavailable,
+    InvalidRequest,
+    Loaded,
+    PluginContext,
+    check_format,
+    detect_format,
+    read_metadata_bytes,
+    read_table_bytes,
+    resolve_checked,
+    validation_message,
+)
 
 if TYPE_CHECKING:
     import s3fs
@@ -63,13 +72,10 @@ def _failure(what: str, exc: BaseException) -> DatasetUnavailable:
 class S3Adapter(Adapter):
     """Objects in buckets, optionally restricted to ``allowed_buckets``."""
 
-    name = "s3"
+    Options: ClassVar[type[BaseModel]] = S3AdapterOptions
 
-    def __init__(self, options: Mapping[str, Any], context: PluginContext) -> None:
-        try:
-            self.opts = S3AdapterOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise ConfigError(f"adapters.s3: {validation_message(exc)}") from None
+    def __init__(self, options: S3AdapterOptions, context: PluginContext) -> None:
+        self.opts = options  # validated by the core against ``Options``
         self._policy = self.opts.policy()
         for url in filter(None, [self.opts.endpoint_url, *self.opts.allowed_endpoints]):
             if problem := endpoint_problem(url, self._policy):

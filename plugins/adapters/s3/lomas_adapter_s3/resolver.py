@@ -16,7 +16,10 @@ from functools import partial
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from lomas_core.network import AddressPolicy, resolve_checked
+from lomas_core.api import (
+    AddressPolicy,
+    resolve_checked,
+)
 
 __all__ = ["GuardedResolver"]
 

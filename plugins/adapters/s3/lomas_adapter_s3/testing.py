@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from lomas_core.testing.adapter_contract import table_bytes
+from lomas_core.testing.tables import table_bytes
 
 __all__ = ["table_bytes", "MotoS3", "TEST_ACCESS_KEY_ID", "TEST_SECRET_ACCESS_KEY"]
 

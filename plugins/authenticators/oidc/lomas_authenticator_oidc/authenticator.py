@@ -17,12 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 from lomas_authenticator_oidc.keys import KeySet
 from lomas_authenticator_oidc.options import OidcOptions
-from lomas_core.authenticator import Authenticator, Identity, reject
-from lomas_core.errors import Conflict, NotFound
-from lomas_core.models import NAME_PATTERN, User
+from lomas_core.api import (
+    NAME_PATTERN,
+    Authenticator,
+    Conflict,
+    Identity,
+    NotFound,
+    PluginContext,
+    User,
+    reject,
+)
 
 if TYPE_CHECKING:
-    from lomas_core.store import BudgetStore
+    from lomas_core.api import BudgetStore
 
 __all__ = ["OidcAuthenticator", "claim_at", "jwt_header"]
 
@@ -56,10 +63,19 @@ def claim_at(claims: dict[str, Any], path: str) -> Any:
 class OidcAuthenticator(Authenticator):
     """Checks access tokens against the issuer's discovery document and JWKS."""
 
-    name = "oidc"
+    Options = OidcOptions
+
+    @classmethod
+    def create(cls, options: OidcOptions, context: PluginContext) -> OidcAuthenticator:
+        """Resolve ``ca_bundle`` against the config file's folder; keys are fetched on first use."""
+        if options.ca_bundle is not None:
+            options = options.model_copy(
+                update={"ca_bundle": str(context.config.resolve_path(options.ca_bundle))})
+        return cls(options)
 
     def __init__(self, options: OidcOptions, keys: KeySet | None = None) -> None:
-        self.options = options
+        super().__init__(options)
+        self.options: OidcOptions = options
         self.keys = keys or KeySet(options)
 
     def authenticate(self, credential: str, store: BudgetStore) -> Identity | None:

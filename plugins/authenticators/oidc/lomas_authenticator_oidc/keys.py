@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lomas_authenticator_oidc.options import OidcOptions, is_loopback_url
-from lomas_core.errors import IdentityProviderUnavailable
+from lomas_core.api import IdentityProviderUnavailable
 
 __all__ = ["KeySet", "SigningKey", "fetch_json"]
 

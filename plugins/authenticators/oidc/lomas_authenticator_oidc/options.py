@@ -8,10 +8,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lomas_core.errors import ConfigError
+from lomas_core.api import ConfigError
 
 if TYPE_CHECKING:
-    from lomas_core.context import PluginContext
+    from lomas_core.api import PluginContext
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "OidcOptions", "is_loopback_url", "parse_options"]
 

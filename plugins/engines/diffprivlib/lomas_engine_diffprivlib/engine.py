@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from lomas_core import results
-from lomas_core.budget import Budget, to_decimal
-from lomas_core.context import PluginContext
-from lomas_core.data import DataHandle
-from lomas_core.engine import DatasetInfo, Engine, validation_message
-from lomas_core.errors import ConfigError, InvalidQuery
+from lomas_core.api import (
+    Budget,
+    DataHandle,
+    DatasetInfo,
+    Engine,
+    InvalidQuery,
+    PluginContext,
+    results,
+    to_decimal,
+)
 from lomas_engine_diffprivlib.fitting import (
     Plan,
     export_step,
@@ -62,15 +65,14 @@ def _strict_warnings() -> None:
 class DiffPrivLibEngine(Engine):
     """Runs ``{"pipeline": [{"step": ..., "params": {...}}, ...], "feature_columns": [...], ...}``."""
 
-    name: ClassVar[str] = "diffprivlib"
+    Options: ClassVar[type[BaseModel]] = DiffPrivLibOptions
     Query: ClassVar[type[BaseModel]] = DiffPrivLibQuery
+    preload = ("diffprivlib", "sklearn", "scipy.stats", "pandas")
 
-    def __init__(self, options: Mapping[str, Any] | None = None,
+    def __init__(self, options: DiffPrivLibOptions | None = None,
                  context: PluginContext | None = None) -> None:
-        try:
-            self.options = DiffPrivLibOptions.model_validate(dict(options or {}))
-        except ValidationError as exc:
-            raise ConfigError(f"engines.diffprivlib: {validation_message(exc)}") from None
+        # The core validated the options against ``Options`` (None: the defaults, for tests).
+        self.options = options or DiffPrivLibOptions()
         self._log = context.logger if context is not None else log
         import diffprivlib  # noqa: F401 - fail at start-up, not at the first query
 

@@ -25,8 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from lomas_core.errors import InvalidQuery
-from lomas_core.metadata import ColumnMetadata, Metadata
+from lomas_core.api import (
+    ColumnMetadata,
+    InvalidQuery,
+    Metadata,
+)
 from lomas_engine_diffprivlib.query import DiffPrivLibQuery, Step, public_params
 
 __all__ = ["EXPORTED", "Plan", "build_estimator", "export_step", "make_plan"]

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from lomas_core.engine import validation_message
+from lomas_core.api import validation_message
 
 __all__ = ["SERVER_PARAMS", "STEPS", "DiffPrivLibQuery", "Step", "StepSpec"]
 

@@ -11,13 +11,14 @@ from dpl_testdata import METADATA, make_table
 from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo
 from lomas_core.metadata import Metadata
+from lomas_core.testing.plugins import build
 
 
 @pytest.fixture(scope="session")
 def engine() -> Any:
     from lomas_engine_diffprivlib.engine import DiffPrivLibEngine
 
-    return DiffPrivLibEngine({})
+    return build(DiffPrivLibEngine, {})
 
 
 @pytest.fixture(scope="session")

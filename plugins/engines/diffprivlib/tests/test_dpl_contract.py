@@ -15,7 +15,6 @@ def _steps(*steps: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 class TestDiffPrivLibContract(EngineContract):
     engine_name = "diffprivlib"
-    entry_module = "lomas_engine_diffprivlib.plugin"
     heavy_modules = ("diffprivlib", "sklearn")
 
     @pytest.fixture

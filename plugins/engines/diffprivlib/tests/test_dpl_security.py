@@ -10,6 +10,7 @@ from dpl_testdata import METADATA, payload
 from lomas_core.engine import DatasetInfo
 from lomas_core.errors import InvalidQuery
 from lomas_core.metadata import Metadata
+from lomas_core.testing.plugins import build
 
 LR = ("LogisticRegression", {"epsilon": 1.0})
 
@@ -131,6 +132,6 @@ def test_engine_makes_leak_warnings_errors() -> None:
 
     with warnings.catch_warnings():
         warnings.resetwarnings()
-        DiffPrivLibEngine({})
+        build(DiffPrivLibEngine, {})
         with pytest.raises(PrivacyLeakWarning):
             warnings.warn("leak", PrivacyLeakWarning, stacklevel=1)

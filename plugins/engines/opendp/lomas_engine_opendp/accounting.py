@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lomas_core.budget import Budget
-from lomas_core.errors import InvalidQuery
+from lomas_core.api import (
+    Budget,
+    InvalidQuery,
+)
 from lomas_engine_opendp.errors import opendp_reason
 
 __all__ = ["charge_of"]

@@ -8,14 +8,18 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from lomas_core import results
-from lomas_core.budget import Budget
-from lomas_core.context import PluginContext
-from lomas_core.data import DataHandle
-from lomas_core.engine import DatasetInfo, Engine, validation_message
-from lomas_core.errors import ConfigError, InvalidQuery, QueryFailed
+from lomas_core.api import (
+    Budget,
+    DataHandle,
+    DatasetInfo,
+    Engine,
+    InvalidQuery,
+    PluginContext,
+    QueryFailed,
+    results,
+)
 from lomas_engine_opendp.accounting import charge_of
 from lomas_engine_opendp.limits import size_limit
 from lomas_engine_opendp.query import OpenDPQuery
@@ -46,15 +50,14 @@ class OpenDPOptions(BaseModel):
 class OpenDPEngine(Engine):
     """Runs OpenDP pipelines (``{"pipeline": ...}``) and polars plans (``{"plan": ...}``)."""
 
-    name: ClassVar[str] = "opendp"
+    Options: ClassVar[type[BaseModel]] = OpenDPOptions
     Query: ClassVar[type[BaseModel]] = OpenDPQuery
+    preload = ("polars", "opendp.prelude", "pandas")
 
-    def __init__(self, options: Mapping[str, Any] | None = None,
+    def __init__(self, options: OpenDPOptions | None = None,
                  context: PluginContext | None = None) -> None:
-        try:
-            self.options = OpenDPOptions.model_validate(dict(options or {}))
-        except ValidationError as exc:
-            raise ConfigError(f"engines.opendp: {validation_message(exc)}") from None
+        # The core validated the options against ``Options`` (None: the defaults, for tests).
+        self.options = options or OpenDPOptions()
         logger = context.logger if context is not None else log
         import opendp.prelude as dp
 
@@ -141,8 +144,8 @@ class OpenDPEngine(Engine):
         """Load OpenDP's library and polars plugin, and build one small plan end to end."""
         import polars as pl
 
-        from lomas_core.metadata import Metadata
-        from lomas_engine_opendp.wire import placeholder, serialize_plan
+        from lomas_core.api import Metadata
+        from lomas_engine_opendp.wire import empty_lazyframe, serialize_plan
 
         meta = Metadata.model_validate({"rows": 10, "columns": {
             "g": {"type": "string", "categories": ["a"], "public_keys": True},
@@ -150,7 +153,7 @@ class OpenDPEngine(Engine):
         import opendp.prelude  # noqa: F401 - registers the .dp namespace on polars expressions
 
         noise: Any = pl.len()
-        plan = placeholder(meta.model_dump()).group_by("g").agg(noise.dp.noise())
+        plan = empty_lazyframe(meta.model_dump()).group_by("g").agg(noise.dp.noise())
         query = OpenDPQuery(plan=serialize_plan(plan), epsilon=1.0)
         info = DatasetInfo(name="warmup", metadata=meta)
         self._plans.measurement(query, info, limit=self._limit(info))

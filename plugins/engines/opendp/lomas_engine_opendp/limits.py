@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lomas_core.errors import InvalidQuery
-from lomas_core.metadata import Metadata
+from lomas_core.api import (
+    InvalidQuery,
+    Metadata,
+)
 
 __all__ = ["SIZE_KWARGS", "check_pipeline_sizes", "size_limit"]
 

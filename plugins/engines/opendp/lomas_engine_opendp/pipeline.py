@@ -27,10 +27,12 @@ import importlib
 import logging
 from typing import Any
 
-from lomas_core.data import DataHandle
-from lomas_core.engine import DatasetInfo
-from lomas_core.errors import InvalidQuery
-from lomas_core.metadata import Metadata
+from lomas_core.api import (
+    DataHandle,
+    DatasetInfo,
+    InvalidQuery,
+    Metadata,
+)
 from lomas_engine_opendp.errors import opendp_reason
 from lomas_engine_opendp.limits import check_pipeline_sizes
 from lomas_engine_opendp.pipeline_check import check_pipeline, parse_pipeline_json

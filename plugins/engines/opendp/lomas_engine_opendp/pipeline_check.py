@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from lomas_core.errors import InvalidQuery
+from lomas_core.api import InvalidQuery
 
 __all__ = ["HONEST_BUT_CURIOUS", "check_pipeline", "parse_pipeline_json"]
 

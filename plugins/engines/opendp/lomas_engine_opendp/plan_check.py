@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lomas_core.errors import InvalidQuery
+from lomas_core.api import InvalidQuery
 
 __all__ = ["CheckedPlan", "OPENDP_SYMBOLS", "check_plan", "parse_plan_json"]
 

@@ -35,10 +35,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from lomas_core.data import DataHandle
-from lomas_core.engine import DatasetInfo
-from lomas_core.errors import InvalidQuery, QueryFailed
-from lomas_core.metadata import Metadata
+from lomas_core.api import (
+    DataHandle,
+    DatasetInfo,
+    InvalidQuery,
+    Memo,
+    Metadata,
+    QueryFailed,
+    metadata_hash,
+)
 from lomas_engine_opendp.errors import opendp_reason
 from lomas_engine_opendp.plan_check import check_plan, parse_plan_json
 from lomas_engine_opendp.query import OpenDPQuery
@@ -355,7 +360,7 @@ def prepared_frame(data: DataHandle, meta: Metadata) -> Any:
     null; rows with a null in a non-nullable column are dropped (row-wise, 1-stable steps that keep
     the data inside the declared domain and its margins).
     """
-    key = "opendp:lazyframe:" + hashlib.sha256(meta.model_dump_json().encode()).hexdigest()[:16]
+    key = "opendp:lazyframe:" + metadata_hash(meta)
     return data.memo(key, lambda: _prepare(data, meta))
 
 
@@ -385,4 +390,6 @@ def _prepare(data: DataHandle, meta: Metadata) -> Any:
         # The domain's margins promise at most `rows` rows; the data must be a member of it.
         # (A dummy dataset may be asked for more rows; it holds nothing private.)
         raise RuntimeError("the dataset has more rows than its public metadata declares")
-    return py_to_c(frame.lazy(), c_type=AnyObjectPtr, type_name="LazyFrame")
+    # The dataset cache counts this copy through the memo's size.
+    return Memo(py_to_c(frame.lazy(), c_type=AnyObjectPtr, type_name="LazyFrame"),
+                nbytes=int(frame.estimated_size()))

@@ -13,6 +13,7 @@ from opendp_testdata import METADATA, make_table
 from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo
 from lomas_core.metadata import Metadata
+from lomas_core.testing.plugins import build
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +28,7 @@ def _quiet_polars_json() -> Iterator[None]:
 def engine() -> Any:
     from lomas_engine_opendp.engine import OpenDPEngine
 
-    eng = OpenDPEngine({})
+    eng = build(OpenDPEngine, {})
     eng.warmup()
     return eng
 

@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pytest
-from lomas_engine_opendp.wire import make_payload, placeholder
+from lomas_engine_opendp.wire import empty_lazyframe, make_payload
 from opendp_testdata import METADATA, ROWS, plan_measurement
 
 from lomas_core.data import DataHandle
@@ -82,7 +82,7 @@ def test_plan_grouped_len_sum_mean(engine: Any, table: pa.Table, handle: DataHan
                                    dataset: DatasetInfo) -> None:
     import opendp.prelude as dp
 
-    plan = placeholder(METADATA).group_by("g").agg(
+    plan = empty_lazyframe(METADATA).group_by("g").agg(
         pl.len().dp.noise(),
         pl.col("k").dp.sum((0, 10)).alias("k_sum"),
         pl.col("x").dp.mean((0.0, 100.0)).alias("x_mean"))

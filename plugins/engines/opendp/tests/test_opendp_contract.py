@@ -12,9 +12,9 @@ from lomas_core.testing.engine_contract import CONTRACT_METADATA, EngineContract
 
 def _plan_payloads() -> list[dict[str, Any]]:
     import polars as pl
-    from lomas_engine_opendp.wire import make_payload, placeholder
+    from lomas_engine_opendp.wire import empty_lazyframe, make_payload
 
-    lf = placeholder(CONTRACT_METADATA)
+    lf = empty_lazyframe(CONTRACT_METADATA)
     return [
         make_payload(lf.select(pl.len().dp.noise()), epsilon=1.0),
         make_payload(lf.group_by("group").agg(pl.len().dp.noise(), pl.col("age").dp.sum((0, 100))),
@@ -24,7 +24,6 @@ def _plan_payloads() -> list[dict[str, Any]]:
 
 class TestOpenDPContract(EngineContract):
     engine_name = "opendp"
-    entry_module = "lomas_engine_opendp.plugin"
     heavy_modules = ("opendp", "polars")
 
     @pytest.fixture

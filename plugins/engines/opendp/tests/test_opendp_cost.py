@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from lomas_engine_opendp.wire import make_payload, placeholder
+from lomas_engine_opendp.wire import empty_lazyframe, make_payload
 from opendp_testdata import METADATA, plan_measurement
 
 from lomas_core.budget import Budget
@@ -72,7 +72,7 @@ def test_smoothed(engine: Any, dp: Any, dataset3: DatasetInfo) -> None:
 
 
 def test_plan_pure_is_the_map_and_within_target(engine: Any, dataset3: DatasetInfo) -> None:
-    plan = placeholder(METADATA).group_by("g").agg(pl.len().dp.noise(),
+    plan = empty_lazyframe(METADATA).group_by("g").agg(pl.len().dp.noise(),
                                                    pl.col("x").dp.sum((0.0, 100.0)))
     query = engine.parse(make_payload(plan, epsilon=0.7))
     cost = engine.cost(query, dataset3)
@@ -82,7 +82,7 @@ def test_plan_pure_is_the_map_and_within_target(engine: Any, dataset3: DatasetIn
 
 
 def test_plan_zcdp(engine: Any, dp: Any, dataset3: DatasetInfo) -> None:
-    plan = placeholder(METADATA).select(pl.len().dp.noise())
+    plan = empty_lazyframe(METADATA).select(pl.len().dp.noise())
     payload = make_payload(plan, output_measure="zero_concentrated_divergence", rho=0.05)
     with pytest.raises(InvalidQuery, match="fixed_delta"):
         _cost(engine, payload, dataset3)
@@ -94,7 +94,7 @@ def test_plan_zcdp(engine: Any, dp: Any, dataset3: DatasetInfo) -> None:
 
 
 def test_plan_threshold_delta(engine: Any, dataset3: DatasetInfo) -> None:
-    plan = placeholder(METADATA).group_by("k").agg(pl.len().dp.noise())
+    plan = empty_lazyframe(METADATA).group_by("k").agg(pl.len().dp.noise())
     with pytest.raises(InvalidQuery, match="delta"):
         _cost(engine, make_payload(plan, epsilon=1.0), dataset3)
     query = engine.parse(make_payload(plan, epsilon=1.0, delta=1e-6))
@@ -105,14 +105,14 @@ def test_plan_threshold_delta(engine: Any, dataset3: DatasetInfo) -> None:
 
 
 def test_plan_global_scale_pays_the_map(engine: Any, dataset3: DatasetInfo) -> None:
-    plan = placeholder(METADATA).select(pl.len().dp.noise())
+    plan = empty_lazyframe(METADATA).select(pl.len().dp.noise())
     query = engine.parse(make_payload(plan, global_scale=2.0))
     assert engine.cost(query, dataset3) == Budget.of(
         plan_measurement(engine, query, dataset3).map(MAX_IDS))
 
 
 def test_cost_is_deterministic_and_cached(engine: Any, dataset3: DatasetInfo) -> None:
-    plan = placeholder(METADATA).select(pl.col("k").dp.sum((0, 10)))
+    plan = empty_lazyframe(METADATA).select(pl.col("k").dp.sum((0, 10)))
     payload = make_payload(plan, epsilon=0.3)
     assert _cost(engine, payload, dataset3) == _cost(engine, payload, dataset3)
     q = engine.parse(payload)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
-from lomas_engine_opendp.wire import make_payload, placeholder, serialize_plan
+from lomas_engine_opendp.wire import empty_lazyframe, make_payload, serialize_plan
 from opendp_testdata import METADATA, make_table
 
 from lomas_core.budget import Budget
@@ -41,7 +41,7 @@ def dp() -> Any:
 def _hostile(tmp: Path, dp: Any) -> dict[str, dict[str, Any]]:
     secret = tmp / "server-secret.csv"
     secret.write_text("x\n1\n")
-    lf = placeholder(METADATA)
+    lf = empty_lazyframe(METADATA)
     bad_column = pl.LazyFrame(schema={**dict(lf.collect_schema()), "salary": pl.Float64})
     call = {"__module__": "os", "__function__": "system",
             "__kwargs__": {"command": f"touch {tmp / 'pwned'}"}}
@@ -79,7 +79,7 @@ def test_hostile_payloads_refused_budget_unchanged(harness: LomasHarness, dp: An
 
 def test_good_queries_charged_their_cost(harness: LomasHarness, dp: Any) -> None:
     token = harness.add_user("good", grant={"people": GRANT})
-    plan = placeholder(METADATA).group_by("g").agg(pl.len().dp.noise(),
+    plan = empty_lazyframe(METADATA).group_by("g").agg(pl.len().dp.noise(),
                                                    pl.col("k").dp.sum((0, 10)))
     domain = dp.vector_domain(dp.atom_domain(T=dp.i64))
     count = dp.t.make_count(domain, dp.symmetric_distance()) >> dp.m.then_laplace(2.0)
@@ -99,7 +99,7 @@ def test_good_queries_charged_their_cost(harness: LomasHarness, dp: Any) -> None
 
 def test_over_real_server(harness: LomasHarness) -> None:
     token = harness.add_user("served", grant={"people": GRANT})
-    payload = make_payload(placeholder(METADATA).select(pl.len().dp.noise()), epsilon=1.0)
+    payload = make_payload(empty_lazyframe(METADATA).select(pl.len().dp.noise()), epsilon=1.0)
     with harness.serve() as url:
         r = httpx.post(f"{url}/v1/datasets/people/query", timeout=60,
                        headers={"Authorization": f"Bearer {token}"},

@@ -15,6 +15,7 @@ from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo
 from lomas_core.errors import InvalidQuery
 from lomas_core.metadata import Metadata
+from lomas_core.testing.plugins import build
 
 META = Metadata.model_validate({"max_ids": 2, "rows": 100, "columns": {
     "x": {"type": "float", "lower": 0.0, "upper": 10.0}, "k": {"type": "int"}}})
@@ -34,7 +35,7 @@ def test_pipelines_are_kept_and_charged_as_without_the_cache(
     vec = dp.vector_domain(dp.atom_domain(T=float, nan=False))
     m = (dp.t.make_clamp(vec, dp.symmetric_distance(), (0.0, 10.0)) >> dp.t.then_sum()
          >> dp.m.then_laplace(5.0))
-    cached, plain = OpenDPEngine(), OpenDPEngine({"plan_cache_size": 0})
+    cached, plain = build(OpenDPEngine), build(OpenDPEngine, {"plan_cache_size": 0})
     ds = DatasetInfo(name="t", metadata=META)
     q = cached.parse(make_payload(m, column="x"))
     data = DataHandle("t", "v1", pa.table({"x": [float(i % 10) for i in range(100)],

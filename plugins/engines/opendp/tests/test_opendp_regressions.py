@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from lomas_engine_opendp.accounting import charge_of
 from lomas_engine_opendp.errors import opendp_reason
-from lomas_engine_opendp.wire import make_payload, placeholder, serialize_plan
+from lomas_engine_opendp.wire import empty_lazyframe, make_payload, serialize_plan
 from opendp_testdata import METADATA, ROWS
 
 from lomas_core.budget import Budget
@@ -23,6 +23,7 @@ from lomas_core.engine import DatasetInfo
 from lomas_core.errors import InvalidQuery, QueryFailed
 from lomas_core.metadata import Metadata
 from lomas_core.testing.harness import LomasHarness
+from lomas_core.testing.plugins import build
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,7 @@ def _meta(**changes: Any) -> DatasetInfo:
 
 
 def test_declared_categories_are_not_public_keys(engine: Any, dataset: DatasetInfo) -> None:
-    plan = placeholder(METADATA).group_by("g").agg(pl.len().dp.noise())
+    plan = empty_lazyframe(METADATA).group_by("g").agg(pl.len().dp.noise())
     private = _meta(g={"public_keys": False})
     _refused(engine, make_payload(plan, epsilon=1.0), private, "delta")
     _cost(engine, make_payload(plan, epsilon=1.0, delta=1e-6), private)  # thresholded
@@ -149,7 +150,7 @@ def _skewed_handle() -> DataHandle:
 
 def test_public_keys_answer_holds_exactly_the_declared_keys(engine: Any,
                                                             dataset: DatasetInfo) -> None:
-    plan = placeholder(METADATA).group_by("g").agg(pl.len().dp.noise())
+    plan = empty_lazyframe(METADATA).group_by("g").agg(pl.len().dp.noise())
     query = engine.parse(make_payload(plan, epsilon=1.0))
     engine.cost(query, dataset)
     out = engine.run(query, _skewed_handle(), dataset)
@@ -158,7 +159,7 @@ def test_public_keys_answer_holds_exactly_the_declared_keys(engine: Any,
 
 def test_thresholded_answer_never_holds_an_undeclared_key(engine: Any) -> None:
     private = _meta(g={"public_keys": False})
-    plan = placeholder(METADATA).group_by("g").agg(pl.len().dp.noise())
+    plan = empty_lazyframe(METADATA).group_by("g").agg(pl.len().dp.noise())
     query = engine.parse(make_payload(plan, epsilon=1.0, delta=1e-6))
     engine.cost(query, private)
     out = engine.run(query, _skewed_handle(), private)
@@ -189,7 +190,7 @@ def test_one_person_moves_a_count_by_at_most_max_ids(tmp_path_factory: pytest.Te
         token = h.add_user("m", grant={"with": (1e6, 0.5), "without": (1e6, 0.5)})
         count = (dp.t.make_count(dp.vector_domain(dp.atom_domain(T=dp.i64)),
                                  dp.symmetric_distance()) >> dp.m.then_laplace(1e-3))
-        plan = placeholder(meta).select(pl.len().dp.noise())
+        plan = empty_lazyframe(meta).select(pl.len().dp.noise())
         answers = []
         with h.client(token) as c:
             for name in ("with", "without"):
@@ -247,21 +248,21 @@ def test_other_sizes_are_bounded(engine: Any, dp: Any, dataset: DatasetInfo) -> 
         "__function__": "make_count_by_categories", "__module__": "transformations",
         "__kwargs__": {"categories": list(range(ROWS * 5))}}
     _refused(engine, {"pipeline": json.dumps(tree), "column": "k"}, dataset, "list")
-    lf = placeholder(METADATA)
+    lf = empty_lazyframe(METADATA)
     _refused(engine, make_payload(lf.select(pl.len().dp.noise()).head(10**9), epsilon=1.0),
              dataset, "slice")
     quantile = lf.select(pl.col("x").dp.quantile(0.5, [float(i) for i in range(ROWS * 5)]))
     _refused(engine, {"plan": serialize_plan(quantile), "epsilon": 1.0}, dataset, "literal")
     from lomas_engine_opendp.engine import OpenDPEngine
 
-    strict = OpenDPEngine({"max_size_factor": 1})  # 3 public keys > 2 rows x 1
+    strict = build(OpenDPEngine, {"max_size_factor": 1})  # 3 public keys > 2 rows x 1
     _refused(strict, make_payload(lf.group_by("g").agg(pl.len().dp.noise()), epsilon=1.0),
              _meta(rows=2), "public key set")
 
 
 # -- 7. no server paths in errors -------------------------------------------------------------------
 def test_library_errors_carry_no_server_paths(harness: LomasHarness) -> None:
-    plan = placeholder(METADATA).with_columns(pl.len().dp.noise())  # OpenDP echoes the plugin path
+    plan = empty_lazyframe(METADATA).with_columns(pl.len().dp.noise())  # OpenDP echoes the plugin path
     r = _http(harness, "paths", "cost", make_payload(plan, epsilon=1.0))
     assert r.status_code == 422, r.text
     message = r.json()["error"]["message"]
@@ -303,7 +304,7 @@ def test_every_column_type_feeds_its_domain(engine: Any, dp: Any) -> None:
 
 def test_real_data_beyond_the_declared_rows_is_not_released(engine: Any, table: pa.Table) -> None:
     small = _meta(rows=ROWS - 1)  # the plan domain promises at most `rows` rows
-    query = engine.parse(make_payload(placeholder(METADATA).select(pl.len().dp.noise()),
+    query = engine.parse(make_payload(empty_lazyframe(METADATA).select(pl.len().dp.noise()),
                                       epsilon=1.0))
     engine.cost(query, small)
     with pytest.raises(RuntimeError, match="more rows"):

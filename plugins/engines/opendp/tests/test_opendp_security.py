@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 import pytest
 from lomas_engine_opendp.pipeline_check import check_pipeline
-from lomas_engine_opendp.wire import make_payload, placeholder, serialize_plan
+from lomas_engine_opendp.wire import empty_lazyframe, make_payload, serialize_plan
 from opendp_testdata import METADATA
 
 from lomas_core.engine import DatasetInfo
@@ -93,7 +93,7 @@ def test_pipeline_wrong_metric_and_unknown_column(engine: Any, dp: Any,
 
 
 def test_plan_with_python_udfs(engine: Any, dataset: DatasetInfo) -> None:
-    lf = placeholder(METADATA)
+    lf = empty_lazyframe(METADATA)
     for plan in (lf.select(pl.col("x").map_elements(lambda v: v, return_dtype=pl.Float64)),
                  lf.select(pl.col("x").map_batches(lambda s: s))):
         _refused(engine, {"plan": serialize_plan(plan), "epsilon": 1.0}, dataset, "not allowed")
@@ -107,20 +107,20 @@ def test_plan_scanning_a_file(engine: Any, dataset: DatasetInfo, tmp_path: Path)
 
 
 def test_plan_with_a_second_source(engine: Any, dataset: DatasetInfo) -> None:
-    lf = placeholder(METADATA)
+    lf = empty_lazyframe(METADATA)
     plan = lf.join(pl.LazyFrame({"g": ["a"]}), on="g").select(pl.len().dp.noise())
     _refused(engine, {"plan": serialize_plan(plan), "epsilon": 1.0}, dataset, "not allowed")
 
 
 def test_plan_on_a_column_not_in_the_metadata(engine: Any, dataset: DatasetInfo) -> None:
-    lf = pl.LazyFrame(schema={**dict(placeholder(METADATA).collect_schema()), "salary": pl.Float64})
+    lf = pl.LazyFrame(schema={**dict(empty_lazyframe(METADATA).collect_schema()), "salary": pl.Float64})
     plan = lf.select(pl.col("salary").dp.sum((0.0, 1.0)))
     _refused(engine, {"plan": serialize_plan(plan), "epsilon": 1.0}, dataset, "salary")
 
 
 def test_plan_foreign_plugin_refused_and_lib_path_rewritten(engine: Any,
                                                             dataset: DatasetInfo) -> None:
-    text = serialize_plan(placeholder(METADATA).select(pl.len().dp.noise()))
+    text = serialize_plan(empty_lazyframe(METADATA).select(pl.len().dp.noise()))
     _refused(engine, {"plan": text.replace('"noise"', '"opendp_core__measurement_invoke"'),
                       "epsilon": 1.0}, dataset, "plugin")
     tree = json.loads(text)
@@ -129,7 +129,7 @@ def test_plan_foreign_plugin_refused_and_lib_path_rewritten(engine: Any,
 
 
 def test_plan_literal_series_are_checked(engine: Any, dataset: DatasetInfo) -> None:
-    plan = placeholder(METADATA).select(pl.col("x").dp.quantile(0.5, [10.0, 50.0, 90.0]))
+    plan = empty_lazyframe(METADATA).select(pl.col("x").dp.quantile(0.5, [10.0, 50.0, 90.0]))
     text = serialize_plan(plan)
     engine.cost(engine.parse({"plan": text, "epsilon": 1.0}), dataset)
     tree = json.loads(text)
@@ -154,7 +154,7 @@ def test_payload_shape_errors(engine: Any) -> None:
 def test_plan_after_collect_schema(engine: Any, dataset: DatasetInfo) -> None:
     import warnings
 
-    lf = placeholder(METADATA)
+    lf = empty_lazyframe(METADATA)
     lf.collect_schema()
     plan = lf.select(pl.len().dp.noise())
     with warnings.catch_warnings():

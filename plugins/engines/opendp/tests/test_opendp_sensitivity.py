@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from lomas_engine_opendp.pipeline import _column_values, canonical_domain
-from lomas_engine_opendp.wire import make_payload, placeholder
+from lomas_engine_opendp.wire import empty_lazyframe, make_payload
 from opendp_testdata import METADATA, ROWS, make_table, plan_measurement
 
 from lomas_core.data import DataHandle
@@ -152,7 +152,7 @@ GLOBAL_SCALE = 1e-3
 @pytest.mark.parametrize("case", sorted(PLANS))
 def test_plan_charge_covers_the_true_change(engine: Any, dp: Any, ds3: DatasetInfo,
                                             case: str) -> None:
-    plan = PLANS[case](placeholder(METADATA))
+    plan = PLANS[case](empty_lazyframe(METADATA))
     query = engine.parse(make_payload(plan, global_scale=GLOBAL_SCALE))
     charge = engine.cost(query, ds3)
     summary = dp.summarize_polars_measurement(plan_measurement(engine, query, ds3))

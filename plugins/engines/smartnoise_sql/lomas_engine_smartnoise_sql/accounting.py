@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lomas_core.errors import InvalidQuery
+from lomas_core.api import InvalidQuery
 from lomas_engine_smartnoise_sql.calibration import ScaleCache
 from lomas_engine_smartnoise_sql.query import SmartnoiseSQLQuery
 from lomas_engine_smartnoise_sql.sql_check import researcher_message

@@ -22,7 +22,7 @@ import secrets
 import threading
 from typing import TYPE_CHECKING, Any
 
-from lomas_core.metadata import Metadata
+from lomas_core.api import Metadata
 from lomas_engine_smartnoise_sql.metadata import TABLE_NAME
 from lomas_engine_smartnoise_sql.policy import KeyPlan
 from lomas_engine_smartnoise_sql.render import LOCKED_CONFIG, Statement, render, verify
@@ -64,6 +64,8 @@ class DuckDBDatabase:
         select = ", ".join(_CASTS[kind].format(c=_quote(name)) + " AS " + _quote(name)
                            for name, kind in cols)
         source = table.select([name for name, _ in cols])
+        #: About what DuckDB's copy holds (counted by the dataset cache through the memo).
+        self.nbytes = int(source.nbytes)
         try:
             self._con.register("lomas_source", source)
             self._con.execute(f"CREATE TABLE {TABLE_NAME} AS SELECT {select} FROM lomas_source")

@@ -5,18 +5,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from lomas_core import results
-from lomas_core.budget import Budget
-from lomas_core.context import PluginContext
-from lomas_core.data import DataHandle
-from lomas_core.dummy import metadata_hash
-from lomas_core.engine import DatasetInfo, Engine, validation_message
-from lomas_core.errors import ConfigError, InvalidQuery, QueryFailed
+from lomas_core.api import (
+    Budget,
+    DataHandle,
+    DatasetInfo,
+    Engine,
+    InvalidQuery,
+    PluginContext,
+    QueryFailed,
+    metadata_hash,
+    results,
+)
 from lomas_engine_smartnoise_sql.accounting import analyse, privacy_of
 from lomas_engine_smartnoise_sql.backend import DuckDBDatabase, make_reader, render_subquery
 from lomas_engine_smartnoise_sql.calibration import ScaleCache
@@ -50,15 +53,15 @@ class SmartnoiseSQLOptions(BaseModel):
 class SmartnoiseSQLEngine(Engine):
     """Runs ``{"sql", "epsilon", "delta", "mechanisms", "postprocess"}`` queries."""
 
-    name: ClassVar[str] = "smartnoise_sql"
+    Options: ClassVar[type[BaseModel]] = SmartnoiseSQLOptions
     Query: ClassVar[type[BaseModel]] = SmartnoiseSQLQuery
+    preload = ("duckdb", "snsql", "sqlalchemy", "antlr4", "pandas", "scipy.stats",
+               "opendp.prelude")
 
-    def __init__(self, options: Mapping[str, Any] | None = None,
+    def __init__(self, options: SmartnoiseSQLOptions | None = None,
                  context: PluginContext | None = None) -> None:
-        try:
-            self.options = SmartnoiseSQLOptions.model_validate(dict(options or {}))
-        except ValidationError as exc:
-            raise ConfigError(f"engines.smartnoise_sql: {validation_message(exc)}") from None
+        # The core validated the options against ``Options`` (None: the defaults, for tests).
+        self.options = options or SmartnoiseSQLOptions()
         self._log = context.logger if context is not None else log
         self._costs: OrderedDict[_CostKey, Budget] = OrderedDict()
         self._costs_lock = threading.Lock()
@@ -67,7 +70,7 @@ class SmartnoiseSQLEngine(Engine):
 
     def warmup(self) -> None:
         """Import SmartNoise-SQL and DuckDB and calibrate one mechanism (seconds, paid once)."""
-        from lomas_core.metadata import Metadata
+        from lomas_core.api import Metadata
 
         meta = Metadata.model_validate({"columns": {"x": {"type": "float", "lower": 0, "upper": 1}}})
         self.cost(SmartnoiseSQLQuery(sql="SELECT SUM(x) FROM df", epsilon=1.0, delta=1e-6),

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lomas_core.metadata import ColumnMetadata, Metadata
+from lomas_core.api import (
+    ColumnMetadata,
+    Metadata,
+)
 
 __all__ = ["TABLE_NAME", "to_snsql_metadata"]
 

@@ -25,8 +25,10 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lomas_core.errors import InvalidQuery
-from lomas_core.metadata import Metadata
+from lomas_core.api import (
+    InvalidQuery,
+    Metadata,
+)
 
 __all__ = ["MAX_PUBLIC_GROUPS", "KeyPlan", "declared_values", "plan_keys"]
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lomas_core.metadata import Metadata
+from lomas_core.api import Metadata
 from lomas_engine_smartnoise_sql.policy import KeyPlan, declared_values
 
 __all__ = ["ExactRows", "ShapeError", "check_answer", "check_exact", "complete_public", "unquote"]

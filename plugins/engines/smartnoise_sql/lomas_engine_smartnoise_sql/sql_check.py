@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from lomas_core.errors import InvalidQuery
+from lomas_core.api import InvalidQuery
 from lomas_engine_smartnoise_sql.metadata import TABLE_NAME
 
 __all__ = ["MAX_NESTING", "Prepared", "lexical_check", "prepare_sql", "researcher_message"]

@@ -11,13 +11,14 @@ from snsql_testdata import METADATA, make_frame
 from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo
 from lomas_core.metadata import Metadata
+from lomas_core.testing.plugins import build
 
 
 @pytest.fixture(scope="session")
 def engine() -> Any:
     from lomas_engine_smartnoise_sql.engine import SmartnoiseSQLEngine
 
-    eng = SmartnoiseSQLEngine({})
+    eng = build(SmartnoiseSQLEngine, {})
     eng.warmup()
     return eng
 

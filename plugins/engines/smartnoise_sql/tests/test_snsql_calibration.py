@@ -18,6 +18,7 @@ from lomas_engine_smartnoise_sql.query import SmartnoiseSQLQuery
 
 from lomas_core.engine import DatasetInfo
 from lomas_core.metadata import Metadata
+from lomas_core.testing.plugins import build
 
 EPSILONS = [0.01, 0.1, 1 / 3, 1.0, 2.5]
 SENSITIVITIES: list[Any] = [1, 1.0, 100.0, 2500, 0.5]
@@ -135,7 +136,7 @@ def test_the_engine_charges_and_calibrates_as_without_the_cache(sql: str, mechan
 
     query = SmartnoiseSQLQuery(sql=sql, epsilon=0.7, delta=1e-4, mechanisms=mechanisms)
     dataset = DatasetInfo(name="t", metadata=META)
-    cached, uncached = SmartnoiseSQLEngine(), SmartnoiseSQLEngine({"scale_cache_size": 0})
+    cached, uncached = build(SmartnoiseSQLEngine), build(SmartnoiseSQLEngine, {"scale_cache_size": 0})
     for _ in range(2):  # cold, then warm
         assert cached.cost(query, dataset) == uncached.cost(query, dataset)
         cached._costs.clear()

@@ -11,7 +11,6 @@ from lomas_core.testing.engine_contract import EngineContract
 
 class TestSmartnoiseSQLContract(EngineContract):
     engine_name = "smartnoise_sql"
-    entry_module = "lomas_engine_smartnoise_sql.plugin"
     heavy_modules = ("snsql", "opendp", "pandas", "duckdb")
 
     @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 
 from lomas_core.budget import Budget
 from lomas_core.testing.harness import LomasHarness
+from lomas_core.testing.plugins import build
 
 ENGINE = "smartnoise_sql"
 GRANT = (100.0, 1e-2)
@@ -205,7 +206,7 @@ def test_public_keys_of_other_types_match_the_loaded_values() -> None:
                     "public_keys": True}}})
     table = pa.table({"yr": [2020 + (i % 2) for i in range(rows)],
                       "d": pd.to_datetime(["2024-01-01"] * rows)})
-    engine = SmartnoiseSQLEngine({})
+    engine = build(SmartnoiseSQLEngine, {})
     dataset = DatasetInfo(name="typed", metadata=meta)
     handle = DataHandle("typed", "v1", table)
 

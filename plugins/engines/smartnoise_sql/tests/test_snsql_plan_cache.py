@@ -12,6 +12,7 @@ from lomas_engine_smartnoise_sql.query import SmartnoiseSQLQuery
 from lomas_core.engine import DatasetInfo
 from lomas_core.errors import InvalidQuery
 from lomas_core.metadata import Metadata
+from lomas_core.testing.plugins import build
 
 META = Metadata.model_validate({"max_ids": 1, "rows": 10, "censor_dims": False, "columns": {
     "g": {"type": "string", "categories": ["a", "b"], "public_keys": True},
@@ -27,7 +28,7 @@ def test_plans_are_kept_per_text_dataset_and_metadata(monkeypatch: pytest.Monkey
         return original(sql, dataset)
 
     monkeypatch.setattr(engine_module, "prepare_sql", spy)
-    engine = SmartnoiseSQLEngine()
+    engine = build(SmartnoiseSQLEngine)
     ds = DatasetInfo(name="t", metadata=META)
     q = SmartnoiseSQLQuery(sql="SELECT g, COUNT(*) AS n FROM t GROUP BY g", epsilon=1.0, delta=0.0)
     first = engine._plan(q, ds)

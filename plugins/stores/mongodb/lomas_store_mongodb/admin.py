@@ -13,22 +13,25 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from lomas_core.admin_log import note_ids
-from lomas_core.budget import Budget
-from lomas_core.errors import Conflict, NotFound, StoreUnavailable
-from lomas_core.models import (
+from lomas_core.api import (
     AdminEvent,
+    Budget,
+    Conflict,
     DatasetDescription,
     Grant,
+    NotFound,
+    StoreUnavailable,
     TokenInfo,
     User,
+    format_time,
     new_dataset_id,
     new_grant_id,
     new_token_id,
     new_user_id,
+    note_ids,
+    parse_time,
     utcnow,
 )
-from lomas_core.stores.state import format_time, parse_time
 from lomas_store_mongodb.audit import AuditMixin, mark
 from lomas_store_mongodb.codec import (
     budget_from_doc,

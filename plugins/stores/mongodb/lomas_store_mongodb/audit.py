@@ -25,10 +25,17 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from lomas_core.errors import InvalidRequest, LomasError
-from lomas_core.models import AdminEvent, utcnow
-from lomas_core.store import MAX_PAGE, decode_cursor, encode_cursor
-from lomas_core.stores.state import format_time, parse_time
+from lomas_core.api import (
+    MAX_PAGE,
+    AdminEvent,
+    InvalidRequest,
+    LomasError,
+    decode_cursor,
+    encode_cursor,
+    format_time,
+    parse_time,
+    utcnow,
+)
 from lomas_store_mongodb.base import MongoBase, log
 from lomas_store_mongodb.codec import dump_json, load_json
 

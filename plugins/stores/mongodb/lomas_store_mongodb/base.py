@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from lomas_core.errors import StoreUnavailable
-from lomas_core.tokens import LastUsed
+from lomas_core.api import (
+    LastUsed,
+    StoreUnavailable,
+)
 from lomas_store_mongodb.units import Scale
 
 if TYPE_CHECKING:

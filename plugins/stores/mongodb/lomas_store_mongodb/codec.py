@@ -12,9 +12,13 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from lomas_core.budget import Budget
-from lomas_core.models import ArchiveRecord, DatasetDescription
-from lomas_core.stores.state import format_time, parse_time
+from lomas_core.api import (
+    ArchiveRecord,
+    Budget,
+    DatasetDescription,
+    format_time,
+    parse_time,
+)
 
 __all__ = [
     "budget_from_doc",

@@ -24,8 +24,12 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from lomas_core.models import utcnow
-from lomas_core.stores.lease import LeaseKeeper, process_gone, this_process
+from lomas_core.api import (
+    LeaseKeeper,
+    process_gone,
+    this_process,
+    utcnow,
+)
 from lomas_store_mongodb.base import MongoBase, log
 from lomas_store_mongodb.codec import format_time
 

@@ -21,7 +21,6 @@ start-up, keeping the original request so that an identical retry replays the fi
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 import uuid
@@ -31,20 +30,27 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from lomas_core.budget import Budget
-from lomas_core.errors import (
+from lomas_core.api import (
+    MAX_PAGE,
     AccessDenied,
+    ArchiveFilter,
+    ArchivePage,
+    ArchiveRecord,
+    Budget,
     BudgetExceeded,
     ChargedFailure,
     Conflict,
     IdempotencyConflict,
     InvalidRequest,
     NotFound,
+    QueryStatus,
     StoreUnavailable,
     Suspended,
+    decode_cursor,
+    encode_cursor,
+    short_digest,
+    utcnow,
 )
-from lomas_core.models import ArchiveRecord, QueryStatus, utcnow
-from lomas_core.store import MAX_PAGE, ArchiveFilter, ArchivePage, decode_cursor, encode_cursor
 from lomas_store_mongodb.base import MongoBase, log
 from lomas_store_mongodb.codec import (
     budget_from_doc,
@@ -66,7 +72,7 @@ _NOT_CHARGED = "The budget store is unavailable; nothing was charged. Retry late
 
 def key_field(key: str) -> str:
     """The grant field claiming an ``Idempotency-Key`` (a hash: keys may hold dots or ``$``)."""
-    return "keys." + hashlib.sha256(key.encode()).hexdigest()[:40]
+    return "keys." + short_digest(key, 40)
 
 
 def _check_query_id(query_id: str) -> str:

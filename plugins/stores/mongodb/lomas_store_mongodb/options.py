@@ -19,8 +19,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lomas_core.context import PluginContext
-from lomas_core.errors import ConfigError
+from lomas_core.api import (
+    ConfigError,
+    PluginContext,
+    validation_message,
+)
 
 __all__ = ["MongoOptions", "WriteConcernOptions", "describe_hosts", "parse_options"]
 
@@ -114,8 +117,8 @@ def parse_options(options: Mapping[str, Any]) -> MongoOptions:
     try:
         return MongoOptions.model_validate(dict(options))
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(x) for x in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("mongodb store options are invalid:\n" + "\n".join(lines)) from None
+        raise ConfigError("mongodb store options are invalid:\n  " + validation_message(
+            exc, limit=None, default="options", separator="\n  ")) from None
 
 
 def describe_hosts(uri: str) -> str:

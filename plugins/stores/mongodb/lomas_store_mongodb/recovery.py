@@ -30,8 +30,11 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from lomas_core.errors import ChargedFailure
-from lomas_core.models import ArchiveRecord, utcnow
+from lomas_core.api import (
+    ArchiveRecord,
+    ChargedFailure,
+    utcnow,
+)
 from lomas_store_mongodb.base import log
 from lomas_store_mongodb.codec import (
     budget_from_doc,

@@ -7,9 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from lomas_core.errors import Conflict
-from lomas_core.models import AdminEvent, Grant, User, new_dataset_id, new_grant_id, new_user_id
-from lomas_core.stores.state import Token, build_state, parse_state
+from lomas_core.api import (
+    AdminEvent,
+    Conflict,
+    Grant,
+    Token,
+    User,
+    build_state,
+    new_dataset_id,
+    new_grant_id,
+    new_user_id,
+    parse_state,
+)
 from lomas_store_mongodb.audit import AuditMixin
 from lomas_store_mongodb.codec import (
     dataset_from_doc,

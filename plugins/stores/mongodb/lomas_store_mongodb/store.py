@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import BaseModel
 from pymongo import ASCENDING, MongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from lomas_core.context import PluginContext
-from lomas_core.errors import ConfigError, StoreUnavailable
-from lomas_core.models import (
+from lomas_core.api import (
     ArchiveRecord,
+    BudgetStore,
+    ConfigError,
+    LastUsed,
+    PluginContext,
+    StoreUnavailable,
     new_dataset_id,
     new_grant_id,
     new_token_id,
     new_user_id,
 )
-from lomas_core.store import BudgetStore
-from lomas_core.tokens import LastUsed
 from lomas_store_mongodb.admin import AdminMixin
 from lomas_store_mongodb.base import log
 from lomas_store_mongodb.ledger import LedgerMixin
@@ -61,7 +63,7 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
     creates the unique indexes and reconciles interrupted charges.
     """
 
-    name = "mongodb"
+    Options: ClassVar[type[BaseModel]] = MongoOptions
 
     def __init__(self, uri: str, options: MongoOptions | None = None, *, recover: bool = True,
                  create: bool = False) -> None:
@@ -109,6 +111,11 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
         if create is None:
             create = context.create_store if context is not None else False
         return cls(opts.resolve_uri(context), opts, create=create)
+
+    @classmethod
+    def create(cls, options: MongoOptions, context: PluginContext) -> MongoStore:
+        """Build the store from options the core validated (see :meth:`from_options`)."""
+        return cls(options.resolve_uri(context), options, create=context.create_store)
 
     def _create_indexes(self) -> None:
         self.users.create_index([("name", ASCENDING)], unique=True, name="user_name_unique")
@@ -204,7 +211,7 @@ class MongoStore(AdminMixin, LedgerMixin, RecoveryMixin, StateMixin, BudgetStore
                 "the options must match")
 
     def backup(self, target: Any) -> str:
-        from lomas_core.errors import InvalidRequest
+        from lomas_core.api import InvalidRequest
 
         raise InvalidRequest(
             "the mongodb store is backed up with MongoDB's tools while it serves: "

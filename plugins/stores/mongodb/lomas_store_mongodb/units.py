@@ -23,8 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, localcontext
 
-from lomas_core.budget import DECIMAL_CONTEXT, Budget
-from lomas_core.errors import InvalidRequest
+from lomas_core.api import (
+    DECIMAL_CONTEXT,
+    Budget,
+    InvalidRequest,
+)
 
 __all__ = ["INT64_MAX", "LIMB_DIGITS", "Scale", "Units", "limb_fields"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from lomas_store_mongodb.store import MongoStore
 
-from lomas_core.testing.mongo import mongodb_database, mongodb_uri  # noqa: F401 - fixtures
+from lomas_testsupport.mongo import mongodb_database, mongodb_uri  # noqa: F401 - fixtures
 
 MakeStore = Callable[..., MongoStore]
 

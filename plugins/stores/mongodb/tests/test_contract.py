@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from lomas_core.testing.mongo import drop_database, fresh_database_name
 from lomas_core.testing.store_contract import StoreContract, StoreSpec
+from lomas_testsupport.mongo import drop_database, fresh_database_name
 
 
 class TestMongoStoreContract(StoreContract):

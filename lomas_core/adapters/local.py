@@ -1,19 +1,38 @@
-"""Read CSV and Parquet files from directories the admin allowed."""
+"""The built-in ``local`` adapter: CSV and Parquet files on the server's own disk, restricted to
+the directories the admin allows.
+
+Server config::
+
+    adapters:
+      local: {allowed_dirs: [/srv/data]}
+
+Dataset description::
+
+    name: penguins
+    adapter: local
+    options:
+      path: /srv/data/penguins.csv      # relative paths resolve against the description's folder
+      format: csv                        # optional; from the extension otherwise
+      metadata_path: /srv/data/penguins.yaml   # optional: read metadata from beside the data
+
+The version the dataset cache compares is the file's modification time and size. Built into the
+core (entry point ``lomas.adapters: local``) so that the default config works with the core alone.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lomas_core.adapter import Adapter, Loaded
 from lomas_core.context import PluginContext
-from lomas_core.engine import validation_message
-from lomas_core.errors import ConfigError, DatasetUnavailable, InvalidRequest
+from lomas_core.errors import DatasetUnavailable, InvalidRequest
 from lomas_core.io import detect_format, read_metadata, read_table_from_fs
+from lomas_core.validation import validation_message
 
 __all__ = ["LocalAdapter", "LocalAdapterOptions", "LocalDatasetOptions"]
 
@@ -39,18 +58,25 @@ class LocalDatasetOptions(BaseModel):
 class LocalAdapter(Adapter):
     """Files on the server's disk, only under ``allowed_dirs`` (symlinks resolved first)."""
 
-    name = "local"
+    Options: ClassVar[type[BaseModel]] = LocalAdapterOptions
 
-    def __init__(self, options: Mapping[str, Any], context: PluginContext) -> None:
-        try:
-            opts = LocalAdapterOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise ConfigError(f"adapters.local: {validation_message(exc)}") from None
+    def __init__(self, options: LocalAdapterOptions, context: PluginContext) -> None:
+        opts = options  # validated by the core against ``Options``
         self._config = context.config
         self.allowed = [context.config.resolve_path(d).resolve() for d in opts.allowed_dirs]
         import fsspec
 
         self._fs = fsspec.filesystem("file")
+
+    @classmethod
+    def resolve_options(cls, options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+        """``path`` and ``metadata_path``, when relative, resolve against ``base_dir``."""
+        resolved = dict(options)
+        for key in ("path", "metadata_path"):
+            value = resolved.get(key)
+            if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+                resolved[key] = str((base_dir / value).resolve())
+        return resolved
 
     def _options(self, options: Mapping[str, Any]) -> LocalDatasetOptions:
         try:

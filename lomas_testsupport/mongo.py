@@ -7,7 +7,7 @@ that they can share one server, including a real one from ``$MONGODB_URI``.
 
 Pytest fixtures (import them into a ``conftest.py``)::
 
-    from lomas_core.testing.mongo import mongodb_uri, mongodb_database  # noqa: F401
+    from lomas_testsupport.mongo import mongodb_uri, mongodb_database  # noqa: F401
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ name an existing helm v4 binary instead (nothing is downloaded then).
 
 Pytest fixture (import it into a ``conftest.py``)::
 
-    from lomas_core.testing.helm import helm_binary  # noqa: F401
+    from helm_tools import helm_binary  # noqa: F401
 """
 
 from __future__ import annotations

@@ -1,0 +1,99 @@
+"""The public facade: everything a plugin may import from lomas, and nothing else.
+
+Plugins (engines, adapters, stores, observers) import from this module only; a test
+(``tests/core/test_plugin_imports.py``) scans every plugin's runtime package and refuses any other
+``lomas_core`` import. Tests may also use :mod:`lomas_core.testing`. What is here is the contract:
+the base class of each kind with its rules (:mod:`lomas_core.engine`, :mod:`lomas_core.adapter`,
+:mod:`lomas_core.store`, :mod:`lomas_core.observer`), the broadcast hooks, and the helpers every
+plugin of a kind needs (errors, budgets, metadata, results, the shared readers, address checks,
+the state format, leases and token bookkeeping of stores, the authenticator contract).
+"""
+
+from __future__ import annotations
+
+from lomas_core import results
+from lomas_core.adapter import Adapter, Loaded
+from lomas_core.admin_log import note_ids
+from lomas_core.authenticator import Authenticator, Identity, reject
+from lomas_core.budget import DECIMAL_CONTEXT, Budget, to_decimal
+from lomas_core.config import Config, PluginConfig, SecretRef
+from lomas_core.context import PluginContext
+from lomas_core.data import DataHandle, Memo
+from lomas_core.digest import short_digest
+from lomas_core.dummy import metadata_hash
+from lomas_core.engine import DatasetInfo, Engine
+from lomas_core.errors import (
+    AccessDenied,
+    BudgetExceeded,
+    ChargedFailure,
+    ConfigError,
+    Conflict,
+    DatasetUnavailable,
+    IdempotencyConflict,
+    IdentityProviderUnavailable,
+    InvalidQuery,
+    InvalidRequest,
+    LomasError,
+    NotFound,
+    PluginError,
+    QueryFailed,
+    StoreUnavailable,
+    Suspended,
+)
+from lomas_core.hookspecs import hookimpl
+from lomas_core.io import (
+    check_format,
+    detect_format,
+    read_metadata,
+    read_metadata_bytes,
+    read_table_bytes,
+    read_table_from_fs,
+)
+from lomas_core.metadata import ColumnMetadata, Metadata
+from lomas_core.models import (
+    NAME_PATTERN,
+    AdminEvent,
+    ArchiveRecord,
+    DatasetDescription,
+    Grant,
+    QueryStatus,
+    TokenInfo,
+    User,
+    new_dataset_id,
+    new_grant_id,
+    new_token_id,
+    new_user_id,
+    utcnow,
+)
+from lomas_core.network import AddressPolicy, AddressRefused, Resolver, resolve_checked
+from lomas_core.observer import Observer
+from lomas_core.plugin_base import NoOptions, PluginBase
+from lomas_core.store import (
+    MAX_PAGE,
+    ArchiveFilter,
+    ArchivePage,
+    BudgetStore,
+    decode_cursor,
+    encode_cursor,
+)
+from lomas_core.stores.lease import LeaseKeeper, process_gone, this_process
+from lomas_core.stores.state import Token, build_state, format_time, parse_state, parse_time
+from lomas_core.tokens import LastUsed
+from lomas_core.validation import validation_message
+
+__all__ = [
+    "DECIMAL_CONTEXT", "MAX_PAGE", "NAME_PATTERN", "AccessDenied", "Adapter", "AddressPolicy",
+    "AddressRefused", "AdminEvent", "ArchiveFilter", "ArchivePage", "ArchiveRecord",
+    "Authenticator", "Budget", "BudgetExceeded", "BudgetStore", "ChargedFailure", "ColumnMetadata",
+    "Config", "ConfigError", "Conflict", "DataHandle", "DatasetDescription", "DatasetInfo",
+    "DatasetUnavailable", "Engine", "Grant", "IdempotencyConflict", "Identity",
+    "IdentityProviderUnavailable", "InvalidQuery", "InvalidRequest", "LastUsed", "LeaseKeeper",
+    "Loaded", "LomasError", "Memo", "Metadata", "NoOptions", "NotFound", "Observer", "PluginBase",
+    "PluginConfig", "PluginContext", "PluginError", "QueryFailed", "QueryStatus", "Resolver",
+    "SecretRef", "StoreUnavailable", "Suspended", "Token", "TokenInfo", "User", "build_state",
+    "check_format", "decode_cursor", "detect_format", "encode_cursor", "format_time", "hookimpl",
+    "metadata_hash", "new_dataset_id", "new_grant_id", "new_token_id", "new_user_id", "note_ids",
+    "parse_state", "parse_time", "process_gone", "read_metadata", "read_metadata_bytes",
+    "read_table_bytes", "read_table_from_fs", "reject", "resolve_checked", "results",
+    "short_digest", "this_process", "to_decimal", "utcnow", "validation_message",
+]
