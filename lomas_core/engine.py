@@ -49,6 +49,10 @@ class Engine(ABC):
     name: ClassVar[str] = ""
     #: Pydantic model of the query payload.
     Query: ClassVar[type[BaseModel]]
+    #: Push-down SQL dialects this engine can render for (``duckdb``, ...): datasets on a
+    #: :class:`~lomas_core.source.SqlSource` of another dialect are refused before any charge,
+    #: and :meth:`run` then receives a :class:`~lomas_core.source.SourceHandle`.
+    pushdown: ClassVar[frozenset[str]] = frozenset()
 
     def parse(self, payload: Mapping[str, Any]) -> BaseModel:
         """Validate a raw payload into ``Query``.

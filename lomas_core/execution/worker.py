@@ -72,6 +72,28 @@ class _Worker:
         import lomas_core.dummy  # noqa: F401
         import lomas_core.results  # noqa: F401
         self.handles: OrderedDict[str, Any] = OrderedDict()
+        self._pm, self._context = pm, context
+        #: Push-down sources built on first use, and their open sessions (see lomas_core.source).
+        self.sources: dict[str, Any] = {}
+        self.targets: Any = None
+
+    def _source_handle(self, ref: dict[str, Any], metadata: Any) -> Any:
+        """A push-down dataset's handle: this worker's own open session on its source."""
+        from lomas_core.plugins import _build, _import
+        from lomas_core.source import SourceHandle, TargetCache, target_key
+
+        name = ref["source"]
+        source = self.sources.get(name)
+        if source is None:
+            _import(self._pm, "adapter", name)
+            source = _build(self._pm, "adapter", name, dict(self.config.adapters[name]),
+                            self._context.for_adapter(name))
+            self.sources[name] = source
+        if self.targets is None:
+            self.targets = TargetCache()
+        key = target_key(ref["dataset"], name, ref["options"], metadata, ref["version"])
+        target = self.targets.get(key, source, ref["dataset"], ref["options"], metadata)
+        return SourceHandle(ref["dataset"], ref["version"], target)
 
     def _handle(self, ref: dict[str, Any]) -> Any:
         """The DataHandle of a dataset version, mapped from its IPC file once per worker."""
@@ -104,7 +126,9 @@ class _Worker:
         op = msg["op"]
         if op == "cost":
             return engine.cost(query, info).as_strings()
-        if op == "run":
+        if op == "run" and "source" in msg["data"]:
+            data = self._source_handle(msg["data"], info.metadata)
+        elif op == "run":
             data = self._handle(msg["data"])
         elif op == "dummy":
             from lomas_core.dummy import dummy_handle

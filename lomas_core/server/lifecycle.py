@@ -45,6 +45,7 @@ from lomas_core.server.auth import access_denied, require_grant
 from lomas_core.server.errors import status_for_code
 from lomas_core.server.schemas import CostRequest, QueryRequest
 from lomas_core.server.state import ServerState
+from lomas_core.source import SourceHandle, SqlSource, TargetCache, target_key
 
 __all__ = ["MAX_IDEMPOTENCY_KEY", "QueryService", "StoredError", "check_all_datasets",
            "check_dataset_config"]
@@ -93,6 +94,16 @@ def check_dataset_config(state: ServerState, description: DatasetDescription) ->
             "(an administrator must fix it); nothing was charged", reason="configuration") from None
 
 
+def _check_pushdown(state: ServerState, engine: Engine, description: DatasetDescription) -> None:
+    """Refuse, free, an engine that cannot run where a push-down source's dataset lives."""
+    adapter = state.plugins.adapters.get(description.adapter)
+    if isinstance(adapter, SqlSource) and adapter.dialect not in engine.pushdown:
+        raise InvalidQuery(
+            f"dataset '{description.name}' is answered where it lives (its {adapter.name} "
+            f"source); the {engine.name} engine cannot run there: use an engine that can "
+            "(smartnoise_sql); nothing was charged")
+
+
 def check_all_datasets(state: ServerState) -> dict[str, str]:
     """Run :func:`check_dataset_config` on every dataset; ``{name: problem}`` (logged). For start-up."""
     problems: dict[str, str] = {}
@@ -128,6 +139,8 @@ class QueryService:
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
+        #: Open push-down targets (engines in threads only; workers keep their own).
+        self.targets = TargetCache()
 
     # -- shared steps ------------------------------------------------------------------------------
     async def _prepare(self, user: User, dataset: str, body: CostRequest, *,
@@ -144,6 +157,7 @@ class QueryService:
         except NotFound:  # removed between the grant check and now
             raise access_denied(dataset) from None
         await run_in_threadpool(check_dataset_config, state, description)
+        _check_pushdown(state, engine, description)
         metadata = await run_in_threadpool(state.metadata, description)
         info = DatasetInfo(name=dataset, metadata=metadata)
         with self._stage(body.engine, "cost"):
@@ -223,10 +237,15 @@ class QueryService:
         """Run the mechanism once, with the configured timeout; validate the result is JSON."""
         timeout = self.state.config.limits.query_timeout_seconds
         if self.state.pool is not None:
-            assert data.path is not None
-            msg = self._task("run", prepared.engine, prepared.query, prepared.info,
-                             data={"path": self.state.cache.ensure_file(data),
-                                   "dataset": data.dataset, "version": data.version})
+            if isinstance(data, SourceHandle):  # the worker opens (and keeps) its own session
+                ref = {"source": prepared.description.adapter,
+                       "options": prepared.description.options,
+                       "dataset": data.dataset, "version": data.version}
+            else:
+                assert data.path is not None
+                ref = {"path": self.state.cache.ensure_file(data), "dataset": data.dataset,
+                       "version": data.version}
+            msg = self._task("run", prepared.engine, prepared.query, prepared.info, data=ref)
             try:
                 value = await self._in_worker(msg, timeout)
             except WorkerTimeout:
@@ -241,6 +260,24 @@ class QueryService:
 
         with anyio.fail_after(timeout):
             return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+
+    def _source_handle(self, source: SqlSource, prepared: _Prepared) -> SourceHandle:
+        """The dataset on its push-down source: its version (reachability, refunded when it
+        fails) and, with engines in threads, the open session (workers open their own)."""
+        description = prepared.description
+        try:
+            version = source.version(description.options) or ""
+        except DatasetUnavailable as exc:
+            reason = exc.message.removeprefix("dataset '?': ")
+            raise DatasetUnavailable(f"dataset '{description.name}': {reason}",
+                                     touched=False) from None
+        handle = SourceHandle(description.name, version, None)  # type: ignore[arg-type]
+        if self.state.pool is None:
+            key = target_key(description.name, description.adapter, description.options,
+                             prepared.info.metadata, version)
+            handle.target = self.targets.get(key, source, description.name,
+                                             description.options, prepared.info.metadata)
+        return handle
 
     # -- the query endpoint ------------------------------------------------------------------------
     async def query(self, user: User, dataset: str, body: QueryRequest,
@@ -412,8 +449,13 @@ class QueryService:
         try:
             adapter = state.adapter(prepared.description)
             with self._stage(body.engine, "load"):
-                data = await run_in_threadpool(reads.run, state.cache.get, prepared.description,
-                                               adapter, prepared.info.metadata)
+                if isinstance(adapter, SqlSource):
+                    data = await run_in_threadpool(reads.run, self._source_handle, adapter,
+                                                   prepared)
+                else:
+                    data = await run_in_threadpool(reads.run, state.cache.get,
+                                                   prepared.description, adapter,
+                                                   prepared.info.metadata)
         except Exception as exc:  # noqa: BLE001 - decided from what was read, not from the type
             raise await self._load_failed(record, dataset, exc, reads) from None
         try:
@@ -445,7 +487,7 @@ class QueryService:
             failed = QueryFailed()
             await self._finish(record, "failed", error=failed)
             raise failed from None
-        if state.pool is None:
+        if state.pool is None and not isinstance(data, SourceHandle):
             state.cache.note_growth(data)
         done = await self._finish(record, "success", result=result)
         return self._response(done, remaining)

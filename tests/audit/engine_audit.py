@@ -34,6 +34,8 @@ class EngineAudit:
     #: Free dummy answers compared per query in fast mode (None: the auditor's default).
     fast_dummy_samples: ClassVar[int | None] = None
     full_samples: ClassVar[int] = 5000
+    #: Where the audited datasets live: ``local`` (in memory) or a push-down source.
+    adapter: ClassVar[str] = "local"
 
     @classmethod
     def catalogue(cls) -> list[AuditQuery]:
@@ -44,7 +46,8 @@ class EngineAudit:
         extra = {} if self.fast_dummy_samples is None else {"dummy_samples": self.fast_dummy_samples}
         return PrivacyAudit(self.engine, self.catalogue(),
                             workdir=tmp_path_factory.mktemp(f"audit-{self.engine}"),
-                            samples=self.fast_samples, statistical="marked", **extra).run()
+                            samples=self.fast_samples, statistical="marked",
+                            adapter=self.adapter, **extra).run()
 
     def test_dataset_channels_identical(self, report: AuditReport) -> None:
         assert not report.problems, report.table()
@@ -64,7 +67,8 @@ class EngineAudit:
     def test_full_statistical_audit(self, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
         full = PrivacyAudit(self.engine, self.catalogue(), workdir=tmp_path,
-                            samples=self.full_samples, statistical="all").run()
+                            samples=self.full_samples, statistical="all",
+                            adapter=self.adapter).run()
         with capsys.disabled():
             print("\n" + full.table())
         assert full.ok and not full.problems, full.table()

@@ -14,3 +14,13 @@ class TestSmartnoiseSQLAudit(EngineAudit):
     fast_samples = 250
     fast_dummy_samples = 60
     full_samples = 1000  # SmartNoise-SQL answers ~40 queries a second here: ~15 minutes
+
+
+class TestSmartnoiseSQLOnDuckDBSourceAudit(TestSmartnoiseSQLAudit):
+    """The same audit with both datasets on the ``duckdb`` push-down source (run where they lie)."""
+
+    adapter = "duckdb"
+
+    @pytest.fixture(scope="class", autouse=True)
+    def _source_installed(self) -> None:
+        pytest.importorskip("lomas_source_duckdb")

@@ -31,7 +31,7 @@ from lomas_engine_smartnoise_sql.shape import ExactRows, check_exact, complete_p
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["DuckDBDatabase", "make_reader", "render_subquery"]
+__all__ = ["DuckDBDatabase", "TargetDatabase", "make_reader", "render_subquery"]
 
 _CASTS = {"int": "TRY_CAST({c} AS BIGINT)", "boolean": "TRY_CAST({c} AS BOOLEAN)",
           "string": "CAST({c} AS VARCHAR)", "datetime": "TRY_CAST({c} AS TIMESTAMP)",
@@ -96,6 +96,33 @@ class DuckDBDatabase:
     def close(self) -> None:
         """Free the database (called when the dataset version leaves the cache)."""
         self._con.close()
+
+
+class TargetDatabase:
+    """A push-down source's session (:class:`lomas_core.source.SqlTarget`) seen as a database.
+
+    The target defines ``df`` by the metadata's rules where the data lives; statements are the
+    same :class:`~.render.Statement` objects, verified by DuckDB's parser exactly as for the
+    in-memory database before the target runs them. Only aggregate rows come back.
+    """
+
+    #: Dialects whose statements this module renders (the in-memory database's own).
+    DIALECTS = frozenset({"duckdb"})
+
+    def __init__(self, target: Any) -> None:
+        if target.dialect not in self.DIALECTS:
+            raise ValueError(f"no renderer for the {target.dialect} dialect")
+        self._target = target
+        self.columns: tuple[str, ...] = tuple(target.columns)
+
+    def fetch(self, statement: Statement) -> list[Any]:
+        """Like :meth:`DuckDBDatabase.fetch`, on the target."""
+        if not isinstance(statement, Statement):
+            raise TypeError("the database runs only rendered statements, never SQL text")
+        from lomas_engine_smartnoise_sql.render import parser_connection
+
+        verify(parser_connection(), statement, self.columns)
+        return list(self._target.fetch(statement.text))
 
 
 def _reservoir_key(query: Any) -> None:
@@ -188,7 +215,7 @@ def _reader_class() -> Any:
     class DuckDBReader(SqlReader):  # type: ignore[misc]
         ENGINE = "DuckDB"  # not a SmartNoise-SQL engine: default name rules
 
-        def __init__(self, database: DuckDBDatabase | None, plan: KeyPlan | None) -> None:
+        def __init__(self, database: DuckDBDatabase | TargetDatabase | None, plan: KeyPlan | None) -> None:
             super().__init__("duckdb")
             self.compare = _Names()
             self.serializer = None
@@ -218,7 +245,7 @@ def _reader_class() -> Any:
     return DuckDBReader
 
 
-def make_reader(database: DuckDBDatabase | None, metadata: Any, privacy: Any,
+def make_reader(database: DuckDBDatabase | TargetDatabase | None, metadata: Any, privacy: Any,
                 plan: KeyPlan | None = None) -> Any:
     """A new SmartNoise-SQL ``PrivateReader`` for one query (nothing in it is shared).
 

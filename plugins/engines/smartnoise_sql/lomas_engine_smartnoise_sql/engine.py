@@ -17,8 +17,14 @@ from lomas_core.data import DataHandle
 from lomas_core.dummy import metadata_hash
 from lomas_core.engine import DatasetInfo, Engine, validation_message
 from lomas_core.errors import ConfigError, InvalidQuery, QueryFailed
+from lomas_core.source import SourceHandle
 from lomas_engine_smartnoise_sql.accounting import analyse, privacy_of
-from lomas_engine_smartnoise_sql.backend import DuckDBDatabase, make_reader, render_subquery
+from lomas_engine_smartnoise_sql.backend import (
+    DuckDBDatabase,
+    TargetDatabase,
+    make_reader,
+    render_subquery,
+)
 from lomas_engine_smartnoise_sql.calibration import ScaleCache
 from lomas_engine_smartnoise_sql.metadata import to_snsql_metadata
 from lomas_engine_smartnoise_sql.policy import KeyPlan, plan_keys
@@ -52,6 +58,7 @@ class SmartnoiseSQLEngine(Engine):
 
     name: ClassVar[str] = "smartnoise_sql"
     Query: ClassVar[type[BaseModel]] = SmartnoiseSQLQuery
+    pushdown: ClassVar[frozenset[str]] = TargetDatabase.DIALECTS
 
     def __init__(self, options: Mapping[str, Any] | None = None,
                  context: PluginContext | None = None) -> None:
@@ -153,8 +160,12 @@ class SmartnoiseSQLEngine(Engine):
         assert isinstance(query, SmartnoiseSQLQuery)
         sql, plan = self._plan(query, dataset)
         meta = dataset.metadata
-        database = data.memo(f"smartnoise_sql:{metadata_hash(meta)}",
-                             lambda: DuckDBDatabase(data.table, meta))
+        database: DuckDBDatabase | TargetDatabase
+        if isinstance(data, SourceHandle):  # runs where the data lives
+            database = TargetDatabase(data.target)
+        else:
+            database = data.memo(f"smartnoise_sql:{metadata_hash(meta)}",
+                                 lambda: DuckDBDatabase(data.table, meta))
         reader = make_reader(database, self._snsql_metadata(dataset, plan),
                              privacy_of(query, self._scales), plan)
         try:

@@ -1,7 +1,14 @@
-"""Shared fixtures for the smartnoise_sql engine tests."""
+"""Shared fixtures for the smartnoise_sql engine tests.
+
+``handle`` is parametrized over the targets a query can run on: ``memory`` (the dataset loaded
+into the engine's in-memory DuckDB) and every installed push-down source (``duckdb``: Parquet
+read in place), so the accuracy and privacy tests run on each.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -11,6 +18,9 @@ from snsql_testdata import METADATA, make_frame
 from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo
 from lomas_core.metadata import Metadata
+
+#: Where a query runs: in memory, or on a push-down source (skipped when not installed).
+TARGETS = ["memory", "duckdb"]
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +42,38 @@ def dataset() -> DatasetInfo:
     return DatasetInfo(name="people", metadata=Metadata.model_validate(METADATA))
 
 
-@pytest.fixture(scope="session")
-def handle(frame: pd.DataFrame) -> DataHandle:
+def source_handle(target: str, name: str, table: Any, metadata: Metadata,
+                  folder: Any) -> DataHandle:
+    """``table`` on the push-down source ``target`` (written under ``folder``), opened."""
+    import pyarrow.parquet as pq
+
+    from lomas_core.config import Config
+    from lomas_core.context import PluginContext
+    from lomas_core.source import SourceHandle
+
+    if target != "duckdb" or importlib.util.find_spec("lomas_source_duckdb") is None:
+        pytest.skip(f"the {target} source is not installed")
+    from lomas_source_duckdb.source import DuckDBSource
+
+    path = folder / f"{name}.parquet"
+    pq.write_table(table, path)
+    config = Config(adapters={"duckdb": {"allowed_dirs": [str(folder)]}})
+    source = DuckDBSource({"allowed_dirs": [str(folder)]}, PluginContext(config))
+    opened = source.open(name, {"path": str(path)}, metadata)
+    opened.check_rows()
+    return SourceHandle(name, "v1", opened)
+
+
+@pytest.fixture(scope="session", params=TARGETS)
+def handle(request: pytest.FixtureRequest, frame: pd.DataFrame,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataHandle]:
     import pyarrow as pa
 
-    return DataHandle("people", "v1", pa.Table.from_pandas(frame, preserve_index=False))
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if request.param == "memory":
+        yield DataHandle("people", "v1", table)
+        return
+    handle = source_handle(request.param, "people", table, Metadata.model_validate(METADATA),
+                           tmp_path_factory.mktemp(f"target-{request.param}"))
+    yield handle
+    handle.target.close()  # type: ignore[attr-defined]
