@@ -448,6 +448,7 @@ class QueryService:
         reads = DataReads()
         try:
             adapter = state.adapter(prepared.description)
+            data: DataHandle
             with self._stage(body.engine, "load"):
                 if isinstance(adapter, SqlSource):
                     data = await run_in_threadpool(reads.run, self._source_handle, adapter,

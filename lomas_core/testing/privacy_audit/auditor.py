@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo
 from lomas_core.metadata import Metadata
-from lomas_core.data import DataHandle
 from lomas_core.source import SourceHandle, SqlSource
 from lomas_core.testing.harness import LomasHarness
 from lomas_core.testing.privacy_audit.catalogue import AuditQuery

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TARGETS, source_handle
+from snsql_targets import TARGETS, source_handle
 
 from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo

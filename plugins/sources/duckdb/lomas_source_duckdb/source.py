@@ -137,7 +137,7 @@ class DuckDBTarget(SqlTarget):
 
         self.dataset = dataset
         self.metadata = metadata
-        config = {
+        config: dict[str, str | bool | int | float | list[str]] = {
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             "allow_community_extensions": False,
