@@ -26,6 +26,9 @@ class DatasetInfo(BaseModel):
 
     name: str
     metadata: Metadata
+    #: The SQL dialect of the push-down source the dataset lives on (``duckdb``,
+    #: ``postgresql``), or None when it is read into memory. Public: it is the server's config.
+    dialect: str | None = None
 
 
 def validation_message(exc: ValidationError) -> str:

@@ -44,10 +44,49 @@ from lomas_core.errors import DatasetUnavailable
 if TYPE_CHECKING:
     from lomas_core.metadata import Metadata
 
-__all__ = ["SourceHandle", "SqlSource", "SqlTarget", "TargetCache", "TABLE_NAME", "target_key"]
+__all__ = ["TABLE_NAME", "SourceHandle", "SqlSource", "SqlTarget", "TargetCache", "quote",
+           "sql_literal", "target_key"]
 
 #: The one table a target exposes.
 TABLE_NAME = "df"
+
+
+def quote(name: str) -> str:
+    """A standard SQL quoted identifier (DuckDB, PostgreSQL, Spark with ANSI quoting)."""
+    if "\x00" in name:
+        raise ValueError("NUL in an identifier")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_literal(value: Any, kind: str) -> str:
+    """A metadata value (a category) as a standard SQL literal of a column type ``kind``
+    (``string``, ``int``, ``float``, ``boolean``); strings use ``''`` doubling only, which
+    DuckDB and PostgreSQL (``standard_conforming_strings``) read alike.
+
+    Raises:
+        ValueError: the value is not one of that type.
+    """
+    import math
+
+    if kind == "string":
+        text = str(value)
+        if "\x00" in text:
+            raise ValueError("NUL in a string value")
+        return "'" + text.replace("'", "''") + "'"
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise ValueError("not a boolean")
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, bool):
+        raise ValueError("not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    if kind == "int":
+        if not number.is_integer():
+            raise ValueError("not an integer")
+        return str(int(value))
+    return repr(number)
 
 
 class SqlTarget(ABC):

@@ -94,14 +94,19 @@ def check_dataset_config(state: ServerState, description: DatasetDescription) ->
             "(an administrator must fix it); nothing was charged", reason="configuration") from None
 
 
-def _check_pushdown(state: ServerState, engine: Engine, description: DatasetDescription) -> None:
-    """Refuse, free, an engine that cannot run where a push-down source's dataset lives."""
+def _check_pushdown(state: ServerState, engine: Engine,
+                    description: DatasetDescription) -> SqlSource | None:
+    """The dataset's push-down source (None: read into memory); refuses, free, an engine that
+    cannot run there."""
     adapter = state.plugins.adapters.get(description.adapter)
-    if isinstance(adapter, SqlSource) and adapter.dialect not in engine.pushdown:
+    if not isinstance(adapter, SqlSource):
+        return None
+    if adapter.dialect not in engine.pushdown:
         raise InvalidQuery(
             f"dataset '{description.name}' is answered where it lives (its {adapter.name} "
             f"source); the {engine.name} engine cannot run there: use an engine that can "
             "(smartnoise_sql); nothing was charged")
+    return adapter
 
 
 def check_all_datasets(state: ServerState) -> dict[str, str]:
@@ -157,9 +162,10 @@ class QueryService:
         except NotFound:  # removed between the grant check and now
             raise access_denied(dataset) from None
         await run_in_threadpool(check_dataset_config, state, description)
-        _check_pushdown(state, engine, description)
+        source = _check_pushdown(state, engine, description)
         metadata = await run_in_threadpool(state.metadata, description)
-        info = DatasetInfo(name=dataset, metadata=metadata)
+        info = DatasetInfo(name=dataset, metadata=metadata,
+                           dialect=source.dialect if source is not None else None)
         with self._stage(body.engine, "cost"):
             cost = await self._cost(engine, query, info)
         return _Prepared(engine, query, description, info, cost)

@@ -24,7 +24,7 @@ import pytest
 if TYPE_CHECKING:
     from lomas_core.testing.harness import LomasHarness
 
-__all__ = ["lomas_harness", "pytest_addoption", "pytest_collection_modifyitems"]
+__all__ = ["lomas_harness", "lomas_postgres", "pytest_addoption", "pytest_collection_modifyitems"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,3 +60,25 @@ def lomas_harness(tmp_path: Path) -> Iterator[Callable[..., LomasHarness]]:
     yield factory
     for harness in made:
         harness.close()
+
+
+@pytest.fixture(scope="session")
+def lomas_postgres() -> Iterator[Any]:
+    """A real PostgreSQL server for the session (:class:`~lomas_core.testing.postgres.PostgresServer`)
+    with a read-only login role ``lomas_reader`` (its connection string: ``reader_dsn``).
+
+    Skips, saying why, when PostgreSQL's server binaries are not installed.
+    """
+    from lomas_core.testing.postgres import PostgresServer, create_reader, find_postgres
+
+    folder, reason = find_postgres()
+    if folder is None:
+        pytest.skip(f"no PostgreSQL server available: {reason}")
+    server = PostgresServer()
+    password = "reader-" + server.password
+    create_reader(server.dsn(), "lomas_reader", password)
+    server.reader_dsn = server.dsn("lomas_reader", password)  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        server.close()

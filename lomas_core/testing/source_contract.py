@@ -7,7 +7,8 @@ Subclass :class:`SourceContract` and provide:
 - an ``adapter_options`` fixture (the config options);
 - a ``place`` fixture returning a callable ``place(table, name) -> options``: it puts a
   ``pyarrow.Table`` where the source reads it and returns the dataset options;
-- an ``outside`` fixture: dataset options the source must refuse at ``check_options``.
+- an ``outside`` fixture: dataset options the source must refuse at ``check_options``;
+- optionally ``config_overrides`` (other config sections, e.g. the scoped ``secrets``).
 
 The tests check the rules of :mod:`lomas_core.source` on the target: declared columns only,
 categories clamped, contributions bounded per ``private_id`` with a selection that depends on a
@@ -78,8 +79,14 @@ class SourceContract:
         return {}
 
     @pytest.fixture
-    def source(self, adapter_options: dict[str, Any]) -> Iterator[SqlSource]:
-        config = Config(adapters={self.source_name: adapter_options}, engines={})
+    def config_overrides(self) -> dict[str, Any]:
+        return {}
+
+    @pytest.fixture
+    def source(self, adapter_options: dict[str, Any],
+               config_overrides: dict[str, Any]) -> Iterator[SqlSource]:
+        config = Config.model_validate({"adapters": {self.source_name: adapter_options},
+                                        "engines": {}, **config_overrides})
         loaded = load_plugins(config, with_store=False)
         adapter = loaded.adapters[self.source_name]
         assert isinstance(adapter, SqlSource)

@@ -106,13 +106,14 @@ class TargetDatabase:
     in-memory database before the target runs them. Only aggregate rows come back.
     """
 
-    #: Dialects whose statements this module renders (the in-memory database's own).
-    DIALECTS = frozenset({"duckdb"})
+    #: Dialects whose statements this module renders.
+    DIALECTS = frozenset({"duckdb", "postgresql"})
 
     def __init__(self, target: Any) -> None:
         if target.dialect not in self.DIALECTS:
             raise ValueError(f"no renderer for the {target.dialect} dialect")
         self._target = target
+        self.dialect: str = target.dialect
         self.columns: tuple[str, ...] = tuple(target.columns)
 
     def fetch(self, statement: Statement) -> list[Any]:
@@ -121,7 +122,7 @@ class TargetDatabase:
             raise TypeError("the database runs only rendered statements, never SQL text")
         from lomas_engine_smartnoise_sql.render import parser_connection
 
-        verify(parser_connection(), statement, self.columns)
+        verify(parser_connection(), statement, self.columns, self.dialect)
         return list(self._target.fetch(statement.text))
 
 
@@ -194,10 +195,20 @@ def _no_row_errors(query: Any) -> None:
             node.where.condition = wrap(node.where.condition)
 
 
-def render_subquery(query: Any) -> Statement:
-    """The statement DuckDB runs for SmartNoise-SQL's rewritten ``query`` (the tree is updated)."""
-    _reservoir_key(query)
-    _no_row_errors(query)
+def render_subquery(query: Any, dialect: str = "duckdb") -> Statement:
+    """The statement the database runs for SmartNoise-SQL's rewritten ``query`` (the tree is
+    updated): with ``TRY`` on DuckDB, with the rewrites of :mod:`~.pg_dialect` on PostgreSQL.
+
+    Raises:
+        StatementRefused: no form of the query is safe on this dialect.
+    """
+    if dialect == "postgresql":
+        from lomas_engine_smartnoise_sql.pg_dialect import make_safe
+
+        make_safe(query)
+    else:
+        _reservoir_key(query)
+        _no_row_errors(query)
     return render(query)
 
 
@@ -231,7 +242,7 @@ def _reader_class() -> Any:
             if self.database is None or self.plan is None:
                 raise RuntimeError("this reader only analyses queries; it has no data")
             symbols = query._select_symbols
-            statement = render_subquery(query)
+            statement = render_subquery(query, getattr(self.database, "dialect", "duckdb"))
             names, *rows = self.database.fetch(statement)
             keys = [s.name for s in symbols if s.mechanism is None]
             self.exact = check_exact(self.plan, names, [s.name for s in symbols], keys, rows)

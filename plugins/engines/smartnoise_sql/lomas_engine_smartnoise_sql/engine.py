@@ -37,7 +37,7 @@ __all__ = ["SmartnoiseSQLEngine", "SmartnoiseSQLOptions"]
 
 log = logging.getLogger("lomas.engines.smartnoise_sql")
 
-_CostKey = tuple[str, str, float, float, tuple[tuple[str, str], ...]]
+_CostKey = tuple[str, str, float, float, tuple[tuple[str, str], ...], str]
 
 
 class SmartnoiseSQLOptions(BaseModel):
@@ -115,7 +115,7 @@ class SmartnoiseSQLEngine(Engine):
         assert isinstance(query, SmartnoiseSQLQuery)
         sql, plan = self._plan(query, dataset)
         key: _CostKey = (metadata_hash(dataset.metadata), sql, query.epsilon, query.delta,
-                         tuple((query.mechanisms or {}).items()))
+                         tuple((query.mechanisms or {}).items()), dataset.dialect or "duckdb")
         with self._costs_lock:
             if key in self._costs:
                 self._costs.move_to_end(key)
@@ -139,8 +139,9 @@ class SmartnoiseSQLEngine(Engine):
     def _check_rendering(subquery: Any, dataset: DatasetInfo) -> None:
         """Render the rewritten query as it will run and have DuckDB's parser confirm it (free)."""
         try:
-            statement = render_subquery(subquery)
-            verify(parser_connection(), statement, list(dataset.metadata.columns))
+            dialect = dataset.dialect or "duckdb"
+            statement = render_subquery(subquery, dialect)
+            verify(parser_connection(), statement, list(dataset.metadata.columns), dialect)
         except StatementRefused as exc:
             raise InvalidQuery(f"the statement this query becomes for the database would contain "
                                f"{exc}, which is not accepted") from None

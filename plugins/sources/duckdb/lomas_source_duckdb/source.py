@@ -24,7 +24,8 @@ from lomas_core.errors import ConfigError, DatasetUnavailable, InvalidRequest
 from lomas_core.metadata import Metadata
 from lomas_core.reads import note_read
 from lomas_core.source import TABLE_NAME, SqlSource, SqlTarget
-from lomas_source_duckdb.view import literal, view_sql
+from lomas_core.source import sql_literal as literal
+from lomas_source_duckdb.view import view_sql
 
 __all__ = ["DuckDBSource", "DuckDBSourceOptions", "DuckDBTarget"]
 

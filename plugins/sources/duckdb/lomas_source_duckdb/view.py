@@ -10,43 +10,18 @@ depends on their own rows only (adding or removing someone changes nobody else's
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from lomas_core.metadata import Metadata
+from lomas_core.source import quote
+from lomas_core.source import sql_literal as literal
 
-__all__ = ["literal", "quote", "view_sql"]
+__all__ = ["view_sql"]
 
 _CASTS = {"int": "TRY_CAST({c} AS BIGINT)", "boolean": "TRY_CAST({c} AS BOOLEAN)",
           "string": "CAST({c} AS VARCHAR)", "datetime": "TRY_CAST({c} AS TIMESTAMP)",
           "float": "CASE WHEN isnan(TRY_CAST({c} AS DOUBLE)) THEN NULL "
                    "ELSE TRY_CAST({c} AS DOUBLE) END"}
-
-
-def quote(name: str) -> str:
-    """A DuckDB identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(value: Any, kind: str) -> str:
-    """A category value as a DuckDB literal of the column's type (ValueError if it is not one)."""
-    if kind == "string":
-        text = str(value)
-        if "\x00" in text:
-            raise ValueError("NUL in a category")
-        return "'" + text.replace("'", "''") + "'"
-    if kind == "boolean":
-        if not isinstance(value, bool):
-            raise ValueError("not a boolean")
-        return "TRUE" if value else "FALSE"
-    if kind == "int":
-        if isinstance(value, bool) or not float(value).is_integer():
-            raise ValueError("not an integer")
-        return str(int(value))
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError("not finite")
-    return repr(number)
 
 
 def _column(name: str, kind: str, categories: list[Any] | None) -> str:
