@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +34,7 @@ from lomas_core.testing.privacy_audit.neighbours import neighbours
 from lomas_core.testing.privacy_audit.report import AuditReport, QueryOutcome
 from lomas_core.testing.privacy_audit.stats import epsilon_lower_bound
 
-__all__ = ["AuditReport", "PrivacyAudit", "QueryOutcome"]
+__all__ = ["AuditReport", "Placement", "PrivacyAudit", "QueryOutcome"]
 
 DATASET = "audit"
 #: The researcher's grant: large, so that no catalogue query runs out.
@@ -43,6 +44,20 @@ POOR_GRANT = (1e-9, 0.0)
 DUMMY = {"rows": 60, "seed": 11}
 
 Statistical = Literal["none", "marked", "all"]
+
+
+@dataclass
+class Placement:
+    """Where an audit puts its two datasets when they live in a database (a push-down source).
+
+    Attributes:
+        config: config sections for both harnesses (``adapters``, ``secrets``).
+        put: ``put(harness, side, table, metadata)`` stores ``table`` for ``side`` (``D`` or
+            ``D'``) and registers it in ``harness`` as the dataset ``DATASET``.
+    """
+
+    config: dict[str, Any]
+    put: Callable[[LomasHarness, str, pa.Table, Metadata], None]
 
 
 class PrivacyAudit:
@@ -64,6 +79,8 @@ class PrivacyAudit:
         progress: called with short human-readable progress messages.
         adapter: where both datasets live: ``local`` (read into memory) or a file-based
             push-down source such as ``duckdb`` (queries run where the data lives).
+        placement: for other sources (a database), puts the datasets there:
+            :class:`Placement` (the harness's config sections, and how to register one side).
     """
 
     def __init__(self, engine: str, queries: Sequence[AuditQuery], *, workdir: Path,
@@ -72,7 +89,8 @@ class PrivacyAudit:
                  plugin_paths: Sequence[Path] = (), samples: int = 2000,
                  statistical: Statistical = "marked", alpha: float = 1e-3,
                  canary: dict[str, Any] | None = None, dummy_samples: int = 100,
-                 progress: Callable[[str], None] | None = None, adapter: str = "local") -> None:
+                 progress: Callable[[str], None] | None = None, adapter: str = "local",
+                 placement: Placement | None = None) -> None:
         if (metadata is None) != (table is None):
             raise ValueError("give both metadata and table, or neither")
         if metadata is None or table is None:
@@ -95,16 +113,23 @@ class PrivacyAudit:
         self.alpha = alpha
         self.progress = progress or (lambda message: None)
         self.adapter = adapter
+        self.placement = placement
 
     # -- servers -----------------------------------------------------------------------------------
     def _harness(self, side: str, data: pa.Table) -> tuple[LomasHarness, str, str]:
         folder = self.workdir / side
-        h = LomasHarness(folder, engines={self.engine: self.engine_options},
-                         adapters={name: {"allowed_dirs": [str(folder)]}
-                                   for name in {"local", self.adapter}},
-                         plugin_paths=list(self.plugin_paths),
-                         limits={"max_dummy_rows": 1000})
-        h.add_dataset(DATASET, data, self.metadata, adapter=self.adapter)
+        if self.placement is not None:
+            h = LomasHarness(folder, engines={self.engine: self.engine_options},
+                             plugin_paths=list(self.plugin_paths),
+                             limits={"max_dummy_rows": 1000}, **self.placement.config)
+            self.placement.put(h, side, data, self.metadata)
+        else:
+            h = LomasHarness(folder, engines={self.engine: self.engine_options},
+                             adapters={name: {"allowed_dirs": [str(folder)]}
+                                       for name in {"local", self.adapter}},
+                             plugin_paths=list(self.plugin_paths),
+                             limits={"max_dummy_rows": 1000})
+            h.add_dataset(DATASET, data, self.metadata, adapter=self.adapter)
         rich = h.add_user("researcher", grant={DATASET: GRANT})
         poor = h.add_user("pauper", grant={DATASET: POOR_GRANT})
         return h, rich, poor

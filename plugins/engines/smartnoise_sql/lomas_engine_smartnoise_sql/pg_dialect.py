@@ -131,7 +131,7 @@ def _reservoir_md5(query: Any) -> None:
     from snsql._ast.expressions.sql import OverClause, SortItem
     from snsql._ast.tokens import Token
 
-    seed = secrets.token_hex(8)
+    seed = secrets.randbits(62)  # a number: the statement's string literals stay the tree's
     for node in [query, *query.find_nodes(Query)]:
         overs = node.select.find_nodes(OverClause)
         if not overs:
@@ -144,7 +144,7 @@ def _reservoir_md5(query: Any) -> None:
             for item in over.find_nodes(SortItem):
                 expr = item.expression
                 if isinstance(expr, BareFunction) and str(expr.name).upper() == "RANDOM":
-                    item.expression = Token(f"md5(CAST({primary.alias} AS TEXT) || '{seed}')")
+                    item.expression = Token(f"md5(CAST({primary.alias} AS TEXT) || {seed})")
 
 
 def make_safe(query: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from snsql_targets import TARGETS, source_handle
+from snsql_targets import TARGETS, info_for, source_handle
 from snsql_testdata import METADATA, make_frame
 
 from lomas_core.data import DataHandle
@@ -35,8 +35,13 @@ def frame() -> pd.DataFrame:
 
 
 @pytest.fixture
-def dataset() -> DatasetInfo:
-    return DatasetInfo(name="people", metadata=Metadata.model_validate(METADATA))
+def dataset(request: pytest.FixtureRequest) -> DatasetInfo:
+    """The dataset as the engine sees it: with the dialect of the ``handle``'s target, if any."""
+    target = "memory"
+    if "handle" in request.fixturenames:
+        target = request.getfixturevalue("handle").target.dialect \
+            if hasattr(request.getfixturevalue("handle"), "target") else "memory"
+    return info_for(target, "people", Metadata.model_validate(METADATA))
 
 
 @pytest.fixture(scope="session", params=TARGETS)
@@ -48,7 +53,8 @@ def handle(request: pytest.FixtureRequest, frame: pd.DataFrame,
     if request.param == "memory":
         yield DataHandle("people", "v1", table)
         return
-    handle = source_handle(request.param, "people", table, Metadata.model_validate(METADATA),
+    handle = source_handle(request, request.param, "people", table,
+                           Metadata.model_validate(METADATA),
                            tmp_path_factory.mktemp(f"target-{request.param}"))
     yield handle
     handle.target.close()  # type: ignore[attr-defined]

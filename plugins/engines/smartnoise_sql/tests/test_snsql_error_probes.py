@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from snsql_targets import TARGETS, source_handle
+from snsql_targets import TARGETS, info_for, source_handle
 
 from lomas_core.data import DataHandle
-from lomas_core.engine import DatasetInfo
 from lomas_core.errors import LomasError
 from lomas_core.metadata import Metadata
 
@@ -56,15 +55,16 @@ def _tables() -> tuple[Any, Any]:
     return with_row, without
 
 
-def _handle(target: str, name: str, table: Any, folder: Path) -> DataHandle:
+def _handle(request: pytest.FixtureRequest, target: str, name: str, table: Any,
+            folder: Path) -> DataHandle:
     if target == "memory":
         return DataHandle(name, "v1", table)
-    return source_handle(target, name, table, METADATA, folder)
+    return source_handle(request, target, name, table, METADATA, folder)
 
 
-def _outcome(engine: Any, sql: str, handle: DataHandle) -> tuple[Any, ...]:
+def _outcome(engine: Any, sql: str, handle: DataHandle, target: str) -> tuple[Any, ...]:
     query = engine.parse({"sql": sql, "epsilon": 1.0, "delta": 1e-5})
-    dataset = DatasetInfo(name="probe", metadata=METADATA)
+    dataset = info_for(target, "probe", METADATA)
     try:
         engine.cost(query, dataset)
     except LomasError as exc:
@@ -79,14 +79,14 @@ def _outcome(engine: Any, sql: str, handle: DataHandle) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_error_probes_answer_alike_on_neighbours(engine: Any, target: str,
-                                                 tmp_path: Path) -> None:
+def test_error_probes_answer_alike_on_neighbours(engine: Any, target: str, tmp_path: Path,
+                                                 request: pytest.FixtureRequest) -> None:
     with_row, without = _tables()
-    a = _handle(target, "with_row", with_row, tmp_path)
-    b = _handle(target, "without", without, tmp_path)
+    a = _handle(request, target, "with_row", with_row, tmp_path)
+    b = _handle(request, target, "without", without, tmp_path)
     answered = 0
     for sql in PROBES:
-        first, second = _outcome(engine, sql, a), _outcome(engine, sql, b)
+        first, second = _outcome(engine, sql, a, target), _outcome(engine, sql, b, target)
         assert first == second, (sql, first, second)
         assert first[0] != "failed", (sql, first)  # a probe is refused free, or answered
         answered += first[0] == "answered"
