@@ -127,7 +127,13 @@ class _Worker:
         if op == "cost":
             return engine.cost(query, info).as_strings()
         if op == "run" and "source" in msg["data"]:
-            data = self._source_handle(msg["data"], info.metadata)
+            from lomas_core.errors import DatasetUnavailable
+
+            try:
+                data = self._source_handle(msg["data"], info.metadata)
+            except DatasetUnavailable as exc:
+                exc.details.setdefault("untouched", not exc.touched)
+                raise
         elif op == "run":
             data = self._handle(msg["data"])
         elif op == "dummy":
@@ -217,7 +223,9 @@ def worker_main(conn: Any, config_json: str, sys_path: list[str], memory_mb: int
         try:
             reply: tuple[str, Any] = ("ok", worker.task(msg))
         except LomasError as exc:
-            reply = ("error", {"lomas": exc.to_dict()["error"], "where": _where(exc)})
+            untouched = bool(getattr(exc, "details", {}).pop("untouched", False))
+            reply = ("error", {"lomas": exc.to_dict()["error"], "where": _where(exc),
+                               "untouched": untouched})
         except MemoryError as exc:
             reply = ("error", {"memory": True, "where": _where(exc)})
         except BaseException as exc:  # noqa: BLE001 - no message: it may quote private values

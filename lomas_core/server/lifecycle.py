@@ -481,6 +481,10 @@ class QueryService:
             await self._finish(record, "failed", error=lost)
             raise lost from None
         except WorkerError as exc:
+            if exc.untouched and exc.lomas is not None:  # a source unreachable, nothing read
+                message = str(exc.lomas.get("message", f"dataset '{dataset}' is unavailable"))
+                raise await self._load_failed(record, dataset, DatasetUnavailable(message),
+                                              DataReads()) from None
             log.warning("query %s (%s on '%s') failed: %s", record.id, body.engine, dataset,
                         exc.where)
             failed = QueryFailed()

@@ -81,7 +81,7 @@ def _row_level(query: Any) -> list[Any]:
     """The row-level expressions (select list and WHERE) of the queries reading the table."""
     from snsql._ast.ast import Query, Table
 
-    roots = []
+    roots: list[Any] = []
     for node in [query, *query.find_nodes(Query)]:
         relations = node.source.relations if node.source is not None else []
         if not relations or not isinstance(relations[0].primary, Table):

@@ -144,7 +144,7 @@ class PostgresTarget(SqlTarget):
         try:
             self._pool.open(wait=True, timeout=options.connect_timeout_seconds)
             with self._pool.connection() as conn:
-                types = dict(conn.execute(
+                types: dict[Any, Any] = dict(conn.execute(
                     "SELECT a.attname, t.typname FROM pg_catalog.pg_attribute a "
                     "JOIN pg_catalog.pg_type t ON t.oid = a.atttypid "
                     "WHERE a.attrelid = CAST(%s AS regclass) AND a.attnum > 0 "

@@ -41,7 +41,8 @@ def harness(request: pytest.FixtureRequest, lomas_postgres: Any,
         f"port={lomas_postgres.port}", "port=1")
     h = LomasHarness(tmp_path_factory.mktemp("pg-http"),
                      engines={"smartnoise_sql": {}, "toy_count": {}},
-                     adapters={"postgresql": {"statement_timeout_seconds": 30}},
+                     adapters={"postgresql": {"statement_timeout_seconds": 30,
+                                             "connect_timeout_seconds": 2}},
                      execution={"workers": request.param},
                      secrets={name: {"env": env, "adapters": ["postgresql"],
                                      "allowed_hosts": ["127.0.0.1"]}
@@ -110,3 +111,12 @@ def test_cost_and_dummy_never_touch_the_database(harness: LomasHarness) -> None:
         assert c.post("/v1/datasets/down/cost", json=COUNT).status_code == 200
         r = c.post("/v1/datasets/down/query", json={**COUNT, "dummy": {"rows": 50, "seed": 1}})
         assert r.status_code == 200, r.text
+
+
+def test_unreachable_database_is_refunded(harness: LomasHarness) -> None:
+    user, token = _user(harness, "u", "down")
+    with harness.client(token) as c:
+        r = c.post("/v1/datasets/down/query", json=COUNT)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "dataset_unavailable", r.text
+    assert "password" not in r.text and "port=" not in r.text
+    assert harness.grant(user, "down").spent == Budget.of(0, 0)
