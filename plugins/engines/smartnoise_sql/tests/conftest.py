@@ -18,6 +18,7 @@ from snsql_testdata import METADATA, make_frame
 from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo
 from lomas_core.metadata import Metadata
+from lomas_core.source import SourceHandle
 
 
 @pytest.fixture(scope="session")
@@ -37,10 +38,8 @@ def frame() -> pd.DataFrame:
 @pytest.fixture
 def dataset(request: pytest.FixtureRequest) -> DatasetInfo:
     """The dataset as the engine sees it: with the dialect of the ``handle``'s target, if any."""
-    target = "memory"
-    if "handle" in request.fixturenames:
-        target = request.getfixturevalue("handle").target.dialect \
-            if hasattr(request.getfixturevalue("handle"), "target") else "memory"
+    handle = request.getfixturevalue("handle") if "handle" in request.fixturenames else None
+    target = handle.target.dialect if isinstance(handle, SourceHandle) else "memory"
     return info_for(target, "people", Metadata.model_validate(METADATA))
 
 
