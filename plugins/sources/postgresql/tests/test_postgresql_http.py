@@ -5,7 +5,6 @@ charge kept; cost and dummy runs never touch the database."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +18,6 @@ from lomas_core.testing.source_contract import contract_frame
 
 pytest.importorskip("lomas_engine_smartnoise_sql")
 
-SECRET_ENV = "LOMAS_TEST_PG_HTTP"
 METADATA: dict[str, Any] = {
     "max_ids": 2, "rows": 200, "censor_dims": False, "row_privacy": False,
     "columns": {
@@ -36,18 +34,18 @@ COUNT = {"engine": "smartnoise_sql",
 @pytest.fixture(scope="module", params=[0, 1], ids=["threads", "pool"])
 def harness(request: pytest.FixtureRequest, lomas_postgres: Any,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[LomasHarness]:
-    os.environ[SECRET_ENV] = lomas_postgres.reader_dsn
-    os.environ[SECRET_ENV + "_DOWN"] = lomas_postgres.reader_dsn.replace(
-        f"port={lomas_postgres.port}", "port=1")
-    h = LomasHarness(tmp_path_factory.mktemp("pg-http"),
-                     engines={"smartnoise_sql": {}, "toy_count": {}},
+    # Secrets as files: worker processes fork from a server that may have started before this
+    # module set any environment variable.
+    tmp = tmp_path_factory.mktemp("pg-http")
+    (tmp / "pg.dsn").write_text(lomas_postgres.reader_dsn)
+    (tmp / "down.dsn").write_text(lomas_postgres.reader_dsn.replace(
+        f"port={lomas_postgres.port}", "port=1"))
+    h = LomasHarness(tmp, engines={"smartnoise_sql": {}, "toy_count": {}},
                      adapters={"postgresql": {"statement_timeout_seconds": 30,
-                                             "connect_timeout_seconds": 2}},
+                                              "connect_timeout_seconds": 2}},
                      execution={"workers": request.param},
-                     secrets={name: {"env": env, "adapters": ["postgresql"],
-                                     "allowed_hosts": ["127.0.0.1"]}
-                              for name, env in (("pg", SECRET_ENV),
-                                                ("down", SECRET_ENV + "_DOWN"))})
+                     secrets={name: {"file": str(tmp / f"{name}.dsn"), "adapters": ["postgresql"],
+                                     "allowed_hosts": ["127.0.0.1"]} for name in ("pg", "down")})
     load_table(lomas_postgres.dsn(), "http_people", contract_frame(people=60),
                reader="lomas_reader")
     for name, table, credentials, rows in (("people", "http_people", "pg", 200),
