@@ -6,7 +6,7 @@ Plugins (engines, adapters, stores, observers) import from this module only; a t
 the base class of each kind with its rules (:mod:`lomas_core.engine`, :mod:`lomas_core.adapter`,
 :mod:`lomas_core.store`, :mod:`lomas_core.observer`), the broadcast hooks, and the helpers every
 plugin of a kind needs (errors, budgets, metadata, results, the shared readers, address checks,
-the state format, leases and token bookkeeping of stores, the authenticator contract).
+the state format, leases and token bookkeeping of stores, the authenticator contract, push-down SQL sources).
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ from lomas_core.models import (
 from lomas_core.network import AddressPolicy, AddressRefused, Resolver, resolve_checked
 from lomas_core.observer import Observer
 from lomas_core.plugin_base import NoOptions, PluginBase
+from lomas_core.reads import note_read
+from lomas_core.source import TABLE_NAME, SourceHandle, SqlSource, SqlTarget, quote, sql_literal
 from lomas_core.store import (
     MAX_PAGE,
     ArchiveFilter,
@@ -82,18 +84,19 @@ from lomas_core.tokens import LastUsed
 from lomas_core.validation import validation_message
 
 __all__ = [
-    "DECIMAL_CONTEXT", "MAX_PAGE", "NAME_PATTERN", "AccessDenied", "Adapter", "AddressPolicy",
-    "AddressRefused", "AdminEvent", "ArchiveFilter", "ArchivePage", "ArchiveRecord",
-    "Authenticator", "Budget", "BudgetExceeded", "BudgetStore", "ChargedFailure", "ColumnMetadata",
-    "Config", "ConfigError", "Conflict", "DataHandle", "DatasetDescription", "DatasetInfo",
-    "DatasetUnavailable", "Engine", "Grant", "IdempotencyConflict", "Identity",
+    "DECIMAL_CONTEXT", "MAX_PAGE", "NAME_PATTERN", "TABLE_NAME", "AccessDenied", "Adapter",
+    "AddressPolicy", "AddressRefused", "AdminEvent", "ArchiveFilter", "ArchivePage",
+    "ArchiveRecord", "Authenticator", "Budget", "BudgetExceeded", "BudgetStore", "ChargedFailure",
+    "ColumnMetadata", "Config", "ConfigError", "Conflict", "DataHandle", "DatasetDescription",
+    "DatasetInfo", "DatasetUnavailable", "Engine", "Grant", "IdempotencyConflict", "Identity",
     "IdentityProviderUnavailable", "InvalidQuery", "InvalidRequest", "LastUsed", "LeaseKeeper",
     "Loaded", "LomasError", "Memo", "Metadata", "NoOptions", "NotFound", "Observer", "PluginBase",
     "PluginConfig", "PluginContext", "PluginError", "QueryFailed", "QueryStatus", "Resolver",
-    "SecretRef", "StoreUnavailable", "Suspended", "Token", "TokenInfo", "User", "build_state",
-    "check_format", "decode_cursor", "detect_format", "encode_cursor", "format_time", "hookimpl",
-    "metadata_hash", "new_dataset_id", "new_grant_id", "new_token_id", "new_user_id", "note_ids",
-    "parse_state", "parse_time", "process_gone", "read_metadata", "read_metadata_bytes",
-    "read_table_bytes", "read_table_from_fs", "reject", "resolve_checked", "results",
-    "short_digest", "this_process", "to_decimal", "utcnow", "validation_message",
+    "SecretRef", "SourceHandle", "SqlSource", "SqlTarget", "StoreUnavailable", "Suspended", "Token",
+    "TokenInfo", "User", "build_state", "check_format", "decode_cursor", "detect_format",
+    "encode_cursor", "format_time", "hookimpl", "metadata_hash", "new_dataset_id", "new_grant_id",
+    "new_token_id", "new_user_id", "note_ids", "note_read", "parse_state", "parse_time",
+    "process_gone", "quote", "read_metadata", "read_metadata_bytes", "read_table_bytes",
+    "read_table_from_fs", "reject", "resolve_checked", "results", "short_digest", "sql_literal",
+    "this_process", "to_decimal", "utcnow", "validation_message",
 ]

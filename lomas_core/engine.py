@@ -45,6 +45,9 @@ class DatasetInfo(BaseModel):
 
     name: str
     metadata: Metadata
+    #: The SQL dialect of the push-down source the dataset lives on (``duckdb``,
+    #: ``postgresql``), or None when it is read into memory. Public: it is the server's config.
+    dialect: str | None = None
 
 
 class Engine(PluginBase, ABC):
@@ -60,6 +63,10 @@ class Engine(PluginBase, ABC):
     #: Heavy modules the execution pool's forkserver imports once, so that every worker shares
     #: their pages instead of importing them itself (names only; the engine's module stays light).
     preload: ClassVar[tuple[str, ...]] = ()
+    #: Push-down SQL dialects this engine can render for (``duckdb``, ...): datasets on a
+    #: :class:`~lomas_core.source.SqlSource` of another dialect are refused before any charge,
+    #: and :meth:`run` then receives a :class:`~lomas_core.source.SourceHandle`.
+    pushdown: ClassVar[frozenset[str]] = frozenset()
 
     def parse(self, payload: Mapping[str, Any]) -> BaseModel:
         """Validate a raw payload into ``Query``.

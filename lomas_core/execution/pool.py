@@ -51,11 +51,14 @@ class WorkerError(Exception):
     (type and innermost frame, for the server log) and ``memory`` (a MemoryError).
     """
 
-    def __init__(self, where: str, lomas: dict[str, Any] | None = None, memory: bool = False) -> None:
+    def __init__(self, where: str, lomas: dict[str, Any] | None = None, memory: bool = False,
+                 untouched: bool = False) -> None:
         super().__init__(where)
         self.where = where
         self.lomas = lomas
         self.memory = memory
+        #: A push-down source could not be opened before any content was read (refundable).
+        self.untouched = untouched
 
 
 #: Imported once in the forkserver, so that a new or replacement worker starts warm.
@@ -157,7 +160,8 @@ class _Process:
             raise WorkerLost(self._exit_reason()) from None
         if status == "ok":
             return value
-        raise WorkerError(value.get("where", "?"), value.get("lomas"), bool(value.get("memory")))
+        raise WorkerError(value.get("where", "?"), value.get("lomas"), bool(value.get("memory")),
+                          bool(value.get("untouched")))
 
     def alive(self) -> bool:
         return self.proc.is_alive()

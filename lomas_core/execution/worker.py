@@ -57,7 +57,8 @@ class _Worker:
         from lomas_core.plugins import load_engines
 
         self.config = Config.model_validate_json(config_json)
-        self.engines: dict[str, Any] = dict(load_engines(self.config, PluginContext(self.config)))
+        self._context = PluginContext(self.config)
+        self.engines: dict[str, Any] = dict(load_engines(self.config, self._context))
         for engine in self.engines.values():
             engine.warmup()
         # What every task needs, imported now rather than inside the first task's deadline.
@@ -67,6 +68,28 @@ class _Worker:
         import lomas_core.dummy  # noqa: F401
         import lomas_core.results  # noqa: F401
         self.handles: OrderedDict[str, Any] = OrderedDict()
+        #: Push-down sources built on first use, and their open sessions (see lomas_core.source).
+        self.sources: dict[str, Any] = {}
+        self.targets: Any = None
+
+    def _source_handle(self, ref: dict[str, Any], metadata: Any) -> Any:
+        """A push-down dataset's handle: this worker's own open session on its source."""
+        from lomas_core.plugins import build_plugin, load_classes
+        from lomas_core.source import SourceHandle, TargetCache, target_key
+
+        name = ref["source"]
+        source = self.sources.get(name)
+        if source is None:
+            cls = load_classes("adapter", [name])[name]
+            # A source reads only the secrets scoped to it, as in the server.
+            source = build_plugin("adapter", name, cls, self.config.adapters[name],
+                                  self._context.for_adapter(name))
+            self.sources[name] = source
+        if self.targets is None:
+            self.targets = TargetCache()
+        key = target_key(ref["dataset"], name, ref["options"], metadata, ref["version"])
+        target = self.targets.get(key, source, ref["dataset"], ref["options"], metadata)
+        return SourceHandle(ref["dataset"], ref["version"], target)
 
     def _handle(self, ref: dict[str, Any]) -> Any:
         """The DataHandle of a dataset version, mapped from its IPC file once per worker."""
@@ -99,7 +122,15 @@ class _Worker:
         op = msg["op"]
         if op == "cost":
             return engine.cost(query, info).as_strings()
-        if op == "run":
+        if op == "run" and "source" in msg["data"]:
+            from lomas_core.errors import DatasetUnavailable
+
+            try:
+                data = self._source_handle(msg["data"], info.metadata)
+            except DatasetUnavailable as exc:
+                exc.details.setdefault("untouched", not exc.touched)
+                raise
+        elif op == "run":
             data = self._handle(msg["data"])
         elif op == "dummy":
             from lomas_core.dummy import dummy_handle
@@ -188,7 +219,9 @@ def worker_main(conn: Any, config_json: str, sys_path: list[str], memory_mb: int
         try:
             reply: tuple[str, Any] = ("ok", worker.task(msg))
         except LomasError as exc:
-            reply = ("error", {"lomas": exc.to_dict()["error"], "where": _where(exc)})
+            untouched = bool(getattr(exc, "details", {}).pop("untouched", False))
+            reply = ("error", {"lomas": exc.to_dict()["error"], "where": _where(exc),
+                               "untouched": untouched})
         except MemoryError as exc:
             reply = ("error", {"memory": True, "where": _where(exc)})
         except BaseException as exc:  # noqa: BLE001 - no message: it may quote private values

@@ -48,6 +48,7 @@ from lomas_core.server.errors import status_for_code
 from lomas_core.server.responses import RawJSON, budget_json
 from lomas_core.server.schemas import CostRequest, QueryRequest
 from lomas_core.server.state import ServerState
+from lomas_core.source import SourceHandle, SqlSource, TargetCache, target_key
 
 __all__ = ["MAX_IDEMPOTENCY_KEY", "QueryService", "StoredError", "check_all_datasets",
            "check_dataset_config"]
@@ -94,6 +95,21 @@ def check_dataset_config(state: ServerState, description: DatasetDescription) ->
         raise DatasetUnavailable(
             f"dataset '{description.name}' cannot be read with this server's configuration "
             "(an administrator must fix it); nothing was charged", reason="configuration") from None
+
+
+def _check_pushdown(state: ServerState, engine: Engine,
+                    description: DatasetDescription) -> SqlSource | None:
+    """The dataset's push-down source (None: read into memory); refuses, free, an engine that
+    cannot run there."""
+    adapter = state.plugins.adapters.get(description.adapter)
+    if not isinstance(adapter, SqlSource):
+        return None
+    if adapter.dialect not in engine.pushdown:
+        raise InvalidQuery(
+            f"dataset '{description.name}' is answered where it lives (its {adapter.name} "
+            f"source); the {engine.name} engine cannot run there: use an engine that can "
+            "(smartnoise_sql); nothing was charged")
+    return adapter
 
 
 def check_all_datasets(state: ServerState) -> dict[str, str]:
@@ -144,6 +160,8 @@ class QueryService:
         self.state = state
         #: Descriptions whose configuration check passed: ``{(adapter, options): expiry}``.
         self._checked: dict[tuple[str, str], float] = {}
+        #: Open push-down targets (engines in threads only; workers keep their own).
+        self.targets = TargetCache()
 
     def _check_config(self, description: DatasetDescription) -> None:
         """:func:`check_dataset_config`, a pass remembered for :data:`CONFIG_CHECK_SECONDS`.
@@ -173,7 +191,9 @@ class QueryService:
 
     async def _costed(self, engine: Engine, query: Any, description: DatasetDescription,
                       metadata: Any, engine_name: str) -> _Prepared:
-        info = DatasetInfo(name=description.name, metadata=metadata)
+        source = _check_pushdown(self.state, engine, description)
+        info = DatasetInfo(name=description.name, metadata=metadata,
+                           dialect=source.dialect if source is not None else None)
         with self._stage(engine_name, "cost"):
             cost = await self._cost(engine, query, info)
         return _Prepared(engine, query, description, info, cost)
@@ -283,13 +303,19 @@ class QueryService:
         engine_name = self._engine_name(prepared.engine)
         stage = self._stage(engine_name, "run") if timed else contextlib.nullcontext()
         if self.state.pool is not None:
-            assert data.path is not None
             pool = self.state.pool
 
             def call() -> tuple[Any, RawJSON | None]:
-                msg = self._task("run", prepared.engine, prepared.query, prepared.info,
-                                 data={"path": self.state.cache.ensure_file(data),
-                                       "dataset": data.dataset, "version": data.version})
+                ref: dict[str, Any]
+                if isinstance(data, SourceHandle):  # the worker opens (and keeps) its own session
+                    ref = {"source": prepared.description.adapter,
+                           "options": prepared.description.options,
+                           "dataset": data.dataset, "version": data.version}
+                else:
+                    assert data.path is not None
+                    ref = {"path": self.state.cache.ensure_file(data), "dataset": data.dataset,
+                           "version": data.version}
+                msg = self._task("run", prepared.engine, prepared.query, prepared.info, data=ref)
                 with stage:
                     try:
                         value = pool.call(msg, timeout)
@@ -312,6 +338,24 @@ class QueryService:
 
         with stage, anyio.fail_after(timeout):
             return await anyio.to_thread.run_sync(run, abandon_on_cancel=True), None
+
+    def _source_handle(self, source: SqlSource, prepared: _Prepared) -> SourceHandle:
+        """The dataset on its push-down source: its version (reachability, refunded when it
+        fails) and, with engines in threads, the open session (workers open their own)."""
+        description = prepared.description
+        try:
+            version = source.version(description.options) or ""
+        except DatasetUnavailable as exc:
+            reason = exc.message.removeprefix("dataset '?': ")
+            raise DatasetUnavailable(f"dataset '{description.name}': {reason}",
+                                     touched=False) from None
+        handle = SourceHandle(description.name, version, None)  # type: ignore[arg-type]
+        if self.state.pool is None:
+            key = target_key(description.name, description.adapter, description.options,
+                             prepared.info.metadata, version)
+            handle.target = self.targets.get(key, source, description.name,
+                                             description.options, prepared.info.metadata)
+        return handle
 
     # -- the query endpoint ------------------------------------------------------------------------
     async def query(self, user: User, dataset: str, body: QueryRequest,
@@ -504,9 +548,13 @@ class QueryService:
             # From here on the cost is charged: every path completes (or releases) the record.
             try:
                 adapter = state.adapter(prepared.description)
+                loaded: DataHandle
                 with self._stage(body.engine, "load"):
-                    loaded = reads.run(state.cache.get, prepared.description, adapter,
-                                       prepared.info.metadata)
+                    if isinstance(adapter, SqlSource):
+                        loaded = reads.run(self._source_handle, adapter, prepared)
+                    else:
+                        loaded = reads.run(state.cache.get, prepared.description, adapter,
+                                           prepared.info.metadata)
             except Exception as exc:  # noqa: BLE001 - decided from what was read, not the type
                 return charged, None, exc
             return charged, loaded, None
@@ -544,6 +592,10 @@ class QueryService:
             await self._finish(record, "failed", error=lost)
             raise lost from None
         except WorkerError as exc:
+            if exc.untouched and exc.lomas is not None:  # a source unreachable, nothing read
+                message = str(exc.lomas.get("message", f"dataset '{dataset}' is unavailable"))
+                raise await self._load_failed(record, dataset, DatasetUnavailable(message),
+                                              DataReads()) from None
             log.warning("query %s (%s on '%s') failed: %s", record.id, body.engine, dataset,
                         exc.where)
             failed = QueryFailed()
@@ -558,7 +610,8 @@ class QueryService:
             await self._finish(record, "failed", error=failed)
             raise failed from None
         if not in_worker:
-            state.cache.note_growth(data)
+            if not isinstance(data, SourceHandle):
+                state.cache.note_growth(data)
             done = await self._finish(record, "success", result=result)
         else:  # archived by the run's thread
             done = self._archived(record, "success", result, None)

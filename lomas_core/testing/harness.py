@@ -268,15 +268,16 @@ class LomasHarness:
         self.store.put_dataset(desc, replace=True)
 
     def add_dataset(self, name: str, frame: Any, metadata: Metadata | Mapping[str, Any],
-                    *, description: str = "") -> Path:
-        """Write ``frame`` (pandas, polars or pyarrow) as Parquet and register it (local adapter)."""
+                    *, description: str = "", adapter: str = "local") -> Path:
+        """Write ``frame`` (pandas, polars or pyarrow) as Parquet and register it with ``adapter``
+        (``local``, or a file-based push-down source such as ``duckdb``)."""
         import pyarrow.parquet as pq
 
         path = self.data_dir / f"{name}.parquet"
         pq.write_table(_to_arrow(frame), path)
         meta = metadata if isinstance(metadata, Metadata) else Metadata.model_validate(dict(metadata))
         self.add_dataset_description(DatasetDescription(
-            name=name, adapter="local", options={"path": str(path)}, metadata=meta,
+            name=name, adapter=adapter, options={"path": str(path)}, metadata=meta,
             description=description))
         return path
 

@@ -18,8 +18,11 @@ P = TypeVar("P", bound=PluginBase)
 def build(cls: type[P], options: Mapping[str, Any] | None = None, *,
           config: Config | None = None) -> P:
     """``cls`` built under its entry-point name: options validated against ``cls.Options``
-    (ConfigError on a mistake), ``create`` called, ``name`` set."""
+    (ConfigError on a mistake), ``create`` called, ``name`` set. An adapter gets the context the
+    core gives it: only the secrets of ``config`` scoped to it."""
     [kind] = [k.name for k in KINDS.values() if issubclass(cls, k.base)]
     name = entry_point_name(kind, cls)
-    config = config or Config(adapters={})
-    return build_plugin(kind, name, cls, options, PluginContext(config))
+    context = PluginContext(config or Config(adapters={}))
+    if kind == "adapter":
+        context = context.for_adapter(name)
+    return build_plugin(kind, name, cls, options, context)

@@ -22,6 +22,7 @@ from lomas_core.testing.privacy_audit import (
     audit_dataset,
     builtin_catalogue,
 )
+from lomas_core.testing.privacy_audit.auditor import Placement
 
 __all__ = ["EngineAudit"]
 
@@ -34,17 +35,26 @@ class EngineAudit:
     #: Free dummy answers compared per query in fast mode (None: the auditor's default).
     fast_dummy_samples: ClassVar[int | None] = None
     full_samples: ClassVar[int] = 5000
+    #: Where the audited datasets live: ``local`` (in memory) or a push-down source.
+    adapter: ClassVar[str] = "local"
 
     @classmethod
     def catalogue(cls) -> list[AuditQuery]:
         return builtin_catalogue(cls.engine, audit_dataset()[0])
 
     @pytest.fixture(scope="class")
-    def report(self, tmp_path_factory: pytest.TempPathFactory) -> AuditReport:
+    def placement(self) -> Placement | None:
+        """Where the datasets live when that is a database (see ``Placement``); None: files."""
+        return None
+
+    @pytest.fixture(scope="class")
+    def report(self, tmp_path_factory: pytest.TempPathFactory,
+               placement: Placement | None) -> AuditReport:
         extra = {} if self.fast_dummy_samples is None else {"dummy_samples": self.fast_dummy_samples}
         return PrivacyAudit(self.engine, self.catalogue(),
                             workdir=tmp_path_factory.mktemp(f"audit-{self.engine}"),
-                            samples=self.fast_samples, statistical="marked", **extra).run()
+                            samples=self.fast_samples, statistical="marked",
+                            adapter=self.adapter, placement=placement, **extra).run()
 
     def test_dataset_channels_identical(self, report: AuditReport) -> None:
         assert not report.problems, report.table()
@@ -61,10 +71,11 @@ class EngineAudit:
 
     @pytest.mark.slow
     @pytest.mark.timeout(3600)  # e.g. DiffPrivLib's KMeans: 10,000 fits per query
-    def test_full_statistical_audit(self, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+    def test_full_statistical_audit(self, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    placement: Placement | None) -> None:
         full = PrivacyAudit(self.engine, self.catalogue(), workdir=tmp_path,
-                            samples=self.full_samples, statistical="all").run()
+                            samples=self.full_samples, statistical="all",
+                            adapter=self.adapter, placement=placement).run()
         with capsys.disabled():
             print("\n" + full.table())
         assert full.ok and not full.problems, full.table()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import pytest
 
 pytest.importorskip("lomas_engine_smartnoise_sql")
 
 from engine_audit import EngineAudit  # noqa: E402
+
+PG_SECRET_ENV = "LOMAS_AUDIT_TEST_PG"
 
 
 class TestSmartnoiseSQLAudit(EngineAudit):
@@ -14,3 +19,40 @@ class TestSmartnoiseSQLAudit(EngineAudit):
     fast_samples = 250
     fast_dummy_samples = 60
     full_samples = 1000  # SmartNoise-SQL answers ~40 queries a second here: ~15 minutes
+
+
+class TestSmartnoiseSQLOnDuckDBSourceAudit(TestSmartnoiseSQLAudit):
+    """The same audit with both datasets on the ``duckdb`` push-down source (run where they lie)."""
+
+    adapter = "duckdb"
+
+    @pytest.fixture(scope="class", autouse=True)
+    def _source_installed(self) -> None:
+        pytest.importorskip("lomas_source_duckdb")
+
+
+class TestSmartnoiseSQLOnPostgresSourceAudit(TestSmartnoiseSQLAudit):
+    """The same audit with both datasets in a real PostgreSQL, through the ``postgresql`` source."""
+
+    adapter = "postgresql"
+
+    @pytest.fixture(scope="class")
+    def placement(self, lomas_postgres: Any) -> Any:
+        pytest.importorskip("lomas_source_postgresql")
+        from lomas_core.models import DatasetDescription
+        from lomas_core.testing.privacy_audit.auditor import DATASET, Placement
+        from lomas_testsupport.postgres import load_table
+
+        os.environ[PG_SECRET_ENV] = lomas_postgres.reader_dsn
+
+        def put(harness: Any, side: str, table: Any, metadata: Any) -> None:
+            name = "audit_d" if side == "D" else "audit_d_prime"
+            load_table(lomas_postgres.dsn(), name, table, reader="lomas_reader")
+            harness.add_dataset_description(DatasetDescription(
+                name=DATASET, adapter="postgresql", metadata=metadata,
+                options={"credentials": "pg", "table": name}))
+
+        return Placement(config={
+            "adapters": {"postgresql": {}},
+            "secrets": {"pg": {"env": PG_SECRET_ENV, "adapters": ["postgresql"],
+                               "allowed_hosts": ["127.0.0.1"]}}}, put=put)

@@ -17,13 +17,16 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
 
+from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo
 from lomas_core.metadata import Metadata
+from lomas_core.source import SourceHandle, SqlSource
 from lomas_core.testing.harness import LomasHarness
 from lomas_core.testing.privacy_audit.catalogue import AuditQuery
 from lomas_core.testing.privacy_audit.channels import compare_exact, compare_shapes
@@ -31,7 +34,7 @@ from lomas_core.testing.privacy_audit.neighbours import neighbours
 from lomas_core.testing.privacy_audit.report import AuditReport, QueryOutcome
 from lomas_core.testing.privacy_audit.stats import epsilon_lower_bound
 
-__all__ = ["AuditReport", "PrivacyAudit", "QueryOutcome"]
+__all__ = ["AuditReport", "Placement", "PrivacyAudit", "QueryOutcome"]
 
 DATASET = "audit"
 #: The researcher's grant: large, so that no catalogue query runs out.
@@ -41,6 +44,20 @@ POOR_GRANT = (1e-9, 0.0)
 DUMMY = {"rows": 60, "seed": 11}
 
 Statistical = Literal["none", "marked", "all"]
+
+
+@dataclass
+class Placement:
+    """Where an audit puts its two datasets when they live in a database (a push-down source).
+
+    Attributes:
+        config: config sections for both harnesses (``adapters``, ``secrets``).
+        put: ``put(harness, side, table, metadata)`` stores ``table`` for ``side`` (``D`` or
+            ``D'``) and registers it in ``harness`` as the dataset ``DATASET``.
+    """
+
+    config: dict[str, Any]
+    put: Callable[[LomasHarness, str, pa.Table, Metadata], None]
 
 
 class PrivacyAudit:
@@ -60,6 +77,10 @@ class PrivacyAudit:
         dummy_samples: dummy answers per dataset (through HTTP, fresh seeds) for each
             statistically tested query; their distribution must not depend on D (epsilon 0).
         progress: called with short human-readable progress messages.
+        adapter: where both datasets live: ``local`` (read into memory) or a file-based
+            push-down source such as ``duckdb`` (queries run where the data lives).
+        placement: for other sources (a database), puts the datasets there:
+            :class:`Placement` (the harness's config sections, and how to register one side).
     """
 
     def __init__(self, engine: str, queries: Sequence[AuditQuery], *, workdir: Path,
@@ -68,7 +89,8 @@ class PrivacyAudit:
                  plugin_paths: Sequence[Path] = (), samples: int = 2000,
                  statistical: Statistical = "marked", alpha: float = 1e-3,
                  canary: dict[str, Any] | None = None, dummy_samples: int = 100,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, adapter: str = "local",
+                 placement: Placement | None = None) -> None:
         if (metadata is None) != (table is None):
             raise ValueError("give both metadata and table, or neither")
         if metadata is None or table is None:
@@ -90,13 +112,24 @@ class PrivacyAudit:
         self.statistical = statistical
         self.alpha = alpha
         self.progress = progress or (lambda message: None)
+        self.adapter = adapter
+        self.placement = placement
 
     # -- servers -----------------------------------------------------------------------------------
     def _harness(self, side: str, data: pa.Table) -> tuple[LomasHarness, str, str]:
-        h = LomasHarness(self.workdir / side, engines={self.engine: self.engine_options},
-                         plugin_paths=list(self.plugin_paths),
-                         limits={"max_dummy_rows": 1000})
-        h.add_dataset(DATASET, data, self.metadata)
+        folder = self.workdir / side
+        if self.placement is not None:
+            h = LomasHarness(folder, engines={self.engine: self.engine_options},
+                             plugin_paths=list(self.plugin_paths),
+                             limits={"max_dummy_rows": 1000}, **self.placement.config)
+            self.placement.put(h, side, data, self.metadata)
+        else:
+            h = LomasHarness(folder, engines={self.engine: self.engine_options},
+                             adapters={name: {"allowed_dirs": [str(folder)]}
+                                       for name in {"local", self.adapter}},
+                             plugin_paths=list(self.plugin_paths),
+                             limits={"max_dummy_rows": 1000})
+            h.add_dataset(DATASET, data, self.metadata, adapter=self.adapter)
         rich = h.add_user("researcher", grant={DATASET: GRANT})
         poor = h.add_user("pauper", grant={DATASET: POOR_GRANT})
         return h, rich, poor
@@ -202,7 +235,13 @@ class PrivacyAudit:
             engine = state.engine(self.engine)
             description = state.store.get_dataset(DATASET)
             metadata = state.metadata(description)
-            handle = state.cache.get(description, state.adapter(description), metadata)
+            adapter = state.adapter(description)
+            handle: DataHandle
+            if isinstance(adapter, SqlSource):
+                handle = SourceHandle(DATASET, "audit",
+                                      adapter.open(DATASET, description.options, metadata))
+            else:
+                handle = state.cache.get(description, adapter, metadata)
             info = DatasetInfo(name=DATASET, metadata=metadata)
             query = engine.parse(q.query)
             got: list[Any] = []
@@ -213,6 +252,8 @@ class PrivacyAudit:
                     last = time.monotonic()
                     self.progress(f"{q.name}: {i + 1}/{self.samples} releases on {side}")
             releases.append(got)
+            if isinstance(handle, SourceHandle):
+                handle.target.close()
         if self.dummy_samples >= 4:
             alpha /= 2
             self._dummy_distribution(q, out, clients, alpha=alpha)

@@ -31,7 +31,7 @@ from lomas_engine_smartnoise_sql.shape import ExactRows, check_exact, complete_p
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["DuckDBDatabase", "make_reader", "render_subquery"]
+__all__ = ["DuckDBDatabase", "TargetDatabase", "make_reader", "render_subquery"]
 
 _CASTS = {"int": "TRY_CAST({c} AS BIGINT)", "boolean": "TRY_CAST({c} AS BOOLEAN)",
           "string": "CAST({c} AS VARCHAR)", "datetime": "TRY_CAST({c} AS TIMESTAMP)",
@@ -98,6 +98,34 @@ class DuckDBDatabase:
     def close(self) -> None:
         """Free the database (called when the dataset version leaves the cache)."""
         self._con.close()
+
+
+class TargetDatabase:
+    """A push-down source's session (:class:`lomas_core.source.SqlTarget`) seen as a database.
+
+    The target defines ``df`` by the metadata's rules where the data lives; statements are the
+    same :class:`~.render.Statement` objects, verified by DuckDB's parser exactly as for the
+    in-memory database before the target runs them. Only aggregate rows come back.
+    """
+
+    #: Dialects whose statements this module renders.
+    DIALECTS = frozenset({"duckdb", "postgresql"})
+
+    def __init__(self, target: Any) -> None:
+        if target.dialect not in self.DIALECTS:
+            raise ValueError(f"no renderer for the {target.dialect} dialect")
+        self._target = target
+        self.dialect: str = target.dialect
+        self.columns: tuple[str, ...] = tuple(target.columns)
+
+    def fetch(self, statement: Statement) -> list[Any]:
+        """Like :meth:`DuckDBDatabase.fetch`, on the target."""
+        if not isinstance(statement, Statement):
+            raise TypeError("the database runs only rendered statements, never SQL text")
+        from lomas_engine_smartnoise_sql.render import parser_connection
+
+        verify(parser_connection(), statement, self.columns, self.dialect)
+        return list(self._target.fetch(statement.text))
 
 
 def _reservoir_key(query: Any) -> None:
@@ -169,10 +197,20 @@ def _no_row_errors(query: Any) -> None:
             node.where.condition = wrap(node.where.condition)
 
 
-def render_subquery(query: Any) -> Statement:
-    """The statement DuckDB runs for SmartNoise-SQL's rewritten ``query`` (the tree is updated)."""
-    _reservoir_key(query)
-    _no_row_errors(query)
+def render_subquery(query: Any, dialect: str = "duckdb") -> Statement:
+    """The statement the database runs for SmartNoise-SQL's rewritten ``query`` (the tree is
+    updated): with ``TRY`` on DuckDB, with the rewrites of :mod:`~.pg_dialect` on PostgreSQL.
+
+    Raises:
+        StatementRefused: no form of the query is safe on this dialect.
+    """
+    if dialect == "postgresql":
+        from lomas_engine_smartnoise_sql.pg_dialect import make_safe
+
+        make_safe(query)
+    else:
+        _reservoir_key(query)
+        _no_row_errors(query)
     return render(query)
 
 
@@ -190,7 +228,7 @@ def _reader_class() -> Any:
     class DuckDBReader(SqlReader):  # type: ignore[misc]
         ENGINE = "DuckDB"  # not a SmartNoise-SQL engine: default name rules
 
-        def __init__(self, database: DuckDBDatabase | None, plan: KeyPlan | None) -> None:
+        def __init__(self, database: DuckDBDatabase | TargetDatabase | None, plan: KeyPlan | None) -> None:
             super().__init__("duckdb")
             self.compare = _Names()
             self.serializer = None
@@ -206,7 +244,7 @@ def _reader_class() -> Any:
             if self.database is None or self.plan is None:
                 raise RuntimeError("this reader only analyses queries; it has no data")
             symbols = query._select_symbols
-            statement = render_subquery(query)
+            statement = render_subquery(query, getattr(self.database, "dialect", "duckdb"))
             names, *rows = self.database.fetch(statement)
             keys = [s.name for s in symbols if s.mechanism is None]
             self.exact = check_exact(self.plan, names, [s.name for s in symbols], keys, rows)
@@ -220,7 +258,7 @@ def _reader_class() -> Any:
     return DuckDBReader
 
 
-def make_reader(database: DuckDBDatabase | None, metadata: Any, privacy: Any,
+def make_reader(database: DuckDBDatabase | TargetDatabase | None, metadata: Any, privacy: Any,
                 plan: KeyPlan | None = None) -> Any:
     """A new SmartNoise-SQL ``PrivateReader`` for one query (nothing in it is shared).
 

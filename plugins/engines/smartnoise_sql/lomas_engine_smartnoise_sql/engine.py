@@ -17,11 +17,17 @@ from lomas_core.api import (
     InvalidQuery,
     PluginContext,
     QueryFailed,
+    SourceHandle,
     metadata_hash,
     results,
 )
 from lomas_engine_smartnoise_sql.accounting import analyse, privacy_of
-from lomas_engine_smartnoise_sql.backend import DuckDBDatabase, make_reader, render_subquery
+from lomas_engine_smartnoise_sql.backend import (
+    DuckDBDatabase,
+    TargetDatabase,
+    make_reader,
+    render_subquery,
+)
 from lomas_engine_smartnoise_sql.calibration import ScaleCache
 from lomas_engine_smartnoise_sql.metadata import to_snsql_metadata
 from lomas_engine_smartnoise_sql.policy import KeyPlan, plan_keys
@@ -34,7 +40,7 @@ __all__ = ["SmartnoiseSQLEngine", "SmartnoiseSQLOptions"]
 
 log = logging.getLogger("lomas.engines.smartnoise_sql")
 
-_CostKey = tuple[str, str, float, float, tuple[tuple[str, str], ...]]
+_CostKey = tuple[str, str, float, float, tuple[tuple[str, str], ...], str]
 
 
 class SmartnoiseSQLOptions(BaseModel):
@@ -57,6 +63,7 @@ class SmartnoiseSQLEngine(Engine):
     Query: ClassVar[type[BaseModel]] = SmartnoiseSQLQuery
     preload = ("duckdb", "snsql", "sqlalchemy", "antlr4", "pandas", "scipy.stats",
                "opendp.prelude")
+    pushdown: ClassVar[frozenset[str]] = TargetDatabase.DIALECTS
 
     def __init__(self, options: SmartnoiseSQLOptions | None = None,
                  context: PluginContext | None = None) -> None:
@@ -111,7 +118,7 @@ class SmartnoiseSQLEngine(Engine):
         assert isinstance(query, SmartnoiseSQLQuery)
         sql, plan = self._plan(query, dataset)
         key: _CostKey = (metadata_hash(dataset.metadata), sql, query.epsilon, query.delta,
-                         tuple((query.mechanisms or {}).items()))
+                         tuple((query.mechanisms or {}).items()), dataset.dialect or "duckdb")
         with self._costs_lock:
             if key in self._costs:
                 self._costs.move_to_end(key)
@@ -135,8 +142,9 @@ class SmartnoiseSQLEngine(Engine):
     def _check_rendering(subquery: Any, dataset: DatasetInfo) -> None:
         """Render the rewritten query as it will run and have DuckDB's parser confirm it (free)."""
         try:
-            statement = render_subquery(subquery)
-            verify(parser_connection(), statement, list(dataset.metadata.columns))
+            dialect = dataset.dialect or "duckdb"
+            statement = render_subquery(subquery, dialect)
+            verify(parser_connection(), statement, list(dataset.metadata.columns), dialect)
         except StatementRefused as exc:
             raise InvalidQuery(f"the statement this query becomes for the database would contain "
                                f"{exc}, which is not accepted") from None
@@ -156,8 +164,12 @@ class SmartnoiseSQLEngine(Engine):
         assert isinstance(query, SmartnoiseSQLQuery)
         sql, plan = self._plan(query, dataset)
         meta = dataset.metadata
-        database = data.memo(f"smartnoise_sql:{metadata_hash(meta)}",
-                             lambda: DuckDBDatabase(data.table, meta))
+        database: DuckDBDatabase | TargetDatabase
+        if isinstance(data, SourceHandle):  # runs where the data lives
+            database = TargetDatabase(data.target)
+        else:
+            database = data.memo(f"smartnoise_sql:{metadata_hash(meta)}",
+                                 lambda: DuckDBDatabase(data.table, meta))
         reader = make_reader(database, self._snsql_metadata(dataset, plan),
                              privacy_of(query, self._scales), plan)
         try:

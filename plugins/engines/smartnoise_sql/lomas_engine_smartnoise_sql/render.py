@@ -169,13 +169,16 @@ def _is_date_part(text: str, location: Any, value: str) -> bool:
     return word.lower() == value.lower() and word.isalpha() and not follows.isalnum()
 
 
-def verify(con: Any, statement: Statement, columns: Iterable[str]) -> None:
+def verify(con: Any, statement: Statement, columns: Iterable[str],
+           dialect: str = "duckdb") -> None:
     """Refuse ``statement`` unless DuckDB reads it exactly as rendered (see the module docstring).
 
     Args:
         con: a DuckDB connection used to parse only.
         statement: the rendered statement.
         columns: the dataset's column names (the only table columns a statement may name).
+        dialect: the database that will run it (``postgresql`` allows its own, smaller set of
+            functions: see :mod:`~.pg_dialect`).
 
     Raises:
         StatementRefused: with a message naming the construct, never a data value.
@@ -183,12 +186,12 @@ def verify(con: Any, statement: Statement, columns: Iterable[str]) -> None:
     if not isinstance(statement, Statement):
         raise TypeError("only rendered statements can be verified")
     names = tuple(columns)
-    key = (statement.text, statement.strings, names)
+    key = (statement.text, statement.strings, names, dialect)
     with _verified_lock:
         if key in _verified:
             _verified.move_to_end(key)
             return
-    _check(con, statement, names)
+    _check(con, statement, names, dialect)
     with _verified_lock:
         _verified[key] = None
         while len(_verified) > VERIFIED_CACHE_SIZE:
@@ -197,11 +200,19 @@ def verify(con: Any, statement: Statement, columns: Iterable[str]) -> None:
 
 #: Verified statements remembered (see the module docstring); 0 re-parses every statement.
 VERIFIED_CACHE_SIZE = 4096
-_verified: OrderedDict[tuple[str, tuple[str, ...], tuple[str, ...]], None] = OrderedDict()
+_verified: OrderedDict[tuple[str, tuple[str, ...], tuple[str, ...], str], None] = OrderedDict()
 _verified_lock = threading.Lock()
 
 
-def _check(con: Any, statement: Statement, columns: tuple[str, ...]) -> None:
+def _check(con: Any, statement: Statement, columns: tuple[str, ...], dialect: str) -> None:
+    if dialect == "postgresql":
+        from lomas_engine_smartnoise_sql.pg_dialect import PG_FUNCTIONS
+
+        functions = PG_FUNCTIONS
+    elif dialect == "duckdb":
+        functions = ALLOWED_FUNCTIONS
+    else:
+        raise StatementRefused(f"a statement for the unknown dialect {dialect[:20]!r}")
     tree = _parse(con, statement.text)
     statements = tree.get("statements") or []
     if len(statements) != 1 or statements[0].get("node", {}).get("type") != "SELECT_NODE":
@@ -236,7 +247,7 @@ def _check(con: Any, statement: Statement, columns: tuple[str, ...]) -> None:
                 raise StatementRefused("a type from a schema")
             if klass in ("FUNCTION", "WINDOW"):
                 name = str(node.get("function_name", "")).lower()
-                if name not in ALLOWED_FUNCTIONS or node.get("schema") or node.get("catalog"):
+                if name not in functions or node.get("schema") or node.get("catalog"):
                     raise StatementRefused(f"the function {name[:40]!r}")
             if klass == "COLUMN_REF":
                 refs.append([str(p).lower() for p in node.get("column_names", [])])

@@ -286,9 +286,9 @@ def test_duckdb_parses_exactly_what_was_rendered(engine: Any,
     rendered: list[Any] = []
     original = engine_module.verify
 
-    def spy(con: Any, statement: Any, columns: Any) -> None:
+    def spy(con: Any, statement: Any, columns: Any, *dialect: str) -> None:
         rendered.append(statement)
-        original(con, statement, columns)
+        original(con, statement, columns, *dialect)
 
     monkeypatch.setattr(engine_module, "verify", spy)
     dataset, handle = _penguins()

@@ -1,0 +1,178 @@
+"""Benchmark: SmartNoise-SQL through the HTTP API on each target -- in memory (``local``), the
+``duckdb`` source over Parquet, the ``postgresql`` source -- with peak memory (prints; asserts
+nothing).
+
+    .venv/bin/python benchmarks/bench_pushdown.py [--rows 1000000] [--queries 7] [--workers 2]
+        [--targets memory,duckdb,postgresql]
+
+For each target a real server process (harness ``serve()``, ``--workers`` execution workers)
+answers, on a ``--rows`` table, the median (p50) of ``--queries`` charged queries after a first
+"cold" one (load, session opening):
+
+* COUNT: ``SELECT COUNT(*)``;
+* AVG: ``SELECT AVG(x)``;
+* GROUP BY 2: ``SELECT g, h, COUNT(*), AVG(x) ... GROUP BY g, h`` (public keys);
+* COUNT max_ids: COUNT on the same rows declared with a ``private_id`` (two rows per person,
+  ``max_ids: 1``): the cost of contribution bounding (per-id ``row_number()``) on the target.
+
+Peak RSS is the sum of ``VmHWM`` of the server and its workers at the end (the PostgreSQL
+server's own processes are not counted). PostgreSQL is started from Debian's package
+(``lomas_testsupport.postgres``) and skipped when it is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pyarrow as pa
+
+from lomas_core.models import DatasetDescription
+from lomas_core.testing.harness import LomasHarness
+
+META: dict[str, Any] = {"max_ids": 1, "row_privacy": True, "censor_dims": False, "columns": {
+    "g": {"type": "string", "categories": ["a", "b", "c"], "public_keys": True},
+    "h": {"type": "string", "categories": ["n", "e", "s", "w"], "public_keys": True},
+    "x": {"type": "float", "lower": 0.0, "upper": 100.0},
+}}
+BOUNDED: dict[str, Any] = {**META, "row_privacy": False, "columns": {
+    **META["columns"], "pid": {"type": "int", "private_id": True}}}
+QUERIES = {
+    "COUNT": ("big", "SELECT COUNT(*) AS n FROM df"),
+    "AVG": ("big", "SELECT AVG(x) AS m FROM df"),
+    "GROUP BY 2": ("big", "SELECT g, h, COUNT(*) AS n, AVG(x) AS m FROM df GROUP BY g, h"),
+    "COUNT max_ids": ("bounded", "SELECT COUNT(*) AS n FROM df"),
+}
+PG_ENV = "LOMAS_BENCH_PG"
+
+
+def _table(rows: int) -> pa.Table:
+    rng = np.random.default_rng(0)
+    return pa.table({"g": rng.choice(["a", "b", "c"], rows), "h": rng.choice(list("nesw"), rows),
+                     "x": rng.uniform(0, 100, rows), "pid": np.arange(rows) // 2})
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the server, its forkserver and workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(stat[1]), []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def _peak_mb(pid: int) -> float:
+    total = 0
+    for p in _tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def _harness(target: str, tmp: Path, table: pa.Table, workers: int, pg: Any) -> LomasHarness:
+    rows = {"rows": table.num_rows}
+    if target in ("memory", "duckdb"):
+        adapter = "local" if target == "memory" else "duckdb"
+        h = LomasHarness(tmp, engines={"smartnoise_sql": {}},
+                         adapters={adapter: {"allowed_dirs": [str(tmp)]}},
+                         execution={"workers": workers},
+                         cache={"max_bytes": 8 * 1024**3, "revalidate_seconds": 3600})
+        h.add_dataset("big", table, {**META, **rows}, adapter=adapter)
+        h.add_dataset("bounded", table, {**BOUNDED, **rows}, adapter=adapter)
+        return h
+    from lomas_testsupport.postgres import load_table
+
+    os.environ[PG_ENV] = pg.dsn()
+    h = LomasHarness(tmp, engines={"smartnoise_sql": {}}, adapters={"postgresql": {}},
+                     execution={"workers": workers},
+                     secrets={"pg": {"env": PG_ENV, "adapters": ["postgresql"],
+                                     "allowed_hosts": ["127.0.0.1"]}})
+    load_table(pg.dsn(), "bench", table)
+    for name, meta in (("big", META), ("bounded", BOUNDED)):
+        h.add_dataset_description(DatasetDescription(
+            name=name, adapter="postgresql", options={"credentials": "pg", "table": "bench"},
+            metadata={**meta, **rows}))
+    return h
+
+
+def _run(target: str, table: pa.Table, args: argparse.Namespace, pg: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        h = _harness(target, Path(tmp), table, args.workers, pg)
+        out["setup"] = time.perf_counter() - started
+        token = h.add_user("bench", grant={"big": (1e9, 0.5), "bounded": (1e9, 0.5)})
+        with h.serve(timeout=300) as url, httpx.Client(
+                base_url=url, timeout=600, headers={"Authorization": f"Bearer {token}"}) as c:
+            for name, (dataset, sql) in QUERIES.items():
+                body = {"engine": "smartnoise_sql",
+                        "query": {"sql": sql, "epsilon": 1.0, "delta": 1e-6}}
+                times = []
+                for _ in range(args.queries + 1):
+                    start = time.perf_counter()
+                    c.post(f"/v1/datasets/{dataset}/query", json=body).raise_for_status()
+                    times.append(time.perf_counter() - start)
+                out[name] = (times[0] * 1000, statistics.median(times[1:]) * 1000)
+            assert h.server_pid is not None
+            out["peak"] = _peak_mb(h.server_pid)
+        h.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=7)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--targets", default="memory,duckdb,postgresql")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    table = _table(args.rows)
+    pg = None
+    targets = args.targets.split(",")
+    if "postgresql" in targets:
+        from lomas_testsupport.postgres import PostgresServer, find_postgres
+
+        if find_postgres()[0] is None:
+            print(f"postgresql skipped: {find_postgres()[1]}")
+            targets.remove("postgresql")
+        else:
+            pg = PostgresServer()
+    print(f"rows={args.rows:,} queries={args.queries} workers={args.workers} (p50 ms; cold first "
+          "query in brackets)")
+    header = f"{'target':<11}" + "".join(f"{q:>22}" for q in QUERIES) + f"{'peak RSS':>12}"
+    print(header)
+    try:
+        for target in targets:
+            figures = _run(target, table, args, pg)
+            cells = "".join(f"{figures[q][1]:>12.1f} [{figures[q][0]:>6.0f}]" for q in QUERIES)
+            print(f"{target:<11}{cells}{figures['peak']:>9.0f} MB   (set-up {figures['setup']:.1f} s)",
+                  flush=True)
+    finally:
+        if pg is not None:
+            pg.close()
+
+
+if __name__ == "__main__":
+    main()

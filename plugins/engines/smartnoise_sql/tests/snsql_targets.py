@@ -1,0 +1,63 @@
+"""The targets the smartnoise_sql tests run queries on: in memory, and each push-down source."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lomas_core.data import DataHandle
+from lomas_core.engine import DatasetInfo
+from lomas_core.metadata import Metadata
+from lomas_core.testing.plugins import build
+
+#: Where a query runs: in memory, or on a push-down source (skipped when not installed).
+TARGETS = ["memory", "duckdb", "postgresql"]
+_MODULES = {"duckdb": "lomas_source_duckdb", "postgresql": "lomas_source_postgresql"}
+_PG_SECRET_ENV = "LOMAS_SNSQL_TEST_PG"
+
+
+def info_for(target: str, name: str, metadata: Metadata) -> DatasetInfo:
+    """What the server tells the engine about a dataset on ``target`` (its dialect)."""
+    return DatasetInfo(name=name, metadata=metadata,
+                       dialect=None if target == "memory" else target)
+
+
+def source_handle(request: pytest.FixtureRequest, target: str, name: str, table: Any,
+                  metadata: Metadata, folder: Path) -> DataHandle:
+    """``table`` put on the push-down source ``target`` and opened there (``folder``: scratch)."""
+    from lomas_core.config import Config
+    from lomas_core.source import SourceHandle
+
+    if importlib.util.find_spec(_MODULES[target]) is None:
+        pytest.skip(f"the {target} source is not installed")
+    source: Any
+    if target == "duckdb":
+        import pyarrow.parquet as pq
+        from lomas_source_duckdb.source import DuckDBSource
+
+        path = folder / f"{name}.parquet"
+        pq.write_table(table, path)
+        config = Config(adapters={"duckdb": {"allowed_dirs": [str(folder)]}})
+        source = build(DuckDBSource, {"allowed_dirs": [str(folder)]}, config=config)
+        options: dict[str, Any] = {"path": str(path)}
+    else:
+        from lomas_source_postgresql.source import PostgresSource
+
+        from lomas_testsupport.postgres import load_table
+
+        server = request.getfixturevalue("lomas_postgres")
+        load_table(server.dsn(), name, table, reader="lomas_reader")
+        os.environ[_PG_SECRET_ENV] = server.reader_dsn
+        config = Config.model_validate({
+            "adapters": {"postgresql": {}},
+            "secrets": {"pg": {"env": _PG_SECRET_ENV, "adapters": ["postgresql"],
+                               "allowed_hosts": ["127.0.0.1"]}}})
+        source = build(PostgresSource, {}, config=config)
+        options = {"credentials": "pg", "table": name}
+    opened = source.open(name, options, metadata)
+    opened.check_rows()
+    return SourceHandle(name, "v1", opened)

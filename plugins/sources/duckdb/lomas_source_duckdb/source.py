@@ -1,0 +1,211 @@
+"""The ``duckdb`` source: Parquet and CSV files queried in place by a locked-down DuckDB.
+
+Each dataset gets its own in-memory DuckDB connection holding one view, ``df``, over its file,
+folder of Parquet files or glob (see :mod:`lomas_source_duckdb.view`). The connection can read
+only the dataset's own folder (``allowed_directories`` with ``enable_external_access`` off), may
+not install or load extensions, has bounded ``memory_limit`` and ``threads``, and its
+configuration is locked before the first statement from lomas runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lomas_core.api import (
+    TABLE_NAME,
+    DatasetUnavailable,
+    InvalidRequest,
+    Metadata,
+    PluginContext,
+    SqlSource,
+    SqlTarget,
+    note_read,
+    validation_message,
+)
+from lomas_core.api import (
+    sql_literal as literal,
+)
+from lomas_source_duckdb.view import view_sql
+
+__all__ = ["DuckDBSource", "DuckDBSourceOptions", "DuckDBTarget"]
+
+
+class DuckDBSourceOptions(BaseModel):
+    """Server-side options (config ``adapters.duckdb``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Folders datasets may live in (symlinks resolved first).
+    allowed_dirs: list[str] = Field(default_factory=list)
+    #: DuckDB's ``memory_limit`` for each dataset's connection.
+    memory_limit: str = Field(default="1GB", pattern=r"^[0-9]+(\.[0-9]+)?\s*[KMGT]i?B$")
+    #: DuckDB's ``threads`` for each dataset's connection.
+    threads: int = Field(default=2, ge=1, le=256)
+
+
+class DuckDBDatasetOptions(BaseModel):
+    """Per-dataset options: a file, a folder of Parquet files, or a glob inside one folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    format: Literal["parquet", "csv"] | None = None
+
+
+def _format(path: str, declared: str | None) -> str:
+    if declared:
+        return declared
+    lowered = path.lower()
+    if lowered.endswith((".csv", ".csv.gz", ".txt")):
+        return "csv"
+    return "parquet"  # files, folders and globs of Parquet
+
+
+class DuckDBSource(SqlSource):
+    """Files under ``allowed_dirs``, answered by DuckDB in place."""
+
+    dialect = "duckdb"
+
+    Options = DuckDBSourceOptions
+
+    def __init__(self, options: DuckDBSourceOptions, context: PluginContext) -> None:
+        super().__init__(options, context)
+        self.options: DuckDBSourceOptions = options
+        self._config = context.config
+        self.allowed = [context.config.resolve_path(d).resolve() for d in self.options.allowed_dirs]
+
+    @classmethod
+    def resolve_options(cls, options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+        """A relative ``path`` (file, folder or glob) resolves against ``base_dir``."""
+        resolved = dict(options)
+        value = resolved.get("path")
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            resolved["path"] = str(base_dir.resolve() / value)
+        return resolved
+
+    def _options(self, options: Mapping[str, Any]) -> DuckDBDatasetOptions:
+        try:
+            return DuckDBDatasetOptions.model_validate(dict(options))
+        except ValidationError as exc:
+            raise InvalidRequest(f"duckdb source options: {validation_message(exc)}") from None
+
+    def _resolve(self, raw: str) -> tuple[Path, str]:
+        """(the folder the connection may read, the path or glob DuckDB reads)."""
+        has_glob = any(ch in raw for ch in "*?[")
+        base = Path(raw).parent if has_glob else Path(raw)
+        while has_glob and any(ch in str(base) for ch in "*?["):
+            base = base.parent
+        resolved = self._config.resolve_path(base).resolve()
+        if not any(resolved == d or d in resolved.parents for d in self.allowed):
+            raise InvalidRequest(f"path '{raw}' is outside the directories the duckdb source "
+                                 "may read (adapters.duckdb.allowed_dirs)")
+        if has_glob:
+            rest = Path(raw).relative_to(base)
+            return resolved, str(resolved / rest)
+        if resolved.is_dir():
+            return resolved, str(resolved / "**" / "*.parquet")
+        return resolved.parent, str(resolved)
+
+    def _files(self, pattern: str) -> list[Path]:
+        import glob
+
+        return sorted(Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        opts = self._options(options)
+        self._resolve(opts.path)
+
+    def version(self, options: Mapping[str, Any]) -> str | None:
+        _, pattern = self._resolve(self._options(options).path)
+        files = self._files(pattern)
+        if not files:
+            raise DatasetUnavailable("source file not found")
+        digest = hashlib.sha256()
+        for path in files:
+            st = path.stat()
+            digest.update(f"{path}|{st.st_mtime_ns}|{st.st_size}\n".encode())
+        return digest.hexdigest()[:24]
+
+    def open(self, dataset: str, options: Mapping[str, Any], metadata: Metadata) -> SqlTarget:
+        opts = self._options(options)
+        folder, pattern = self._resolve(opts.path)
+        if not self._files(pattern):
+            raise DatasetUnavailable(f"dataset '{dataset}': source file not found")
+        return DuckDBTarget(dataset, folder, pattern, _format(opts.path, opts.format), metadata,
+                            self.options)
+
+
+class DuckDBTarget(SqlTarget):
+    """One dataset's locked-down connection with the view ``df``."""
+
+    dialect = "duckdb"
+
+    def __init__(self, dataset: str, folder: Path, pattern: str, fmt: str, metadata: Metadata,
+                 options: DuckDBSourceOptions) -> None:
+        import duckdb
+
+        self.dataset = dataset
+        self.metadata = metadata
+        config: dict[str, str | bool | int | float | list[str]] = {
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+            "allow_unsigned_extensions": False,
+            "python_enable_replacements": False,
+            "memory_limit": options.memory_limit,
+            "threads": options.threads,
+        }
+        self._con = duckdb.connect(":memory:", config=config)
+        self._lock = threading.Lock()
+        path = literal(pattern, "string")
+        # DuckDB takes allowed_directories only once the database runs, then external access is
+        # turned off: from here on the connection reads the dataset's folder and nothing else.
+        self._con.execute(f"SET allowed_directories = [{literal(str(folder) + os.sep, 'string')}]")
+        self._con.execute("SET enable_external_access = false")
+        reader = (f"read_csv({path}, header = true, all_varchar = true)" if fmt == "csv"
+                  else f"read_parquet({path})")
+        try:
+            note_read()  # the schema (column names) comes from the files
+            present = [str(r[0]) for r in
+                       self._con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+            select, names = view_sql(reader, metadata, present)
+            self._con.execute(f"CREATE VIEW {TABLE_NAME} AS {select}")
+            self._con.execute("SET lock_configuration = true")
+        except ValueError as exc:
+            self._con.close()
+            raise DatasetUnavailable(f"dataset '{dataset}' does not match its metadata: {exc}",
+                                     touched=True) from None
+        except duckdb.Error:
+            self._con.close()
+            # DuckDB's message may quote file content: it is not passed on.
+            raise DatasetUnavailable(f"dataset '{dataset}': its files could not be read as "
+                                     f"{fmt}", touched=True) from None
+        self.columns = tuple(names)
+
+    def fetch(self, statement: str) -> list[Any]:
+        with self._lock:  # cursor creation on the shared connection is serialised
+            cursor = self._con.cursor()
+        try:
+            cursor.execute(statement)
+            names = tuple(d[0] for d in cursor.description or ())
+            return [names, *cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def check_rows(self) -> int:
+        rows = int(self.fetch(f"SELECT count(*) FROM {TABLE_NAME}")[1][0])
+        if self.metadata.rows is not None and rows > self.metadata.rows:
+            raise DatasetUnavailable(
+                f"dataset '{self.dataset}' has more rows than its public metadata declares; the "
+                "data owner must correct 'rows'", touched=True)
+        return rows
+
+    def close(self) -> None:
+        self._con.close()

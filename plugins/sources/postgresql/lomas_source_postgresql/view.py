@@ -1,0 +1,79 @@
+"""The SQL that defines ``df`` on a PostgreSQL target: the metadata's rules as a CTE.
+
+The session is read-only, so ``df`` is not a view but a common table expression put in front of
+every statement (PostgreSQL inlines it into the statement's plan). It applies what
+:mod:`lomas_core.prepare` applies to in-memory tables: declared columns in their types, numbers
+as ``numeric`` (no arithmetic on them can overflow: see the engine's ``pg_dialect``), NaN and
+infinities as NULL, values outside ``categories`` as NULL (``CASE``), and with a ``private_id`` at
+most ``max_ids`` rows per person, ranked by ``md5`` of each of that person's rows.
+"""
+
+from __future__ import annotations
+
+from lomas_core.api import (
+    Metadata,
+    quote,
+    sql_literal,
+)
+
+__all__ = ["COMPATIBLE", "view_sql"]
+
+#: PostgreSQL column types (``pg_type.typname``) each metadata type may be read from; the casts
+#: from these can never fail on a value.
+COMPATIBLE: dict[str, frozenset[str]] = {
+    "int": frozenset({"int2", "int4", "int8"}),
+    "float": frozenset({"float4", "float8", "numeric", "int2", "int4", "int8"}),
+    "boolean": frozenset({"bool"}),
+    "datetime": frozenset({"timestamp", "timestamptz", "date"}),
+}
+
+_NON_FINITE = "('NaN', 'Infinity', '-Infinity')"
+
+
+def _cast(name: str, kind: str, source_type: str) -> str:
+    c = quote(name)
+    if kind == "int":
+        return f"CAST({c} AS numeric)"
+    if kind == "float":
+        if source_type.startswith("int"):
+            return f"CAST({c} AS numeric)"
+        return f"CASE WHEN {c} IN {_NON_FINITE} THEN NULL ELSE CAST({c} AS numeric) END"
+    if kind == "string":
+        return f"CAST({c} AS text)"
+    if kind == "boolean":
+        return c
+    return f"CAST({c} AS timestamp)"
+
+
+def view_sql(table: str, metadata: Metadata, types: dict[str, str]) -> tuple[str, list[str]]:
+    """``(SELECT that defines df, its columns)`` over ``table`` (a quoted, qualified name) whose
+    columns have the PostgreSQL ``types`` ``{name: typname}``.
+
+    Raises:
+        ValueError: a column's type cannot hold its declared type, or a category is not a value
+            of it (metadata mistakes; the message names the column, never a value).
+    """
+    cols = []
+    for name, col in metadata.columns.items():
+        if name not in types:
+            continue
+        allowed = COMPATIBLE.get(col.type)
+        if allowed is not None and types[name] not in allowed:
+            raise ValueError(f"column {name} is {types[name]} in the database, not {col.type}")
+        expr = _cast(name, col.type, types[name])
+        if col.categories and col.type != "datetime":
+            values = ", ".join(sql_literal(v, col.type) for v in col.categories)
+            expr = f"CASE WHEN ({expr}) IN ({values}) THEN ({expr}) END"
+        cols.append((name, f"{expr} AS {quote(name)}"))
+    if not cols:
+        raise ValueError("none of the metadata's columns is in the table")
+    names = [name for name, _ in cols]
+    inner = f"SELECT {', '.join(sql for _, sql in cols)} FROM {table}"
+    pid = metadata.private_id
+    if pid is None or pid not in names:
+        return inner, names
+    outer = ", ".join(quote(n) for n in names)
+    return (f"SELECT {outer} FROM (SELECT {outer}, row_number() OVER (PARTITION BY {quote(pid)} "
+            f"ORDER BY md5(CAST(lomas_rows AS text))) AS lomas_rank FROM ({inner}) AS lomas_rows "
+            f"WHERE {quote(pid)} IS NOT NULL) AS lomas_ranked "
+            f"WHERE lomas_rank <= {int(metadata.max_ids)}"), names
