@@ -65,7 +65,13 @@ from lomas_core.models import (
     new_user_id,
     utcnow,
 )
-from lomas_core.network import AddressPolicy, AddressRefused, Resolver, resolve_checked
+from lomas_core.network import (
+    AddressPolicy,
+    AddressRefused,
+    Resolver,
+    check_proxy_url,
+    resolve_checked,
+)
 from lomas_core.observer import Observer
 from lomas_core.plugin_base import NoOptions, PluginBase
 from lomas_core.reads import note_read
@@ -93,10 +99,10 @@ __all__ = [
     "Loaded", "LomasError", "Memo", "Metadata", "NoOptions", "NotFound", "Observer", "PluginBase",
     "PluginConfig", "PluginContext", "PluginError", "QueryFailed", "QueryStatus", "Resolver",
     "SecretRef", "SourceHandle", "SqlSource", "SqlTarget", "StoreUnavailable", "Suspended", "Token",
-    "TokenInfo", "User", "build_state", "check_format", "decode_cursor", "detect_format",
-    "encode_cursor", "format_time", "hookimpl", "metadata_hash", "new_dataset_id", "new_grant_id",
-    "new_token_id", "new_user_id", "note_ids", "note_read", "parse_state", "parse_time",
-    "process_gone", "quote", "read_metadata", "read_metadata_bytes", "read_table_bytes",
-    "read_table_from_fs", "reject", "resolve_checked", "results", "short_digest", "sql_literal",
-    "this_process", "to_decimal", "utcnow", "validation_message",
+    "TokenInfo", "User", "build_state", "check_format", "check_proxy_url", "decode_cursor",
+    "detect_format", "encode_cursor", "format_time", "hookimpl", "metadata_hash", "new_dataset_id",
+    "new_grant_id", "new_token_id", "new_user_id", "note_ids", "note_read", "parse_state",
+    "parse_time", "process_gone", "quote", "read_metadata", "read_metadata_bytes",
+    "read_table_bytes", "read_table_from_fs", "reject", "resolve_checked", "results",
+    "short_digest", "sql_literal", "this_process", "to_decimal", "utcnow", "validation_message",
 ]

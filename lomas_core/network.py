@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AddressPolicy", "AddressRefused", "Resolver", "resolve_checked"]
+__all__ = ["AddressPolicy", "AddressRefused", "Resolver", "check_proxy_url", "resolve_checked"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: ``socket.getaddrinfo``'s signature (tests pass a resolver that answers what they need).
@@ -139,3 +139,19 @@ def resolve_checked(host: str, port: int, policy: AddressPolicy, *,
         if problem is not None:
             raise AddressRefused(problem)
     return list(infos)
+
+
+def check_proxy_url(url: str) -> None:
+    """Refuse an adapter's ``proxy`` option unless it is a plain http(s) URL without credentials
+    (credentials belong in a scoped secret, never in the config file).
+
+    Raises:
+        ValueError: with the reason, for pydantic validators to report.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("'proxy' must be an http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValueError("'proxy' must not carry credentials")

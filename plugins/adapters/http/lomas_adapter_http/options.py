@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from lomas_core.api import (
     AddressPolicy,
     SecretRef,
+    check_proxy_url,
 )
 
 __all__ = [
@@ -70,11 +71,7 @@ class HttpAdapterOptions(BaseModel):
     def _networks(self) -> HttpAdapterOptions:
         self.policy()  # a CIDR that does not parse is a config error
         if self.proxy is not None:
-            parts = urlsplit(self.proxy)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("'proxy' must be an http:// or https:// URL")
-            if parts.username or parts.password:
-                raise ValueError("'proxy' must not carry credentials")
+            check_proxy_url(self.proxy)
         return self
 
     @property
