@@ -28,16 +28,14 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from lomas_core.api import (
     MAX_PAGE,
     AdminEvent,
-    InvalidRequest,
     LomasError,
-    decode_cursor,
     encode_cursor,
     format_time,
     parse_time,
     utcnow,
 )
 from lomas_store_mongodb.base import MongoBase, log
-from lomas_store_mongodb.codec import dump_json, load_json
+from lomas_store_mongodb.codec import after_cursor, dump_json, load_json
 
 __all__ = ["AuditMixin", "mark"]
 
@@ -154,12 +152,7 @@ class AuditMixin(MongoBase):
         limit = max(1, min(int(limit), MAX_PAGE))
         query: dict[str, Any] = {"pending": {"$exists": False}}
         if cursor is not None:
-            position = decode_cursor(cursor)
-            if (len(position) != 2 or not isinstance(position[0], int)
-                    or not isinstance(position[1], str)):
-                raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page")
-            seq, last = position
-            query["$or"] = [{"seq": {"$gt": seq}}, {"seq": seq, "_id": {"$gt": last}}]
+            query.update(after_cursor(cursor))
         with self.guard("list_admin_events"):
             docs = list(self.db["admin_log"].find(query).sort([("seq", 1), ("_id", 1)]).limit(limit + 1))
         events = [AdminEvent(id=d["_id"], at=parse_time(d["at"]), actor=d["actor"], action=d["action"],

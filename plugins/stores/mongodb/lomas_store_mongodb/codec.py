@@ -16,11 +16,14 @@ from lomas_core.api import (
     ArchiveRecord,
     Budget,
     DatasetDescription,
+    InvalidRequest,
+    decode_cursor,
     format_time,
     parse_time,
 )
 
 __all__ = [
+    "after_cursor",
     "budget_from_doc",
     "budget_to_doc",
     "dataset_from_doc",
@@ -33,6 +36,15 @@ __all__ = [
     "record_from_doc",
     "record_to_doc",
 ]
+
+
+def after_cursor(cursor: str) -> dict[str, Any]:
+    """The filter of the page after ``cursor`` in ``(seq, _id)`` order (archive, admin log)."""
+    position = decode_cursor(cursor)
+    if len(position) != 2 or not isinstance(position[0], int) or not isinstance(position[1], str):
+        raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page")
+    seq, last = position
+    return {"$or": [{"seq": {"$gt": seq}}, {"seq": seq, "_id": {"$gt": last}}]}
 
 
 def grant_id(user: str, dataset: str) -> str:

@@ -46,13 +46,13 @@ from lomas_core.api import (
     QueryStatus,
     StoreUnavailable,
     Suspended,
-    decode_cursor,
     encode_cursor,
     short_digest,
     utcnow,
 )
 from lomas_store_mongodb.base import MongoBase, log
 from lomas_store_mongodb.codec import (
+    after_cursor,
     budget_from_doc,
     dump_json,
     format_time,
@@ -361,12 +361,7 @@ class LedgerMixin(MongoBase):
                 return ArchivePage([], None)
             query.update(owner)
         if cursor is not None:
-            position = decode_cursor(cursor)
-            if (len(position) != 2 or not isinstance(position[0], int)
-                    or not isinstance(position[1], str)):
-                raise InvalidRequest("invalid cursor: pass back the next_cursor of a previous page")
-            seq, last = position
-            query["$or"] = [{"seq": {"$gt": seq}}, {"seq": seq, "_id": {"$gt": last}}]
+            query.update(after_cursor(cursor))
         records: list[ArchiveRecord] = []
         more = False
         with self.guard("list_archive"):
