@@ -63,8 +63,12 @@ class DatasetCache:
 
     def __init__(self, max_bytes: int, revalidate_seconds: float,
                  clock: Callable[[], float] = time.monotonic, *,
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None, max_load_rows: int | None = None,
+                 max_load_bytes: int | None = None) -> None:
         self.max_bytes = max_bytes
+        #: Limits on tables read into memory from push-down sources (``limits.max_load_*``).
+        self.max_load_rows = max_load_rows
+        self.max_load_bytes = max_load_bytes
         self.data_dir = data_dir
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -141,7 +145,13 @@ class DatasetCache:
 
     def _load(self, key: str, description: DatasetDescription, adapter: Adapter,
               metadata: Metadata) -> DataHandle:
-        loaded = adapter.load(description.name, description.options)
+        from lomas_core.source import SqlSource
+
+        if isinstance(adapter, SqlSource):  # an engine that cannot push down: stream it in
+            loaded = adapter.load_table(description.name, description.options, metadata,
+                                        self.max_load_rows, self.max_load_bytes)
+        else:
+            loaded = adapter.load(description.name, description.options)
         note_read()  # a table came back: whatever fails from here on has seen its content
         table = prepare_table(description.name, loaded.table, metadata)
         handle = DataHandle(description.name, loaded.version, table)

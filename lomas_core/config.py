@@ -119,6 +119,12 @@ class LimitsConfig(BaseModel):
     cost_timeout_seconds: float = Field(default=30.0, gt=0)
     max_inflight_per_user: int | None = Field(default=None, ge=1)
     max_dummy_rows: int = Field(default=100_000, ge=1)
+    #: Largest table read into memory from a push-down source for an engine that cannot run
+    #: there (OpenDP, DiffPrivLib); ``None``: no limit. A dataset whose metadata declares more
+    #: ``rows`` is refused before any charge; otherwise the source's row count is checked after.
+    max_load_rows: int | None = Field(default=10_000_000, ge=1)
+    #: Largest such table in Arrow bytes, checked while it streams in (``None``: no limit).
+    max_load_bytes: int | None = Field(default=2 * 1024**3, ge=1)
 
 
 class CacheConfig(BaseModel):

@@ -24,7 +24,10 @@ tables loaded into memory, here enforced by the SQL that defines ``df``):
    statement could reach), with bounded memory and time.
 
 Engines that can push down (``Engine.pushdown``) receive a :class:`SourceHandle` instead of an
-in-memory table; others are refused before any charge.
+in-memory table. For the others, a source that can stream (:attr:`SqlSource.loadable`) is read
+into memory through the same ``df`` (:meth:`SqlSource.load_table`, as Arrow batches, within
+``limits.max_load_rows`` and ``limits.max_load_bytes``) and cached like any adapter's table;
+a source that cannot is refused before any charge.
 """
 
 from __future__ import annotations
@@ -42,10 +45,12 @@ from lomas_core.data import DataHandle
 from lomas_core.errors import DatasetUnavailable
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from lomas_core.metadata import Metadata
 
 __all__ = ["TABLE_NAME", "SourceHandle", "SqlSource", "SqlTarget", "TargetCache", "quote",
-           "sql_literal", "target_key"]
+           "sql_literal", "target_key", "arrow_schema", "load_limit_message"]
 
 #: The one table a target exposes.
 TABLE_NAME = "df"
@@ -89,6 +94,22 @@ def sql_literal(value: Any, kind: str) -> str:
     return repr(number)
 
 
+def arrow_schema(metadata: Metadata, columns: tuple[str, ...]) -> pa.Schema:
+    """The Arrow schema of ``df``'s ``columns`` when read into memory (metadata types)."""
+    import pyarrow as pa
+
+    kinds = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(),
+             "boolean": pa.bool_(), "datetime": pa.timestamp("us")}
+    return pa.schema([(c, kinds.get(metadata.columns[c].type, pa.string())) for c in columns])
+
+
+def load_limit_message(dataset: str, limit: str, value: int) -> str:
+    """Why a table on a source is not read into memory, and how an administrator raises it."""
+    return (f"dataset '{dataset}' is larger than this server reads into memory for engines that "
+            f"cannot run on its source ({limit}: {value}); use an engine that runs there "
+            f"(smartnoise_sql) or ask an administrator to raise limits.{limit}")
+
+
 class SqlTarget(ABC):
     """An open session on a source holding one dataset version as the table ``df``.
 
@@ -106,6 +127,11 @@ class SqlTarget(ABC):
         """Run one SELECT that lomas rendered for :attr:`dialect`; the column names as a tuple,
         then the rows as tuples. Raises on any database error (the caller keeps the charge)."""
 
+    def arrow_reader(self, statement: str, schema: pa.Schema) -> pa.RecordBatchReader:
+        """Run one SELECT and stream its rows as Arrow batches of ``schema`` (for reading a
+        dataset into memory); sources with :attr:`SqlSource.loadable` implement it."""
+        raise NotImplementedError
+
     @abstractmethod
     def check_rows(self) -> int:
         """The number of rows of ``df``; raises DatasetUnavailable(touched=True) when it is over
@@ -121,6 +147,9 @@ class SqlSource(Adapter):
 
     #: The dialect of the targets this source opens.
     dialect: ClassVar[str] = ""
+    #: Whether its targets stream ``df`` as Arrow (:meth:`SqlTarget.arrow_reader`), so engines
+    #: that cannot push down may read the dataset into memory.
+    loadable: ClassVar[bool] = False
 
     @abstractmethod
     def open(self, dataset: str, options: Mapping[str, Any], metadata: Metadata) -> SqlTarget:
@@ -133,9 +162,51 @@ class SqlSource(Adapter):
         """
 
     def load(self, dataset: str, options: Mapping[str, Any]) -> Loaded:
-        """Sources are not read into memory (yet): engines that cannot push down are refused."""
+        """Without metadata there is no ``df``: sources are read through :meth:`load_table`."""
         raise DatasetUnavailable(f"dataset '{dataset}' is answered by its {self.name} source "
                                  "and cannot be read into memory", touched=False)
+
+    def load_table(self, dataset: str, options: Mapping[str, Any], metadata: Metadata,
+                   max_rows: int | None, max_bytes: int | None) -> Loaded:
+        """``df`` (the metadata's rules applied on the source) read into one Arrow table, batch
+        by batch: the batches become the table's chunks, so memory holds one copy.
+
+        Raises:
+            DatasetUnavailable: the source is unreachable (``touched=False``), or the table is
+                over ``rows``, ``max_rows`` or ``max_bytes`` (``touched=True``: the count or the
+                bytes come from the data, so the charge stays).
+        """
+        import pyarrow as pa
+
+        if not self.loadable:
+            raise DatasetUnavailable(f"dataset '{dataset}' is answered by its {self.name} source "
+                                     "and cannot be read into memory", touched=False)
+        try:
+            version = self.version(options) or ""
+        except DatasetUnavailable as exc:
+            reason = exc.message.removeprefix("dataset '?': ")
+            raise DatasetUnavailable(f"dataset '{dataset}': {reason}", touched=False) from None
+        target = self.open(dataset, options, metadata)
+        try:
+            rows = target.check_rows()
+            if max_rows is not None and rows > max_rows:
+                raise DatasetUnavailable(load_limit_message(dataset, "max_load_rows", max_rows),
+                                         touched=True, reason="load_limit")
+            schema = arrow_schema(metadata, target.columns)
+            columns = ", ".join(quote(c) for c in target.columns)
+            reader = target.arrow_reader(f"SELECT {columns} FROM {TABLE_NAME}", schema)
+            batches: list[pa.RecordBatch] = []
+            total = 0
+            for batch in reader:
+                total += batch.nbytes
+                if max_bytes is not None and total > max_bytes:
+                    raise DatasetUnavailable(
+                        load_limit_message(dataset, "max_load_bytes", max_bytes),
+                        touched=True, reason="load_limit")
+                batches.append(batch)
+            return Loaded(pa.Table.from_batches(batches, schema=schema), version)
+        finally:
+            target.close()
 
 
 class SourceHandle(DataHandle):

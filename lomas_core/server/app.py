@@ -68,7 +68,8 @@ def _start(config: Config, metrics: Metrics | None = None, tracing: Any = None) 
         state = ServerState(
             config=config, plugins=plugins,
             cache=DatasetCache(config.cache.max_bytes, config.cache.revalidate_seconds,
-                               data_dir=data_dir),
+                               data_dir=data_dir, max_load_rows=config.limits.max_load_rows,
+                               max_load_bytes=config.limits.max_load_bytes),
             inflight=InflightLimiter(config.limits.max_inflight_per_user))
         if workers > 0:
             pool = ExecutionPool(config)

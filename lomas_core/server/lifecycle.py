@@ -48,7 +48,7 @@ from lomas_core.server.errors import status_for_code
 from lomas_core.server.responses import RawJSON, budget_json
 from lomas_core.server.schemas import CostRequest, QueryRequest
 from lomas_core.server.state import ServerState
-from lomas_core.source import SourceHandle, SqlSource, TargetCache, target_key
+from lomas_core.source import SourceHandle, SqlSource, TargetCache, load_limit_message, target_key
 
 __all__ = ["MAX_IDEMPOTENCY_KEY", "QueryService", "StoredError", "check_all_datasets",
            "check_dataset_config"]
@@ -97,19 +97,28 @@ def check_dataset_config(state: ServerState, description: DatasetDescription) ->
             "(an administrator must fix it); nothing was charged", reason="configuration") from None
 
 
-def _check_pushdown(state: ServerState, engine: Engine,
-                    description: DatasetDescription) -> SqlSource | None:
-    """The dataset's push-down source (None: read into memory); refuses, free, an engine that
-    cannot run there."""
+def _check_pushdown(state: ServerState, engine: Engine, description: DatasetDescription,
+                    metadata: Any) -> SqlSource | None:
+    """The dataset's push-down source when ``engine`` runs there (None: read into memory).
+
+    For an engine that cannot push down, a source that streams is read into memory, within
+    ``limits.max_load_rows``: a dataset whose public ``rows`` is over it is refused here, free;
+    a source that cannot stream is refused, free.
+    """
     adapter = state.plugins.adapters.get(description.adapter)
-    if not isinstance(adapter, SqlSource):
-        return None
-    if adapter.dialect not in engine.pushdown:
+    if not isinstance(adapter, SqlSource) or adapter.dialect in engine.pushdown:
+        return adapter if isinstance(adapter, SqlSource) else None
+    if not adapter.loadable:
         raise InvalidQuery(
             f"dataset '{description.name}' is answered where it lives (its {adapter.name} "
             f"source); the {engine.name} engine cannot run there: use an engine that can "
             "(smartnoise_sql); nothing was charged")
-    return adapter
+    limit = state.config.limits.max_load_rows
+    rows = getattr(metadata, "rows", None)
+    if limit is not None and rows is not None and rows > limit:
+        raise InvalidQuery(f"{load_limit_message(description.name, 'max_load_rows', limit)}; "
+                           "nothing was charged", reason="load_limit")
+    return None
 
 
 def check_all_datasets(state: ServerState) -> dict[str, str]:
@@ -191,7 +200,7 @@ class QueryService:
 
     async def _costed(self, engine: Engine, query: Any, description: DatasetDescription,
                       metadata: Any, engine_name: str) -> _Prepared:
-        source = _check_pushdown(self.state, engine, description)
+        source = _check_pushdown(self.state, engine, description, metadata)
         info = DatasetInfo(name=description.name, metadata=metadata,
                            dialect=source.dialect if source is not None else None)
         with self._stage(engine_name, "cost"):
@@ -550,7 +559,7 @@ class QueryService:
                 adapter = state.adapter(prepared.description)
                 loaded: DataHandle
                 with self._stage(body.engine, "load"):
-                    if isinstance(adapter, SqlSource):
+                    if isinstance(adapter, SqlSource) and prepared.info.dialect is not None:
                         loaded = reads.run(self._source_handle, adapter, prepared)
                     else:
                         loaded = reads.run(state.cache.get, prepared.description, adapter,

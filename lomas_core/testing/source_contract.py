@@ -169,3 +169,33 @@ class SourceContract:
         again = place(contract_frame(people=6), "v")
         assert again == options
         assert source.version(options) != first or first is None
+
+    # -- reading into memory (sources with ``loadable``) ---------------------------------------
+    def test_load_table_applies_the_rules(self, source: SqlSource, place: Place) -> None:
+        import pyarrow as pa
+
+        if not source.loadable:
+            pytest.skip("this source does not stream datasets into memory")
+        loaded = source.load_table("people", place(contract_frame(), "people"),
+                                   contract_metadata(rows=20), None, None)
+        table = loaded.table
+        assert table.column_names == ["pid", "colour", "x"]
+        assert table.schema.field("pid").type == pa.int64()
+        assert table.schema.field("x").type == pa.float64()
+        pids = table.column("pid").to_pylist()
+        assert None not in pids and sorted(set(pids)) == list(range(5))
+        assert all(pids.count(p) == 2 for p in range(5))  # max_ids
+        assert set(table.column("colour").to_pylist()) <= {"red", "blue", None}
+
+    def test_load_table_limits(self, source: SqlSource, place: Place) -> None:
+        if not source.loadable:
+            pytest.skip("this source does not stream datasets into memory")
+        options = place(contract_frame(), "people")
+        for rows, size, limit in ((3, None, "max_load_rows"), (None, 16, "max_load_bytes")):
+            with pytest.raises(DatasetUnavailable) as info:
+                source.load_table("people", options, contract_metadata(), rows, size)
+            assert info.value.touched and f"limits.{limit}" in info.value.message
+        with pytest.raises(DatasetUnavailable) as info:  # over the declared rows
+            source.load_table("people", options, contract_metadata(rows=3), None, None)
+        assert info.value.touched
+        assert source.load_table("people", options, contract_metadata(), 10, 10**6).table.num_rows == 10

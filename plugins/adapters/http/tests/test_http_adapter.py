@@ -6,9 +6,9 @@ from __future__ import annotations
 import socket
 
 import pytest
-from conftest import HEADER_SECRET
 from lomas_adapter_http.testing import FileServer, table_bytes
 
+from conftest import HEADER_SECRET
 from lomas_core.errors import DatasetUnavailable, InvalidRequest
 from lomas_core.testing.engine_contract import CONTRACT_METADATA, contract_table
 

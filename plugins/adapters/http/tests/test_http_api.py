@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import API_SECRET, HEADER_SECRET, LOOPBACK
 from lomas_adapter_http.testing import FileServer, table_bytes
 
+from conftest import API_SECRET, HEADER_SECRET, LOOPBACK
 from lomas_core.testing.engine_contract import CONTRACT_METADATA, contract_table
 from lomas_core.testing.harness import LomasHarness
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import LOOPBACK, scoped
 from lomas_adapter_s3.testing import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, MotoS3, table_bytes
 
+from conftest import LOOPBACK, scoped
 from lomas_core.testing.engine_contract import CONTRACT_METADATA, contract_table
 from lomas_core.testing.harness import LomasHarness
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import LOOPBACK, scoped
 from lomas_adapter_s3.testing import MotoS3, table_bytes
 
+from conftest import LOOPBACK, scoped
 from lomas_core.testing.adapter_contract import AdapterContract, Source
 from lomas_core.testing.engine_contract import contract_table
 

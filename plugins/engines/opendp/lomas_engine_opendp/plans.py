@@ -370,8 +370,9 @@ def _prepare(data: DataHandle, meta: Metadata) -> Any:
     from opendp._lib import AnyObjectPtr
 
     schema = polars_schema(meta.model_dump())
-    frame = pl.from_arrow(data.table.select(list(schema)), rechunk=True)
-    assert isinstance(frame, pl.DataFrame)
+    # Zero-copy where Arrow and polars agree (numbers); the one copy is the collected frame.
+    source = pl.from_arrow(data.table.select(list(schema)), rechunk=False)
+    assert isinstance(source, pl.DataFrame)
     exprs = []
     for name, dtype in schema.items():
         expr = pl.col(name).cast(dtype, strict=False)
@@ -382,14 +383,23 @@ def _prepare(data: DataHandle, meta: Metadata) -> Any:
             allowed = pl.lit(pl.Series(categories, dtype=dtype)).implode()
             expr = pl.when(expr.is_in(allowed)).then(expr).otherwise(None)
         exprs.append(expr.alias(name))
-    frame = frame.select(exprs)
+    plan = source.lazy().select(exprs)
     required = [n for n in schema if not meta.columns[n].nullable]
     if required:
-        frame = frame.drop_nulls(subset=required)
+        plan = plan.drop_nulls(subset=required)
+    frame = plan.collect()  # one pass: no intermediate frame per step
+    del source, plan
     if meta.rows is not None and frame.height > meta.rows and not data.dummy:
         # The domain's margins promise at most `rows` rows; the data must be a member of it.
         # (A dummy dataset may be asked for more rows; it holds nothing private.)
         raise RuntimeError("the dataset has more rows than its public metadata declares")
-    # The dataset cache counts this copy through the memo's size.
-    return Memo(py_to_c(frame.lazy(), c_type=AnyObjectPtr, type_name="LazyFrame"),
-                nbytes=int(frame.estimated_size()))
+    nbytes = int(frame.estimated_size())
+    lazy = frame.lazy()
+    del frame
+    obj = py_to_c(lazy, c_type=AnyObjectPtr, type_name="LazyFrame")
+    # OpenDP keeps the Python frame on the object for its own serializer (never used on data);
+    # without this the Python frame would stay next to the library's copy: two copies.
+    del lazy
+    obj.__opendp_dict__ = {}
+    # The dataset cache counts the library's copy through the memo's size.
+    return Memo(obj, nbytes=nbytes)

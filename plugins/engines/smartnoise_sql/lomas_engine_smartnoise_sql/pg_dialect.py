@@ -7,8 +7,10 @@ charged):
 
 - ``a / b`` and ``a % b`` divide by ``NULLIF(b, 0)``;
 - ``SQRT``, ``LN``, ``LOG``, ``LOG10`` get their argument only inside their domain (else NULL);
-- the source exposes numbers as ``numeric`` (:mod:`lomas_core.source`), where ``+ - *`` cannot
-  overflow within the bounded number of operators allowed here (:data:`MAX_OPERATORS`);
+- arithmetic and math functions compute in ``numeric``: their operands are cast to it (the
+  source exposes ``float`` columns as ``double precision``, whose overflow and underflow raise,
+  but only with magnitudes in [1e-100, 1e100], which cast to ``numeric`` exactly), where ``+ - *``
+  cannot overflow within the bounded number of operators allowed here (:data:`MAX_OPERATORS`);
 - refused: casts to anything but text, ``POWER``, ``EXP``, trigonometric and other functions that
   go through ``double precision`` (whose overflow raises), ``SUBSTRING``, ``PI``.
 
@@ -48,7 +50,7 @@ _TEXT_TYPES = ("varchar", "char", "text", "string")
 
 
 @functools.cache
-def _classes() -> tuple[Any, Any]:
+def _classes() -> tuple[Any, Any, Any]:
     from snsql._ast.tokens import SqlExpr, Token
 
     class NullIfZero(SqlExpr):  # type: ignore[misc]
@@ -74,7 +76,16 @@ def _classes() -> tuple[Any, Any]:
                     Token(")" + right), Token("THEN"), Token("("), self.expression, Token(")"),
                     Token("END")]
 
-    return NullIfZero, InDomain
+    class AsNumeric(SqlExpr):  # type: ignore[misc]
+        """``CAST(expr AS numeric)``."""
+
+        def __init__(self, expression: Any) -> None:
+            self.expression = expression
+
+        def children(self) -> list[Any]:
+            return [Token("CAST("), self.expression, Token("AS numeric)")]
+
+    return NullIfZero, InDomain, AsNumeric
 
 
 def _row_level(query: Any) -> list[Any]:
@@ -98,24 +109,31 @@ def _check_and_rewrite(root: Any) -> int:
         BareFunction,
         MathFunction,
         PowerFunction,
+        RoundFunction,
+        TruncFunction,
     )
     from snsql._ast.expressions.string import SubstringFunction
     from snsql._ast.expressions.types import CastFunction
 
-    null_if_zero, in_domain = _classes()
+    null_if_zero, in_domain, as_numeric = _classes()
     nodes = [root, *root.find_nodes(object)] if hasattr(root, "find_nodes") else [root]
     operators = 0
     for node in nodes:
         if isinstance(node, ArithmeticExpression):
             operators += 1
+            node.left = as_numeric(node.left)
+            node.right = as_numeric(node.right)
             if node.op in ("/", "%"):
                 node.right = null_if_zero(node.right)
         elif isinstance(node, MathFunction):
             name = str(node.name).lower()
+            node.expression = as_numeric(node.expression)
             if name in _DOMAIN:
                 node.expression = in_domain(node.expression, _DOMAIN[name])
             elif name not in _SAFE_MATH:
                 raise StatementRefused(f"the function {name.upper()} on a PostgreSQL source")
+        elif isinstance(node, (RoundFunction, TruncFunction)):  # no (double, int) forms
+            node.expression = as_numeric(node.expression)
         elif isinstance(node, CastFunction):
             if not str(node.dbtype).lower().startswith(_TEXT_TYPES):
                 raise StatementRefused("a cast to a type other than text on a PostgreSQL source")
@@ -147,6 +165,20 @@ def _reservoir_md5(query: Any) -> None:
                     item.expression = Token(f"md5(CAST({primary.alias} AS TEXT) || {seed})")
 
 
+def _numeric_everywhere(query: Any) -> None:
+    """Arithmetic of the outer queries too (over a subquery's ``double precision`` columns)
+    computes in ``numeric``: there a product of values near 1e-100 would underflow, and
+    PostgreSQL raises on underflow."""
+    from snsql._ast.expressions.numeric import ArithmeticExpression
+
+    as_numeric = _classes()[2]
+    for node in query.find_nodes(ArithmeticExpression):
+        for side in ("left", "right"):
+            operand = getattr(node, side)
+            if type(operand).__name__ not in ("AsNumeric", "NullIfZero"):
+                setattr(node, side, as_numeric(operand))
+
+
 def make_safe(query: Any) -> None:
     """Rewrite SmartNoise-SQL's ``query`` in place for PostgreSQL (see the module docstring).
 
@@ -155,5 +187,6 @@ def make_safe(query: Any) -> None:
     """
     _reservoir_md5(query)
     operators = sum(_check_and_rewrite(root) for root in _row_level(query))
+    _numeric_everywhere(query)
     if operators > MAX_OPERATORS:
         raise StatementRefused(f"more than {MAX_OPERATORS} arithmetic operators")

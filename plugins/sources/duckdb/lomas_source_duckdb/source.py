@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +35,9 @@ from lomas_core.api import (
 from lomas_source_duckdb.view import view_sql
 
 __all__ = ["DuckDBSource", "DuckDBSourceOptions", "DuckDBTarget"]
+
+#: Rows per Arrow batch when a dataset is read into memory.
+_BATCH_ROWS = 122_880
 
 
 class DuckDBSourceOptions(BaseModel):
@@ -72,6 +75,7 @@ class DuckDBSource(SqlSource):
     """Files under ``allowed_dirs``, answered by DuckDB in place."""
 
     dialect = "duckdb"
+    loadable = True
 
     Options = DuckDBSourceOptions
 
@@ -198,6 +202,25 @@ class DuckDBTarget(SqlTarget):
             return [names, *cursor.fetchall()]
         finally:
             cursor.close()
+
+    def arrow_reader(self, statement: str, schema: Any) -> Any:
+        """DuckDB's own Arrow stream of the statement's relation, batch by batch (the DB-API
+        result's Arrow export would copy the rows once more)."""
+        import pyarrow as pa
+
+        with self._lock:
+            cursor = self._con.cursor()
+
+        def batches() -> Iterator[Any]:
+            try:
+                relation = cursor.sql(statement)
+                stream = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+                for batch in stream(_BATCH_ROWS):
+                    yield batch if batch.schema == schema else batch.cast(schema)
+            finally:
+                cursor.close()
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
 
     def check_rows(self) -> int:
         rows = int(self.fetch(f"SELECT count(*) FROM {TABLE_NAME}")[1][0])

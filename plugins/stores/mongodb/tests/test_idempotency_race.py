@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import MakeStore
 
+from conftest import MakeStore
 from lomas_core.budget import Budget
 from lomas_core.errors import IdempotencyConflict
 from lomas_core.models import ArchiveRecord

@@ -8,7 +8,6 @@ import time
 from decimal import Decimal
 
 from conftest import MakeStore
-
 from lomas_core.budget import Budget
 from lomas_core.testing.store_contract import make_record, seed
 
