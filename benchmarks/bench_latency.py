@@ -55,7 +55,7 @@ import opendp.prelude as dp
 import pandas as pd
 import polars as pl
 import snsql
-from lomas_engine_opendp.wire import make_payload, placeholder
+from lomas_engine_opendp.wire import empty_lazyframe, make_payload
 from lomas_engine_smartnoise_sql.metadata import to_snsql_metadata
 
 from lomas_core.metadata import Metadata
@@ -148,7 +148,7 @@ def main() -> None:
     dp.enable_features("contrib")
 
     # -- the queries -------------------------------------------------------------------------------
-    lf = placeholder(meta)
+    lf = empty_lazyframe(meta)
     length: Any = pl.len()
     mean: Any = pl.col("x").dp.mean((0.0, 100.0))
     len_plan = lf.select(length.dp.noise())

@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 import opendp.prelude as dp
 import polars as pl
-from lomas_engine_opendp.wire import make_payload, placeholder
+from lomas_engine_opendp.wire import empty_lazyframe, make_payload
 
 from lomas_core.testing.harness import LomasHarness
 
@@ -48,7 +48,7 @@ def main() -> None:
     frame = pl.DataFrame({"g": rng.choice(["a", "b", "c"], args.rows),
                           "x": rng.uniform(0, 100, args.rows)})
     meta = {**META, "rows": args.rows}
-    lf = placeholder(meta)
+    lf = empty_lazyframe(meta)
     length: Any = pl.len()
     column: Any = pl.col("x")
     dp.enable_features("contrib")
