@@ -47,7 +47,13 @@ def spark_session(master: str, driver_memory: str, shuffle_partitions: int) -> A
     global _session
     with _lock:
         if _session is None:
+            import os
+
+            import pyspark
             from pyspark.sql import SparkSession
+
+            # Spark's launcher scripts otherwise start another Python to find their own home.
+            os.environ.setdefault("SPARK_HOME", os.path.dirname(pyspark.__file__))
 
             _session = (SparkSession.builder.master(master).appName("lomas")
                         .config("spark.sql.ansi.enabled", "false")
@@ -101,6 +107,6 @@ def check_statement(session: Any, statement: str) -> None:
     parser = session._jsparkSession.sessionState().sqlParser()
     try:
         plan = parser.parsePlan(statement)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a py4j error wrapping Spark's ParseException
         raise ValueError("a statement Spark cannot parse") from None
     _check_plan(plan)

@@ -134,7 +134,7 @@ class SparkSource(SqlSource):
         try:
             session = spark_session(self.options.master or f"local[{self.options.threads}]",
                                     self.options.driver_memory, self.options.shuffle_partitions)
-        except Exception:
+        except Exception:  # noqa: BLE001 - no JVM, no cluster: PySpark raises many kinds
             raise DatasetUnavailable("the Spark session could not be started") from None
         return SparkTarget(dataset, session, path, fmt, metadata)
 
@@ -149,6 +149,7 @@ class SparkTarget(SqlTarget):
         self.dataset = dataset
         self.metadata = metadata
         self._session = session.newSession()
+        self._session.conf.set("spark.sql.ansi.enabled", "false")
         source = f"lomas_source_{secrets.token_hex(8)}"
         try:
             note_read()  # the schema (column names) comes from the files
@@ -164,7 +165,7 @@ class SparkTarget(SqlTarget):
         except ValueError as exc:
             raise DatasetUnavailable(f"dataset '{dataset}' does not match its metadata: {exc}",
                                      touched=True) from None
-        except Exception:
+        except Exception:  # noqa: BLE001 - Spark's analysis and py4j errors alike
             # Spark's message may quote file content: it is not passed on.
             raise DatasetUnavailable(f"dataset '{dataset}': its files could not be read as "
                                      f"{fmt}", touched=True) from None
