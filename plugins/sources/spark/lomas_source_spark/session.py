@@ -65,6 +65,9 @@ def spark_session(master: str, driver_memory: str, shuffle_partitions: int) -> A
                         .config("spark.sql.execution.arrow.pyspark.enabled", "false")
                         .getOrCreate())
             _session.sparkContext.setLogLevel("ERROR")
+            import atexit
+
+            atexit.register(_session.stop)  # the JVM leaves before the interpreter tears down
         return _session
 
 
