@@ -1,9 +1,9 @@
 """Benchmark: SmartNoise-SQL through the HTTP API on each target -- in memory (``local``), the
-``duckdb`` source over Parquet, the ``postgresql`` source -- with peak memory (prints; asserts
-nothing).
+``duckdb`` source over Parquet, the ``postgresql`` source, the ``spark`` source over Parquet
+(``local[2]``) -- with peak memory (prints; asserts nothing).
 
     .venv/bin/python benchmarks/bench_pushdown.py [--rows 1000000] [--queries 7] [--workers 2]
-        [--targets memory,duckdb,postgresql]
+        [--targets memory,duckdb,postgresql,spark]
 
 For each target a real server process (harness ``serve()``, ``--workers`` execution workers)
 answers, on a ``--rows`` table, the median (p50) of ``--queries`` charged queries after a first
@@ -16,7 +16,8 @@ answers, on a ``--rows`` table, the median (p50) of ``--queries`` charged querie
   ``max_ids: 1``): the cost of contribution bounding (per-id ``row_number()``) on the target.
 
 Peak RSS is the sum of ``VmHWM`` of the server and its workers at the end (the PostgreSQL
-server's own processes are not counted). PostgreSQL is started from Debian's package
+server's own processes are not counted; Spark's JVM, a child of the process that opens the
+dataset, is). PostgreSQL is started from Debian's package
 (``lomas_testsupport.postgres``) and skipped when it is not installed.
 """
 
@@ -92,10 +93,12 @@ def _peak_mb(pid: int) -> float:
 
 def _harness(target: str, tmp: Path, table: pa.Table, workers: int, pg: Any) -> LomasHarness:
     rows = {"rows": table.num_rows}
-    if target in ("memory", "duckdb"):
-        adapter = "local" if target == "memory" else "duckdb"
-        h = LomasHarness(tmp, engines={"smartnoise_sql": {}},
-                         adapters={adapter: {"allowed_dirs": [str(tmp)]}},
+    if target in ("memory", "duckdb", "spark"):
+        adapter = "local" if target == "memory" else target
+        options: dict[str, Any] = {"allowed_dirs": [str(tmp)]}
+        if target == "spark":
+            options.update(threads=2, driver_memory="1g")
+        h = LomasHarness(tmp, engines={"smartnoise_sql": {}}, adapters={adapter: options},
                          execution={"workers": workers},
                          cache={"max_bytes": 8 * 1024**3, "revalidate_seconds": 3600})
         h.add_dataset("big", table, {**META, **rows}, adapter=adapter)
@@ -145,7 +148,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=7)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--targets", default="memory,duckdb,postgresql")
+    parser.add_argument("--targets", default="memory,duckdb,postgresql,spark")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     table = _table(args.rows)

@@ -109,7 +109,7 @@ class TargetDatabase:
     """
 
     #: Dialects whose statements this module renders.
-    DIALECTS = frozenset({"duckdb", "postgresql"})
+    DIALECTS = frozenset({"duckdb", "postgresql", "spark"})
 
     def __init__(self, target: Any) -> None:
         if target.dialect not in self.DIALECTS:
@@ -125,6 +125,10 @@ class TargetDatabase:
         from lomas_engine_smartnoise_sql.render import parser_connection
 
         verify(parser_connection(), statement, self.columns, self.dialect)
+        if self.dialect == "spark":
+            from lomas_engine_smartnoise_sql.spark_dialect import to_spark
+
+            return list(self._target.fetch(to_spark(statement.text)))
         return list(self._target.fetch(statement.text))
 
 
@@ -199,7 +203,8 @@ def _no_row_errors(query: Any) -> None:
 
 def render_subquery(query: Any, dialect: str = "duckdb") -> Statement:
     """The statement the database runs for SmartNoise-SQL's rewritten ``query`` (the tree is
-    updated): with ``TRY`` on DuckDB, with the rewrites of :mod:`~.pg_dialect` on PostgreSQL.
+    updated): with ``TRY`` on DuckDB, with the rewrites of :mod:`~.pg_dialect` on PostgreSQL and
+    of :mod:`~.spark_dialect` on Spark.
 
     Raises:
         StatementRefused: no form of the query is safe on this dialect.
@@ -208,6 +213,10 @@ def render_subquery(query: Any, dialect: str = "duckdb") -> Statement:
         from lomas_engine_smartnoise_sql.pg_dialect import make_safe
 
         make_safe(query)
+    elif dialect == "spark":
+        from lomas_engine_smartnoise_sql.spark_dialect import make_safe as make_spark_safe
+
+        make_spark_safe(query)
     else:
         _reservoir_key(query)
         _no_row_errors(query)

@@ -177,8 +177,8 @@ def verify(con: Any, statement: Statement, columns: Iterable[str],
         con: a DuckDB connection used to parse only.
         statement: the rendered statement.
         columns: the dataset's column names (the only table columns a statement may name).
-        dialect: the database that will run it (``postgresql`` allows its own, smaller set of
-            functions: see :mod:`~.pg_dialect`).
+        dialect: the database that will run it (``postgresql`` and ``spark`` allow their own,
+            smaller sets of functions: see :mod:`~.pg_dialect` and :mod:`~.spark_dialect`).
 
     Raises:
         StatementRefused: with a message naming the construct, never a data value.
@@ -209,6 +209,10 @@ def _check(con: Any, statement: Statement, columns: tuple[str, ...], dialect: st
         from lomas_engine_smartnoise_sql.pg_dialect import PG_FUNCTIONS
 
         functions = PG_FUNCTIONS
+    elif dialect == "spark":
+        from lomas_engine_smartnoise_sql.spark_dialect import SPARK_FUNCTIONS
+
+        functions = SPARK_FUNCTIONS
     elif dialect == "duckdb":
         functions = ALLOWED_FUNCTIONS
     else:

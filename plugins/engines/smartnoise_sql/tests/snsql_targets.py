@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,11 @@ from lomas_core.metadata import Metadata
 from lomas_core.testing.plugins import build
 
 #: Where a query runs: in memory, or on a push-down source (skipped when not installed).
-TARGETS = ["memory", "duckdb", "postgresql"]
-_MODULES = {"duckdb": "lomas_source_duckdb", "postgresql": "lomas_source_postgresql"}
+TARGETS = ["memory", "duckdb", "postgresql", "spark"]
+_MODULES = {"duckdb": "lomas_source_duckdb", "postgresql": "lomas_source_postgresql",
+            "spark": "lomas_source_spark"}
+#: The spark target's source options: one local thread, small memory (one session per process).
+SPARK_OPTIONS: dict[str, Any] = {"threads": 1, "driver_memory": "512m", "shuffle_partitions": 1}
 _PG_SECRET_ENV = "LOMAS_SNSQL_TEST_PG"
 
 
@@ -34,6 +38,8 @@ def source_handle(request: pytest.FixtureRequest, target: str, name: str, table:
 
     if importlib.util.find_spec(_MODULES[target]) is None:
         pytest.skip(f"the {target} source is not installed")
+    if target == "spark" and shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("the spark source needs a Java runtime (Java 17)")
     source: Any
     if target == "duckdb":
         import pyarrow.parquet as pq
@@ -44,6 +50,16 @@ def source_handle(request: pytest.FixtureRequest, target: str, name: str, table:
         config = Config(adapters={"duckdb": {"allowed_dirs": [str(folder)]}})
         source = build(DuckDBSource, {"allowed_dirs": [str(folder)]}, config=config)
         options: dict[str, Any] = {"path": str(path)}
+    elif target == "spark":
+        import pyarrow.parquet as pq
+        from lomas_source_spark.source import SparkSource
+
+        path = folder / f"{name}.parquet"
+        pq.write_table(table, path)
+        spark_options = {**SPARK_OPTIONS, "allowed_dirs": [str(folder)]}
+        config = Config(adapters={"spark": spark_options})
+        source = build(SparkSource, spark_options, config=config)
+        options = {"path": str(path)}
     else:
         from lomas_source_postgresql.source import PostgresSource
 

@@ -1,0 +1,145 @@
+"""SmartNoise-SQL's rewritten query made safe for Spark, and its text in Spark's syntax.
+
+The Spark source pins ANSI mode off, so Spark itself returns NULL where DuckDB or PostgreSQL
+would raise: a division or modulo by zero, a cast of a value that does not convert, a logarithm
+of a number that is not positive. What ANSI-off Spark does *not* turn into NULL is a value that
+is not a number (``SQRT(-1)``, ``ASIN(2)`` are NaN; ``EXP``/``POWER`` overflow to infinity),
+which would pass unclamped into a sum. So the query reading the table is rewritten like the
+PostgreSQL one (:mod:`~.pg_dialect`), minus the cast refusal:
+
+- ``a / b`` and ``a % b`` divide by ``NULLIF(b, 0)`` (NULL even if ANSI mode were on);
+- ``SQRT``, ``LN``, ``LOG``, ``LOG10``, ``LOG2``, ``ASIN``, ``ACOS`` get their argument only inside
+  their domain (else NULL);
+- refused at cost time: ``POWER``, ``EXP`` and the remaining trigonometric functions (no form
+  that cannot overflow or leave the numbers), and bare functions such as ``RANDOM``;
+- at most :data:`~.pg_dialect.MAX_OPERATORS` arithmetic operators.
+
+Per-person sampling orders each person's rows by ``xxhash64`` of the row and a fresh seed.
+
+The statement is verified with DuckDB's parser like every other (:func:`~.render.verify`);
+:func:`to_spark` then rewrites only its lexical form for Spark: ``"name"`` identifiers in
+backticks and string literals with backslash escapes (Spark does not read ``''`` as a quote).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from lomas_engine_smartnoise_sql.pg_dialect import MAX_OPERATORS, _classes, _row_level
+from lomas_engine_smartnoise_sql.render import StatementRefused
+
+__all__ = ["SPARK_FUNCTIONS", "make_safe", "to_spark"]
+
+#: Functions a Spark statement may call (checked on DuckDB's reading of the statement).
+SPARK_FUNCTIONS = frozenset({
+    "count", "count_star", "sum", "+", "-", "*", "/", "%", "||", "concat",
+    "abs", "ceil", "ceiling", "floor", "sign", "sqrt", "ln", "log", "log10", "log2", "round",
+    "trunc", "asin", "acos", "upper", "lower", "trim", "position", "char_length", "length",
+    "coalesce", "substring", "extract", "date_part", "current_date", "current_timestamp",
+    "row_number", "nullif", "xxhash64", "struct",
+})
+
+_DOMAIN = {"sqrt": "{e} >= 0", "ln": "{e} > 0", "log": "{e} > 0", "log10": "{e} > 0",
+           "log2": "{e} > 0", "asin": "{e} BETWEEN -1 AND 1", "acos": "{e} BETWEEN -1 AND 1"}
+_SAFE_MATH = frozenset({"abs", "ceil", "ceiling", "floor", "sign"})
+
+
+def _check_and_rewrite(root: Any) -> int:
+    from snsql._ast.expressions.numeric import (
+        ArithmeticExpression,
+        BareFunction,
+        MathFunction,
+        PowerFunction,
+    )
+
+    null_if_zero, in_domain = _classes()
+    nodes = [root, *root.find_nodes(object)] if hasattr(root, "find_nodes") else [root]
+    operators = 0
+    for node in nodes:
+        if isinstance(node, ArithmeticExpression):
+            operators += 1
+            if node.op in ("/", "%"):
+                node.right = null_if_zero(node.right)
+        elif isinstance(node, MathFunction):
+            name = str(node.name).lower()
+            if name in _DOMAIN:
+                node.expression = in_domain(node.expression, _DOMAIN[name])
+            elif name not in _SAFE_MATH:
+                raise StatementRefused(f"the function {name.upper()} on a Spark source")
+        elif isinstance(node, (PowerFunction, BareFunction)):
+            raise StatementRefused(f"{type(node).__name__.removesuffix('Function').upper()} on a "
+                                   "Spark source")
+    return operators
+
+
+def _reservoir_xxhash(query: Any) -> None:
+    from snsql._ast.ast import AliasedSubquery, Query
+    from snsql._ast.expressions.numeric import BareFunction
+    from snsql._ast.expressions.sql import OverClause, SortItem
+    from snsql._ast.tokens import Token
+
+    seed = secrets.randbits(62)  # a number: the statement's string literals stay the tree's
+    for node in [query, *query.find_nodes(Query)]:
+        overs = node.select.find_nodes(OverClause)
+        if not overs:
+            continue
+        relations = node.source.relations if node.source is not None else []
+        primary = relations[0].primary if relations else None
+        if not isinstance(primary, AliasedSubquery) or primary.alias is None:
+            raise StatementRefused("an unexpected per-person sampling subquery")
+        for over in overs:
+            for item in over.find_nodes(SortItem):
+                expr = item.expression
+                if isinstance(expr, BareFunction) and str(expr.name).upper() == "RANDOM":
+                    item.expression = Token(f"xxhash64(struct({primary.alias}.*), {seed})")
+
+
+def make_safe(query: Any) -> None:
+    """Rewrite SmartNoise-SQL's ``query`` in place for Spark (see the module docstring).
+
+    Raises:
+        StatementRefused: a construct with no form that is safe on every row.
+    """
+    _reservoir_xxhash(query)
+    operators = sum(_check_and_rewrite(root) for root in _row_level(query))
+    if operators > MAX_OPERATORS:
+        raise StatementRefused(f"more than {MAX_OPERATORS} arithmetic operators")
+
+
+def to_spark(text: str) -> str:
+    """A rendered, verified statement in Spark's lexical form (same tokens otherwise).
+
+    ``"a""b"`` becomes ``` `a"b` ``` and ``'it''s'`` becomes ``'it\\'s'`` (backslashes doubled).
+
+    Raises:
+        StatementRefused: an unterminated quote (never produced by the renderer).
+    """
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch not in "'\"":
+            out.append(ch)
+            i += 1
+            continue
+        value: list[str] = []
+        j = i + 1
+        while True:
+            if j >= n:
+                raise StatementRefused("an unterminated quote")
+            if text[j] == ch:
+                if j + 1 < n and text[j + 1] == ch:
+                    value.append(ch)
+                    j += 2
+                    continue
+                break
+            value.append(text[j])
+            j += 1
+        content = "".join(value)
+        if ch == '"':
+            out.append("`" + content.replace("`", "``") + "`")
+        else:
+            out.append("'" + content.replace("\\", "\\\\").replace("'", "\\'") + "'")
+        i = j + 1
+    return "".join(out)

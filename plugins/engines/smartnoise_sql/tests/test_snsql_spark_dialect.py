@@ -1,0 +1,67 @@
+"""The Spark rendering (no Spark needed): NaN-producing functions get their argument only inside
+their domain, overflowing functions are refused at cost time, casts stay allowed (ANSI mode off
+makes a failing cast NULL), and the verified text is rewritten lexically for Spark's parser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from snsql_targets import info_for
+from snsql_testdata import METADATA
+
+from lomas_core.errors import InvalidQuery
+from lomas_core.metadata import Metadata
+
+META = Metadata.model_validate(METADATA)
+SPARK = info_for("spark", "people", META)
+
+
+def _rendered(engine: Any, sql: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    from lomas_engine_smartnoise_sql import engine as engine_module
+
+    seen: list[Any] = []
+    original = engine_module.verify
+
+    def spy(con: Any, statement: Any, columns: Any, *dialect: str) -> None:
+        seen.append(statement)
+        original(con, statement, columns, *dialect)
+
+    monkeypatch.setattr(engine_module, "verify", spy)
+    engine.cost(engine.parse({"sql": sql, "epsilon": 1.0, "delta": 1e-5}), SPARK)
+    assert seen, "the statement was not rendered (a cached cost?)"
+    return str(seen[-1].text)
+
+
+@pytest.mark.parametrize("sql, must_hold", [
+    ("SELECT COUNT(*) AS n FROM df WHERE 100 / (age - 37) > 1", "NULLIF"),
+    ("SELECT COUNT(*) AS n FROM df WHERE SQRT(income - 500) > 3", "CASE WHEN"),
+    ("SELECT COUNT(*) AS n FROM df WHERE ASIN(income - 2) > 0", "BETWEEN -1 AND 1"),
+    ("SELECT COUNT(*) AS n FROM df WHERE CAST(grp AS INTEGER) > 0", "CAST"),
+])
+def test_rewritten_for_spark(engine: Any, sql: str, must_hold: str,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    text = _rendered(engine, sql, monkeypatch)
+    assert must_hold in text and "TRY" not in text
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT COUNT(*) AS n FROM df WHERE POWER(income, 3) > 10",
+    "SELECT COUNT(*) AS n FROM df WHERE EXP(age) > 10",
+    "SELECT COUNT(*) AS n FROM df WHERE SIN(age) > 0",
+    "SELECT COUNT(*) AS n FROM df WHERE age * " + " * ".join(["age"] * 210) + " > 0",
+])
+def test_no_safe_form_refused_at_cost_on_spark(engine: Any, sql: str) -> None:
+    query = engine.parse({"sql": sql, "epsilon": 1.0, "delta": 1e-5})
+    with pytest.raises(InvalidQuery):
+        engine.cost(query, SPARK)
+
+
+def test_lexical_form_for_spark() -> None:
+    from lomas_engine_smartnoise_sql.render import StatementRefused
+    from lomas_engine_smartnoise_sql.spark_dialect import to_spark
+
+    assert to_spark('SELECT "a""b" FROM df WHERE x = \'it\'\'s\\\'') == \
+        "SELECT `a\"b` FROM df WHERE x = 'it\\'s\\\\'"
+    with pytest.raises(StatementRefused):
+        to_spark("SELECT 'open")

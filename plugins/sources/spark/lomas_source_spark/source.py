@@ -1,0 +1,189 @@
+"""The ``spark`` source: Parquet and CSV files answered by a Spark session (local or a cluster).
+
+The process holds one Spark session (:mod:`lomas_source_spark.session`: ANSI mode off, UI off,
+bounded driver memory); each dataset gets a child session with one temporary view, ``df``, that
+applies the metadata's rules (:mod:`lomas_source_spark.view`). Statements run only after Spark's
+parser shows them to be one query over ``df``; only their (aggregate) rows are collected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lomas_core.api import (
+    TABLE_NAME,
+    DatasetUnavailable,
+    InvalidRequest,
+    Metadata,
+    PluginContext,
+    SqlSource,
+    SqlTarget,
+    note_read,
+    validation_message,
+)
+from lomas_source_spark.session import check_statement, spark_session
+from lomas_source_spark.view import view_sql
+
+__all__ = ["SparkSource", "SparkSourceOptions", "SparkTarget"]
+
+
+class SparkSourceOptions(BaseModel):
+    """Server-side options (config ``adapters.spark``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Folders datasets may live in (symlinks resolved first); on a cluster, a folder every
+    #: executor sees at the same path (a shared file system).
+    allowed_dirs: list[str] = Field(default_factory=list)
+    #: A cluster's master URL (``spark://host:7077``, ``yarn``, ``k8s://...``); default
+    #: ``local[threads]``: Spark inside the lomas process.
+    master: str | None = Field(default=None, max_length=500)
+    #: Worker threads of the local master.
+    threads: int = Field(default=2, ge=1, le=256)
+    #: ``spark.driver.memory`` (the JVM started by the lomas process).
+    driver_memory: str = Field(default="1g", pattern=r"^[0-9]+[kmgt]?$")
+    #: ``spark.sql.shuffle.partitions`` (aggregates are small: few partitions).
+    shuffle_partitions: int = Field(default=4, ge=1, le=10000)
+
+
+class SparkDatasetOptions(BaseModel):
+    """Per-dataset options: a file, or a folder of Parquet files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    format: Literal["parquet", "csv"] | None = None
+
+
+def _format(path: str, declared: str | None) -> str:
+    if declared:
+        return declared
+    return "csv" if path.lower().endswith((".csv", ".csv.gz", ".txt")) else "parquet"
+
+
+class SparkSource(SqlSource):
+    """Files under ``allowed_dirs``, answered by Spark."""
+
+    dialect = "spark"
+
+    Options = SparkSourceOptions
+
+    def __init__(self, options: SparkSourceOptions, context: PluginContext) -> None:
+        super().__init__(options, context)
+        self.options: SparkSourceOptions = options
+        self._config = context.config
+        self.allowed = [context.config.resolve_path(d).resolve() for d in self.options.allowed_dirs]
+
+    @classmethod
+    def resolve_options(cls, options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+        """A relative ``path`` resolves against ``base_dir``."""
+        resolved = dict(options)
+        value = resolved.get("path")
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            resolved["path"] = str(base_dir.resolve() / value)
+        return resolved
+
+    def _options(self, options: Mapping[str, Any]) -> SparkDatasetOptions:
+        try:
+            return SparkDatasetOptions.model_validate(dict(options))
+        except ValidationError as exc:
+            raise InvalidRequest(f"spark source options: {validation_message(exc)}") from None
+
+    def _resolve(self, raw: str) -> Path:
+        if any(ch in raw for ch in "*?[{"):
+            raise InvalidRequest("spark source paths are a file or a folder, not a pattern")
+        resolved = self._config.resolve_path(Path(raw)).resolve()
+        if not any(resolved == d or d in resolved.parents for d in self.allowed):
+            raise InvalidRequest(f"path '{raw}' is outside the directories the spark source "
+                                 "may read (adapters.spark.allowed_dirs)")
+        return resolved
+
+    @staticmethod
+    def _files(path: Path, fmt: str) -> list[Path]:
+        if path.is_dir():
+            suffix = ".csv" if fmt == "csv" else ".parquet"
+            return sorted(p for p in path.rglob(f"*{suffix}") if p.is_file())
+        return [path] if path.is_file() else []
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        self._resolve(self._options(options).path)
+
+    def version(self, options: Mapping[str, Any]) -> str | None:
+        opts = self._options(options)
+        files = self._files(self._resolve(opts.path), _format(opts.path, opts.format))
+        if not files:
+            raise DatasetUnavailable("source file not found")
+        digest = hashlib.sha256()
+        for path in files:
+            st = path.stat()
+            digest.update(f"{path}|{st.st_mtime_ns}|{st.st_size}\n".encode())
+        return digest.hexdigest()[:24]
+
+    def open(self, dataset: str, options: Mapping[str, Any], metadata: Metadata) -> SqlTarget:
+        opts = self._options(options)
+        path = self._resolve(opts.path)
+        fmt = _format(opts.path, opts.format)
+        if not self._files(path, fmt):
+            raise DatasetUnavailable(f"dataset '{dataset}': source file not found")
+        try:
+            session = spark_session(self.options.master or f"local[{self.options.threads}]",
+                                    self.options.driver_memory, self.options.shuffle_partitions)
+        except Exception:  # noqa: BLE001 - no JVM, no cluster: PySpark raises many kinds
+            raise DatasetUnavailable("the Spark session could not be started") from None
+        return SparkTarget(dataset, session, path, fmt, metadata)
+
+
+class SparkTarget(SqlTarget):
+    """One dataset's child Spark session with the temporary view ``df``."""
+
+    dialect = "spark"
+
+    def __init__(self, dataset: str, session: Any, path: Path, fmt: str,
+                 metadata: Metadata) -> None:
+        self.dataset = dataset
+        self.metadata = metadata
+        self._session = session.newSession()
+        self._session.conf.set("spark.sql.ansi.enabled", "false")
+        source = f"lomas_source_{secrets.token_hex(8)}"
+        try:
+            note_read()  # the schema (column names) comes from the files
+            reader = self._session.read
+            if fmt == "csv":
+                frame = reader.option("header", "true").csv(str(path))
+            else:
+                frame = reader.option("recursiveFileLookup", "true").parquet(str(path))
+            frame.createOrReplaceTempView(source)
+            select, names = view_sql(source, metadata, list(frame.columns))
+            self._session.sql(select).createOrReplaceTempView(TABLE_NAME)
+            self._session.catalog.dropTempView(source)
+        except ValueError as exc:
+            raise DatasetUnavailable(f"dataset '{dataset}' does not match its metadata: {exc}",
+                                     touched=True) from None
+        except Exception:  # noqa: BLE001 - Spark's analysis and py4j errors alike
+            # Spark's message may quote file content: it is not passed on.
+            raise DatasetUnavailable(f"dataset '{dataset}': its files could not be read as "
+                                     f"{fmt}", touched=True) from None
+        self.columns = tuple(names)
+
+    def fetch(self, statement: str) -> list[Any]:
+        check_statement(self._session, statement)
+        frame = self._session.sql(statement)
+        names = tuple(frame.columns)
+        return [names, *(tuple(row) for row in frame.collect())]
+
+    def check_rows(self) -> int:
+        rows = int(self.fetch(f"SELECT count(*) FROM {TABLE_NAME}")[1][0])
+        if self.metadata.rows is not None and rows > self.metadata.rows:
+            raise DatasetUnavailable(
+                f"dataset '{self.dataset}' has more rows than its public metadata declares; the "
+                "data owner must correct 'rows'", touched=True)
+        return rows
+
+    def close(self) -> None:
+        self._session.catalog.dropTempView(TABLE_NAME)
