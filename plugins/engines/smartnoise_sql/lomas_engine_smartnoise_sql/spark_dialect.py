@@ -53,7 +53,7 @@ def _check_and_rewrite(root: Any) -> int:
         PowerFunction,
     )
 
-    null_if_zero, in_domain = _classes()
+    null_if_zero, in_domain, _ = _classes()
     nodes = [root, *root.find_nodes(object)] if hasattr(root, "find_nodes") else [root]
     operators = 0
     for node in nodes:
