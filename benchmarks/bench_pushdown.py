@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -36,8 +37,10 @@ import httpx
 import numpy as np
 import pyarrow as pa
 
-from lomas_core.models import DatasetDescription
-from lomas_core.testing.harness import LomasHarness
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # lomas_testsupport (not installed)
+
+from lomas_core.models import DatasetDescription  # noqa: E402
+from lomas_core.testing.harness import LomasHarness  # noqa: E402
 
 META: dict[str, Any] = {"max_ids": 1, "row_privacy": True, "censor_dims": False, "columns": {
     "g": {"type": "string", "categories": ["a", "b", "c"], "public_keys": True},
