@@ -203,14 +203,6 @@ class PostgresTarget(SqlTarget):
 
         return pa.RecordBatchReader.from_batches(schema, batches())
 
-    def check_rows(self) -> int:
-        rows = int(self.fetch(f"SELECT count(*) FROM {TABLE_NAME}")[1][0])
-        if self.metadata.rows is not None and rows > self.metadata.rows:
-            raise DatasetUnavailable(
-                f"dataset '{self.dataset}' has more rows than its public metadata declares; the "
-                "data owner must correct 'rows'", touched=True)
-        return rows
-
     def close(self) -> None:
         if not self._closed.is_set():
             self._closed.set()
