@@ -89,7 +89,7 @@ from lomas_core.store import (
 from lomas_core.stores.lease import LeaseKeeper, process_gone, this_process
 from lomas_core.stores.state import Token, build_state, format_time, parse_state, parse_time
 from lomas_core.tokens import LastUsed
-from lomas_core.validation import validation_message
+from lomas_core.validation import parse_options, validation_message
 
 __all__ = [
     "DECIMAL_CONTEXT", "MAX_PAGE", "NAME_PATTERN", "TABLE_NAME", "AccessDenied", "Adapter",
@@ -104,7 +104,7 @@ __all__ = [
     "Token", "TokenInfo", "User", "bounded_per_person", "build_state", "check_format",
     "check_proxy_url", "decode_cursor", "detect_format", "encode_cursor", "files_version",
     "format_time", "hookimpl", "in_categories", "metadata_hash", "new_dataset_id", "new_grant_id",
-    "new_token_id", "new_user_id", "note_ids", "note_read", "parse_state", "parse_time",
+    "new_token_id", "new_user_id", "note_ids", "note_read", "parse_options", "parse_state", "parse_time",
     "process_gone", "quote", "read_metadata", "read_metadata_bytes", "read_table_bytes",
     "read_table_from_fs", "reject", "resolve_checked", "resolve_relative_options", "results",
     "short_digest", "sql_literal", "this_process", "to_decimal", "utcnow", "validation_message",

@@ -26,14 +26,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from lomas_core.adapter import Adapter, Loaded
 from lomas_core.context import PluginContext
-from lomas_core.errors import DatasetUnavailable, InvalidRequest
+from lomas_core.errors import DatasetUnavailable
 from lomas_core.io import detect_format, read_metadata, read_table_from_fs
 from lomas_core.paths import AllowedDirs, resolve_relative_options
-from lomas_core.validation import validation_message
+from lomas_core.validation import parse_options
 
 __all__ = ["LocalAdapter", "LocalAdapterOptions", "LocalDatasetOptions"]
 
@@ -75,10 +75,7 @@ class LocalAdapter(Adapter):
         return resolve_relative_options(options, base_dir, ("path", "metadata_path"))
 
     def _options(self, options: Mapping[str, Any]) -> LocalDatasetOptions:
-        try:
-            return LocalDatasetOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise InvalidRequest(f"local adapter options: {validation_message(exc)}") from None
+        return parse_options(LocalDatasetOptions, options, "local adapter")
 
     def _allowed_path(self, raw: str) -> Path:
         return self._allowed.check(raw, raw)

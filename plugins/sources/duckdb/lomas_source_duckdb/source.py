@@ -15,21 +15,20 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from lomas_core.api import (
     TABLE_NAME,
     AllowedDirs,
     DatasetUnavailable,
-    InvalidRequest,
     Metadata,
     PluginContext,
     SqlSource,
     SqlTarget,
     files_version,
     note_read,
+    parse_options,
     resolve_relative_options,
-    validation_message,
 )
 from lomas_core.api import (
     sql_literal as literal,
@@ -93,10 +92,7 @@ class DuckDBSource(SqlSource):
         return resolve_relative_options(options, base_dir, ("path",), pattern=True)
 
     def _options(self, options: Mapping[str, Any]) -> DuckDBDatasetOptions:
-        try:
-            return DuckDBDatasetOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise InvalidRequest(f"duckdb source options: {validation_message(exc)}") from None
+        return parse_options(DuckDBDatasetOptions, options, "duckdb source")
 
     def _resolve(self, raw: str) -> tuple[Path, str]:
         """(the folder the connection may read, the path or glob DuckDB reads)."""

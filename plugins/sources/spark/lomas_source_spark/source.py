@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from lomas_core.api import (
     TABLE_NAME,
@@ -26,8 +26,8 @@ from lomas_core.api import (
     SqlTarget,
     files_version,
     note_read,
+    parse_options,
     resolve_relative_options,
-    validation_message,
 )
 from lomas_source_spark.session import check_statement, spark_session
 from lomas_source_spark.view import view_sql
@@ -88,10 +88,7 @@ class SparkSource(SqlSource):
         return resolve_relative_options(options, base_dir, ("path",), pattern=True)
 
     def _options(self, options: Mapping[str, Any]) -> SparkDatasetOptions:
-        try:
-            return SparkDatasetOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise InvalidRequest(f"spark source options: {validation_message(exc)}") from None
+        return parse_options(SparkDatasetOptions, options, "spark source")
 
     def _resolve(self, raw: str) -> Path:
         if any(ch in raw for ch in "*?[{"):
