@@ -121,6 +121,9 @@ class SqlTarget(ABC):
 
     #: The columns of ``df`` (the metadata's columns present in the source).
     columns: tuple[str, ...]
+    #: The dataset's name and public metadata (used by the default :meth:`check_rows`).
+    dataset: str
+    metadata: Metadata
 
     @abstractmethod
     def fetch(self, statement: str) -> list[Any]:
@@ -132,10 +135,15 @@ class SqlTarget(ABC):
         dataset into memory); sources with :attr:`SqlSource.loadable` implement it."""
         raise NotImplementedError
 
-    @abstractmethod
     def check_rows(self) -> int:
         """The number of rows of ``df``; raises DatasetUnavailable(touched=True) when it is over
-        the metadata's ``rows``."""
+        the metadata's ``rows``. By default a ``count(*)`` through :meth:`fetch`."""
+        rows = int(self.fetch(f"SELECT count(*) FROM {TABLE_NAME}")[1][0])
+        if self.metadata.rows is not None and rows > self.metadata.rows:
+            raise DatasetUnavailable(
+                f"dataset '{self.dataset}' has more rows than its public metadata declares; the "
+                "data owner must correct 'rows'", touched=True)
+        return rows
 
     @abstractmethod
     def close(self) -> None:

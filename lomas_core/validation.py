@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
-__all__ = ["validation_message"]
+from pydantic import BaseModel, ValidationError
+
+from lomas_core.errors import InvalidRequest
+
+__all__ = ["parse_options", "validation_message"]
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 def validation_message(exc: ValidationError, *, limit: int | None = 5, default: str = "payload",
@@ -17,3 +24,15 @@ def validation_message(exc: ValidationError, *, limit: int | None = 5, default: 
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in drop) or default
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return separator.join(parts)
+
+
+def parse_options(model: type[_Model], options: Mapping[str, Any], what: str) -> _Model:
+    """A dataset description's ``options`` validated as ``model``.
+
+    Raises:
+        InvalidRequest: ``"<what> options: <reasons>"`` (no value echoed).
+    """
+    try:
+        return model.model_validate(dict(options))
+    except ValidationError as exc:
+        raise InvalidRequest(f"{what} options: {validation_message(exc)}") from None

@@ -26,13 +26,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from lomas_core.adapter import Adapter, Loaded
 from lomas_core.context import PluginContext
-from lomas_core.errors import DatasetUnavailable, InvalidRequest
+from lomas_core.errors import DatasetUnavailable
 from lomas_core.io import detect_format, read_metadata, read_table_from_fs
-from lomas_core.validation import validation_message
+from lomas_core.paths import AllowedDirs, resolve_relative_options
+from lomas_core.validation import parse_options
 
 __all__ = ["LocalAdapter", "LocalAdapterOptions", "LocalDatasetOptions"]
 
@@ -62,8 +63,8 @@ class LocalAdapter(Adapter):
 
     def __init__(self, options: LocalAdapterOptions, context: PluginContext) -> None:
         opts = options  # validated by the core against ``Options``
-        self._config = context.config
-        self.allowed = [context.config.resolve_path(d).resolve() for d in opts.allowed_dirs]
+        self._allowed = AllowedDirs(context.config, opts.allowed_dirs, owner="the local adapter",
+                                    section="local")
         import fsspec
 
         self._fs = fsspec.filesystem("file")
@@ -71,26 +72,13 @@ class LocalAdapter(Adapter):
     @classmethod
     def resolve_options(cls, options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
         """``path`` and ``metadata_path``, when relative, resolve against ``base_dir``."""
-        resolved = dict(options)
-        for key in ("path", "metadata_path"):
-            value = resolved.get(key)
-            if isinstance(value, str) and not Path(value).expanduser().is_absolute():
-                resolved[key] = str((base_dir / value).resolve())
-        return resolved
+        return resolve_relative_options(options, base_dir, ("path", "metadata_path"))
 
     def _options(self, options: Mapping[str, Any]) -> LocalDatasetOptions:
-        try:
-            return LocalDatasetOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise InvalidRequest(f"local adapter options: {validation_message(exc)}") from None
+        return parse_options(LocalDatasetOptions, options, "local adapter")
 
     def _allowed_path(self, raw: str) -> Path:
-        path = self._config.resolve_path(raw).resolve()
-        if not any(path == d or d in path.parents for d in self.allowed):
-            raise InvalidRequest(
-                f"path '{raw}' is outside the directories the local adapter may read "
-                "(adapters.local.allowed_dirs)")
-        return path
+        return self._allowed.check(raw, raw)
 
     def check_options(self, options: Mapping[str, Any]) -> None:
         opts = self._options(options)

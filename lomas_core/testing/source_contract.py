@@ -10,6 +10,10 @@ Subclass :class:`SourceContract` and provide:
 - an ``outside`` fixture: dataset options the source must refuse at ``check_options``;
 - optionally ``config_overrides`` (other config sections, e.g. the scoped ``secrets``).
 
+Sources reading files under ``allowed_dirs`` subclass :class:`FileSourceContract` instead (it
+provides ``data_dir``, ``place`` as one Parquet file per dataset, and ``outside``); mix in
+:class:`ParquetFolderPlacement` or :class:`CsvPlacement` (first) for the other layouts.
+
 The tests check the rules of :mod:`lomas_core.source` on the target: declared columns only,
 categories clamped, contributions bounded per ``private_id`` with a selection that depends on a
 person's own rows only, the ``rows`` refusal, and the lock-down.
@@ -18,6 +22,7 @@ person's own rows only, the ``rows`` refusal, and the lock-down.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -28,7 +33,8 @@ from lomas_core.metadata import Metadata
 from lomas_core.plugins import load_plugins
 from lomas_core.source import SqlSource, SqlTarget, TargetCache
 
-__all__ = ["SourceContract", "contract_frame", "contract_metadata"]
+__all__ = ["CsvPlacement", "FileSourceContract", "ParquetFolderPlacement", "SourceContract",
+           "contract_frame", "contract_metadata"]
 
 Place = Callable[[Any, str], dict[str, Any]]
 
@@ -199,3 +205,64 @@ class SourceContract:
             source.load_table("people", options, contract_metadata(rows=3), None, None)
         assert info.value.touched
         assert source.load_table("people", options, contract_metadata(), 10, 10**6).table.num_rows == 10
+
+
+class FileSourceContract(SourceContract):
+    """The contract for sources of files under ``allowed_dirs``: one Parquet file per dataset
+    in ``data_dir``; ``outside`` is a file in a folder next to it."""
+
+    @pytest.fixture
+    def data_dir(self, tmp_path: Path) -> Path:
+        folder = tmp_path / "data"
+        folder.mkdir()
+        return folder
+
+    @pytest.fixture
+    def place(self, data_dir: Path) -> Place:
+        import pyarrow.parquet as pq
+
+        def place(table: Any, name: str) -> dict[str, Any]:
+            path = data_dir / f"{name}.parquet"
+            pq.write_table(table, path)
+            return {"path": str(path)}
+
+        return place
+
+    @pytest.fixture
+    def outside(self, tmp_path: Path) -> dict[str, Any]:
+        return {"path": str(tmp_path / "elsewhere" / "x.parquet")}
+
+
+class ParquetFolderPlacement:
+    """Mixin for a :class:`FileSourceContract`: a folder of Parquet files (two parts each)."""
+
+    @pytest.fixture
+    def place(self, data_dir: Path) -> Place:
+        import pyarrow.parquet as pq
+
+        def place(table: Any, name: str) -> dict[str, Any]:
+            folder = data_dir / name
+            folder.mkdir(exist_ok=True)
+            for old in folder.glob("*.parquet"):
+                old.unlink()
+            half = table.num_rows // 2
+            pq.write_table(table.slice(0, half), folder / "part-0.parquet")
+            pq.write_table(table.slice(half), folder / "part-1.parquet")
+            return {"path": str(folder)}
+
+        return place
+
+
+class CsvPlacement:
+    """Mixin for a :class:`FileSourceContract`: one CSV file per dataset."""
+
+    @pytest.fixture
+    def place(self, data_dir: Path) -> Place:
+        import pyarrow.csv as pacsv
+
+        def place(table: Any, name: str) -> dict[str, Any]:
+            path = data_dir / f"{name}.csv"
+            pacsv.write_csv(table, path)
+            return {"path": str(path)}
+
+        return place

@@ -75,7 +75,7 @@ def test_configuration_refused_at_load_time_is_refunded(h: LomasHarness) -> None
     token = h.add_user("alice", grant={"ds": (1.0, 0.0)})
     with h.client(token) as c:
         adapter = h.app_state(c).plugins.adapters["local"]
-        adapter.allowed = []  # type: ignore[attr-defined]
+        adapter._allowed.dirs = []  # type: ignore[attr-defined]
         adapter.check_options = lambda options: None  # type: ignore[method-assign]
         r = c.post("/v1/datasets/ds/query", json=q())
     assert r.status_code == 503 and "nothing was charged" in r.json()["error"]["message"]

@@ -18,7 +18,6 @@ with public keys, completed before SmartNoise-SQL adds noise (:mod:`lomas_engine
 from __future__ import annotations
 
 import functools
-import secrets
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from lomas_core.api import Metadata
 from lomas_engine_smartnoise_sql.metadata import TABLE_NAME
 from lomas_engine_smartnoise_sql.policy import KeyPlan
 from lomas_engine_smartnoise_sql.render import LOCKED_CONFIG, Statement, render, verify
+from lomas_engine_smartnoise_sql.sampling import order_sampling
 from lomas_engine_smartnoise_sql.shape import ExactRows, check_exact, complete_public, unquote
 
 if TYPE_CHECKING:
@@ -133,32 +133,10 @@ class TargetDatabase:
 
 
 def _reservoir_key(query: Any) -> None:
-    """Make SmartNoise-SQL's per-person sampling DuckDB-compatible, in place.
-
-    The library keeps at most ``max_ids`` random rows per person with ``ROW_NUMBER() OVER
-    (PARTITION BY id ORDER BY RANDOM())``; DuckDB refuses volatile window orderings. The rows are
-    ordered instead by a hash of the whole row and a fresh random seed per query: the selection
-    still only depends on each person's own rows, so contributions stay bounded the same way.
-    """
-    from snsql._ast.ast import AliasedSubquery, Query
-    from snsql._ast.expressions.numeric import BareFunction
-    from snsql._ast.expressions.sql import OverClause, SortItem
-    from snsql._ast.tokens import Token
-
-    seed = secrets.randbits(62)
-    for node in [query, *query.find_nodes(Query)]:
-        overs = node.select.find_nodes(OverClause)
-        if not overs:
-            continue
-        relations = node.source.relations if node.source is not None else []
-        primary = relations[0].primary if relations else None
-        if not isinstance(primary, AliasedSubquery) or primary.alias is None:
-            raise ValueError("unexpected shape of the per-person sampling subquery")
-        for over in overs:
-            for item in over.find_nodes(SortItem):
-                expr = item.expression
-                if isinstance(expr, BareFunction) and str(expr.name).upper() == "RANDOM":
-                    item.expression = Token(f"hash({primary.alias}, {seed})")
+    """Make SmartNoise-SQL's per-person sampling DuckDB-compatible, in place (DuckDB refuses
+    volatile window orderings): rows ordered by DuckDB's ``hash`` of the row and a fresh seed."""
+    order_sampling(query, lambda alias, seed: f"hash({alias}, {seed})",
+                   ValueError("unexpected shape of the per-person sampling subquery"))
 
 
 @functools.cache

@@ -12,9 +12,10 @@ PostgreSQL one (:mod:`~.pg_dialect`), minus the cast refusal:
   their domain (else NULL);
 - refused at cost time: ``POWER``, ``EXP`` and the remaining trigonometric functions (no form
   that cannot overflow or leave the numbers), and bare functions such as ``RANDOM``;
-- at most :data:`~.pg_dialect.MAX_OPERATORS` arithmetic operators.
+- at most :data:`~.null_safe.MAX_OPERATORS` arithmetic operators.
 
-Per-person sampling orders each person's rows by ``xxhash64`` of the row and a fresh seed.
+Per-person sampling orders each person's rows by ``xxhash64`` of the row and a fresh seed. The
+rewrite itself is the shared :class:`~.null_safe.NullSafeDialect`.
 
 The statement is verified with DuckDB's parser like every other (:func:`~.render.verify`);
 :func:`to_spark` then rewrites only its lexical form for Spark: ``"name"`` identifiers in
@@ -23,10 +24,9 @@ backticks and string literals with backslash escapes (Spark does not read ``''``
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
-from lomas_engine_smartnoise_sql.pg_dialect import MAX_OPERATORS, _classes, _row_level
+from lomas_engine_smartnoise_sql.null_safe import NullSafeDialect
 from lomas_engine_smartnoise_sql.render import StatementRefused
 
 __all__ = ["SPARK_FUNCTIONS", "make_safe", "to_spark"]
@@ -40,59 +40,11 @@ SPARK_FUNCTIONS = frozenset({
     "row_number", "nullif", "xxhash64", "struct",
 })
 
-_DOMAIN = {"sqrt": "{e} >= 0", "ln": "{e} > 0", "log": "{e} > 0", "log10": "{e} > 0",
-           "log2": "{e} > 0", "asin": "{e} BETWEEN -1 AND 1", "acos": "{e} BETWEEN -1 AND 1"}
-_SAFE_MATH = frozenset({"abs", "ceil", "ceiling", "floor", "sign"})
-
-
-def _check_and_rewrite(root: Any) -> int:
-    from snsql._ast.expressions.numeric import (
-        ArithmeticExpression,
-        BareFunction,
-        MathFunction,
-        PowerFunction,
-    )
-
-    null_if_zero, in_domain, _ = _classes()
-    nodes = [root, *root.find_nodes(object)] if hasattr(root, "find_nodes") else [root]
-    operators = 0
-    for node in nodes:
-        if isinstance(node, ArithmeticExpression):
-            operators += 1
-            if node.op in ("/", "%"):
-                node.right = null_if_zero(node.right)
-        elif isinstance(node, MathFunction):
-            name = str(node.name).lower()
-            if name in _DOMAIN:
-                node.expression = in_domain(node.expression, _DOMAIN[name])
-            elif name not in _SAFE_MATH:
-                raise StatementRefused(f"the function {name.upper()} on a Spark source")
-        elif isinstance(node, (PowerFunction, BareFunction)):
-            raise StatementRefused(f"{type(node).__name__.removesuffix('Function').upper()} on a "
-                                   "Spark source")
-    return operators
-
-
-def _reservoir_xxhash(query: Any) -> None:
-    from snsql._ast.ast import AliasedSubquery, Query
-    from snsql._ast.expressions.numeric import BareFunction
-    from snsql._ast.expressions.sql import OverClause, SortItem
-    from snsql._ast.tokens import Token
-
-    seed = secrets.randbits(62)  # a number: the statement's string literals stay the tree's
-    for node in [query, *query.find_nodes(Query)]:
-        overs = node.select.find_nodes(OverClause)
-        if not overs:
-            continue
-        relations = node.source.relations if node.source is not None else []
-        primary = relations[0].primary if relations else None
-        if not isinstance(primary, AliasedSubquery) or primary.alias is None:
-            raise StatementRefused("an unexpected per-person sampling subquery")
-        for over in overs:
-            for item in over.find_nodes(SortItem):
-                expr = item.expression
-                if isinstance(expr, BareFunction) and str(expr.name).upper() == "RANDOM":
-                    item.expression = Token(f"xxhash64(struct({primary.alias}.*), {seed})")
+_SPARK = NullSafeDialect(
+    target="Spark",
+    domain={"sqrt": "{e} >= 0", "ln": "{e} > 0", "log": "{e} > 0", "log10": "{e} > 0",
+            "log2": "{e} > 0", "asin": "{e} BETWEEN -1 AND 1", "acos": "{e} BETWEEN -1 AND 1"},
+    order=lambda alias, seed: f"xxhash64(struct({alias}.*), {seed})")
 
 
 def make_safe(query: Any) -> None:
@@ -101,10 +53,7 @@ def make_safe(query: Any) -> None:
     Raises:
         StatementRefused: a construct with no form that is safe on every row.
     """
-    _reservoir_xxhash(query)
-    operators = sum(_check_and_rewrite(root) for root in _row_level(query))
-    if operators > MAX_OPERATORS:
-        raise StatementRefused(f"more than {MAX_OPERATORS} arithmetic operators")
+    _SPARK.make_safe(query)
 
 
 def to_spark(text: str) -> str:

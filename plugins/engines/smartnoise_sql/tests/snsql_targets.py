@@ -30,6 +30,30 @@ def info_for(target: str, name: str, metadata: Metadata) -> DatasetInfo:
                        dialect=None if target == "memory" else target)
 
 
+def spy_rendered(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The statements the engine verifies from now on (in order), appended to the list returned."""
+    from lomas_engine_smartnoise_sql import engine as engine_module
+
+    seen: list[Any] = []
+    original = engine_module.verify
+
+    def spy(con: Any, statement: Any, columns: Any, *dialect: str) -> None:
+        seen.append(statement)
+        original(con, statement, columns, *dialect)
+
+    monkeypatch.setattr(engine_module, "verify", spy)
+    return seen
+
+
+def rendered_text(engine: Any, sql: str, info: DatasetInfo,
+                  monkeypatch: pytest.MonkeyPatch) -> str:
+    """The text of the statement ``engine`` renders for ``sql`` when costing it on ``info``."""
+    seen = spy_rendered(monkeypatch)
+    engine.cost(engine.parse({"sql": sql, "epsilon": 1.0, "delta": 1e-5}), info)
+    assert seen, "the statement was not rendered (a cached cost?)"
+    return str(seen[-1].text)
+
+
 def source_handle(request: pytest.FixtureRequest, target: str, name: str, table: Any,
                   metadata: Metadata, folder: Path) -> DataHandle:
     """``table`` put on the push-down source ``target`` and opened there (``folder``: scratch)."""

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from snsql_targets import spy_rendered
 
 from lomas_core.budget import Budget
 from lomas_core.data import DataHandle
@@ -278,19 +279,11 @@ def test_duckdb_parses_exactly_what_was_rendered(engine: Any,
     """For generated queries full of quotes, backslashes and comment markers: either refused at
     cost time, or DuckDB's parser reads the rendered statement with exactly the string values
     SmartNoise-SQL parsed, one table ``df`` and no set operation."""
-    from lomas_engine_smartnoise_sql import engine as engine_module
     from lomas_engine_smartnoise_sql.render import _parse, _walk, parser_connection
     from lomas_engine_smartnoise_sql.sql_check import prepare_sql
     from snsql._ast.tokens import Literal
 
-    rendered: list[Any] = []
-    original = engine_module.verify
-
-    def spy(con: Any, statement: Any, columns: Any, *dialect: str) -> None:
-        rendered.append(statement)
-        original(con, statement, columns, *dialect)
-
-    monkeypatch.setattr(engine_module, "verify", spy)
+    rendered = spy_rendered(monkeypatch)
     dataset, handle = _penguins()
     rng = random.Random(20261130)
     accepted = refused = 0

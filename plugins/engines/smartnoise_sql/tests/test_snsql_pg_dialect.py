@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from snsql_targets import info_for
+from snsql_targets import info_for, rendered_text
 from snsql_testdata import METADATA
 
 from lomas_core.errors import InvalidQuery
@@ -18,22 +18,6 @@ PG = info_for("postgresql", "people", META)
 DUCK = info_for("memory", "people", META)
 
 
-def _rendered(engine: Any, sql: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    from lomas_engine_smartnoise_sql import engine as engine_module
-
-    seen: list[Any] = []
-    original = engine_module.verify
-
-    def spy(con: Any, statement: Any, columns: Any, *dialect: str) -> None:
-        seen.append(statement)
-        original(con, statement, columns, *dialect)
-
-    monkeypatch.setattr(engine_module, "verify", spy)
-    engine.cost(engine.parse({"sql": sql, "epsilon": 1.0, "delta": 1e-5}), PG)
-    assert seen, "the statement was not rendered (a cached cost?)"
-    return str(seen[-1].text)
-
-
 @pytest.mark.parametrize("sql, must_hold", [
     ("SELECT COUNT(*) AS n FROM df WHERE 100 / (age - 37) > 1", "NULLIF"),
     ("SELECT COUNT(*) AS n FROM df WHERE age % (age - 40) = 1", "NULLIF"),
@@ -42,7 +26,7 @@ def _rendered(engine: Any, sql: str, monkeypatch: pytest.MonkeyPatch) -> str:
 ])
 def test_rewritten_into_forms_that_cannot_raise(engine: Any, sql: str, must_hold: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    text = _rendered(engine, sql, monkeypatch)
+    text = rendered_text(engine, sql, PG, monkeypatch)
     assert must_hold in text and "TRY" not in text
 
 
@@ -67,13 +51,5 @@ def test_per_person_sampling_orders_by_a_row_hash(engine: Any,
     meta = Metadata.model_validate({**METADATA, "row_privacy": False, "max_ids": 2, "columns": {
         **METADATA["columns"], "pid": {"type": "int", "private_id": True}}})
     info = info_for("postgresql", "people", meta)
-    from lomas_engine_smartnoise_sql import engine as engine_module
-
-    seen: list[Any] = []
-    original = engine_module.verify
-    monkeypatch.setattr(engine_module, "verify",
-                        lambda con, st, cols, *d: (seen.append(st), original(con, st, cols, *d)))
-    engine.cost(engine.parse({"sql": "SELECT COUNT(*) AS n FROM df", "epsilon": 1.0,
-                              "delta": 1e-5}), info)
-    text = str(seen[-1].text)
+    text = rendered_text(engine, "SELECT COUNT(*) AS n FROM df", info, monkeypatch)
     assert "md5(" in text and "RANDOM()" not in text.upper().replace(" ", "")

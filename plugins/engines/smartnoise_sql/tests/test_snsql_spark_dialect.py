@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from snsql_targets import info_for
+from snsql_targets import info_for, rendered_text
 from snsql_testdata import METADATA
 
 from lomas_core.errors import InvalidQuery
@@ -15,22 +15,6 @@ from lomas_core.metadata import Metadata
 
 META = Metadata.model_validate(METADATA)
 SPARK = info_for("spark", "people", META)
-
-
-def _rendered(engine: Any, sql: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    from lomas_engine_smartnoise_sql import engine as engine_module
-
-    seen: list[Any] = []
-    original = engine_module.verify
-
-    def spy(con: Any, statement: Any, columns: Any, *dialect: str) -> None:
-        seen.append(statement)
-        original(con, statement, columns, *dialect)
-
-    monkeypatch.setattr(engine_module, "verify", spy)
-    engine.cost(engine.parse({"sql": sql, "epsilon": 1.0, "delta": 1e-5}), SPARK)
-    assert seen, "the statement was not rendered (a cached cost?)"
-    return str(seen[-1].text)
 
 
 @pytest.mark.parametrize("sql, must_hold", [
@@ -41,7 +25,7 @@ def _rendered(engine: Any, sql: str, monkeypatch: pytest.MonkeyPatch) -> str:
 ])
 def test_rewritten_for_spark(engine: Any, sql: str, must_hold: str,
                              monkeypatch: pytest.MonkeyPatch) -> None:
-    text = _rendered(engine, sql, monkeypatch)
+    text = rendered_text(engine, sql, SPARK, monkeypatch)
     assert must_hold in text and "TRY" not in text
 
 

@@ -9,25 +9,26 @@ configuration is locked before the first statement from lomas runs.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from lomas_core.api import (
     TABLE_NAME,
+    AllowedDirs,
     DatasetUnavailable,
-    InvalidRequest,
     Metadata,
     PluginContext,
     SqlSource,
     SqlTarget,
+    files_version,
     note_read,
-    validation_message,
+    parse_options,
+    resolve_relative_options,
 )
 from lomas_core.api import (
     sql_literal as literal,
@@ -82,23 +83,16 @@ class DuckDBSource(SqlSource):
     def __init__(self, options: DuckDBSourceOptions, context: PluginContext) -> None:
         super().__init__(options, context)
         self.options: DuckDBSourceOptions = options
-        self._config = context.config
-        self.allowed = [context.config.resolve_path(d).resolve() for d in self.options.allowed_dirs]
+        self._allowed = AllowedDirs(context.config, self.options.allowed_dirs,
+                                    owner="the duckdb source", section="duckdb")
 
     @classmethod
     def resolve_options(cls, options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
         """A relative ``path`` (file, folder or glob) resolves against ``base_dir``."""
-        resolved = dict(options)
-        value = resolved.get("path")
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            resolved["path"] = str(base_dir.resolve() / value)
-        return resolved
+        return resolve_relative_options(options, base_dir, ("path",), pattern=True)
 
     def _options(self, options: Mapping[str, Any]) -> DuckDBDatasetOptions:
-        try:
-            return DuckDBDatasetOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise InvalidRequest(f"duckdb source options: {validation_message(exc)}") from None
+        return parse_options(DuckDBDatasetOptions, options, "duckdb source")
 
     def _resolve(self, raw: str) -> tuple[Path, str]:
         """(the folder the connection may read, the path or glob DuckDB reads)."""
@@ -106,10 +100,7 @@ class DuckDBSource(SqlSource):
         base = Path(raw).parent if has_glob else Path(raw)
         while has_glob and any(ch in str(base) for ch in "*?["):
             base = base.parent
-        resolved = self._config.resolve_path(base).resolve()
-        if not any(resolved == d or d in resolved.parents for d in self.allowed):
-            raise InvalidRequest(f"path '{raw}' is outside the directories the duckdb source "
-                                 "may read (adapters.duckdb.allowed_dirs)")
+        resolved = self._allowed.check(base, raw)
         if has_glob:
             rest = Path(raw).relative_to(base)
             return resolved, str(resolved / rest)
@@ -129,13 +120,7 @@ class DuckDBSource(SqlSource):
     def version(self, options: Mapping[str, Any]) -> str | None:
         _, pattern = self._resolve(self._options(options).path)
         files = self._files(pattern)
-        if not files:
-            raise DatasetUnavailable("source file not found")
-        digest = hashlib.sha256()
-        for path in files:
-            st = path.stat()
-            digest.update(f"{path}|{st.st_mtime_ns}|{st.st_size}\n".encode())
-        return digest.hexdigest()[:24]
+        return files_version(files)
 
     def open(self, dataset: str, options: Mapping[str, Any], metadata: Metadata) -> SqlTarget:
         opts = self._options(options)
@@ -221,14 +206,6 @@ class DuckDBTarget(SqlTarget):
                 cursor.close()
 
         return pa.RecordBatchReader.from_batches(schema, batches())
-
-    def check_rows(self) -> int:
-        rows = int(self.fetch(f"SELECT count(*) FROM {TABLE_NAME}")[1][0])
-        if self.metadata.rows is not None and rows > self.metadata.rows:
-            raise DatasetUnavailable(
-                f"dataset '{self.dataset}' has more rows than its public metadata declares; the "
-                "data owner must correct 'rows'", touched=True)
-        return rows
 
     def close(self) -> None:
         self._con.close()

@@ -14,10 +14,8 @@ from typing import Any
 
 from lomas_core.api import (
     Metadata,
+    in_categories,
     quote,
-)
-from lomas_core.api import (
-    sql_literal as literal,
 )
 
 __all__ = ["view_sql"]
@@ -29,10 +27,7 @@ _CASTS = {"int": "TRY_CAST({c} AS BIGINT)", "boolean": "TRY_CAST({c} AS BOOLEAN)
 
 
 def _column(name: str, kind: str, categories: list[Any] | None) -> str:
-    expr = _CASTS[kind].format(c=quote(name))
-    if categories and kind != "datetime":
-        values = ", ".join(literal(v, kind) for v in categories)
-        expr = f"CASE WHEN ({expr}) IN ({values}) THEN ({expr}) END"
+    expr = in_categories(_CASTS[kind].format(c=quote(name)), kind, categories)
     return f"{expr} AS {quote(name)}"
 
 

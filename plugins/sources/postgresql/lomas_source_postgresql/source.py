@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from lomas_core.api import (
     TABLE_NAME,
@@ -28,8 +28,8 @@ from lomas_core.api import (
     SqlSource,
     SqlTarget,
     note_read,
+    parse_options,
     quote,
-    validation_message,
 )
 from lomas_source_postgresql.view import view_sql
 
@@ -77,10 +77,7 @@ class PostgresSource(SqlSource):
         self._context = context
 
     def _options(self, options: Mapping[str, Any]) -> PostgresDatasetOptions:
-        try:
-            return PostgresDatasetOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise InvalidRequest(f"postgresql source options: {validation_message(exc)}") from None
+        return parse_options(PostgresDatasetOptions, options, "postgresql source")
 
     def _conninfo(self, opts: PostgresDatasetOptions) -> str:
         """The secret's connection string, once its host is checked against the secret's entry."""
@@ -202,14 +199,6 @@ class PostgresTarget(SqlTarget):
                             schema=schema)
 
         return pa.RecordBatchReader.from_batches(schema, batches())
-
-    def check_rows(self) -> int:
-        rows = int(self.fetch(f"SELECT count(*) FROM {TABLE_NAME}")[1][0])
-        if self.metadata.rows is not None and rows > self.metadata.rows:
-            raise DatasetUnavailable(
-                f"dataset '{self.dataset}' has more rows than its public metadata declares; the "
-                "data owner must correct 'rows'", touched=True)
-        return rows
 
     def close(self) -> None:
         if not self._closed.is_set():

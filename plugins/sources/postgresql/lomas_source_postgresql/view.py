@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from lomas_core.api import (
     Metadata,
+    bounded_per_person,
+    in_categories,
     quote,
-    sql_literal,
 )
 
 __all__ = ["COMPATIBLE", "SAFE_MAGNITUDE", "view_sql"]
@@ -75,20 +76,11 @@ def view_sql(table: str, metadata: Metadata, types: dict[str, str]) -> tuple[str
         allowed = COMPATIBLE.get(col.type)
         if allowed is not None and types[name] not in allowed:
             raise ValueError(f"column {name} is {types[name]} in the database, not {col.type}")
-        expr = _cast(name, col.type, types[name])
-        if col.categories and col.type != "datetime":
-            values = ", ".join(sql_literal(v, col.type) for v in col.categories)
-            expr = f"CASE WHEN ({expr}) IN ({values}) THEN ({expr}) END"
+        expr = in_categories(_cast(name, col.type, types[name]), col.type, col.categories)
         cols.append((name, f"{expr} AS {quote(name)}"))
     if not cols:
         raise ValueError("none of the metadata's columns is in the table")
     names = [name for name, _ in cols]
     inner = f"SELECT {', '.join(sql for _, sql in cols)} FROM {table}"
-    pid = metadata.private_id
-    if pid is None or pid not in names:
-        return inner, names
-    outer = ", ".join(quote(n) for n in names)
-    return (f"SELECT {outer} FROM (SELECT {outer}, row_number() OVER (PARTITION BY {quote(pid)} "
-            f"ORDER BY md5(CAST(lomas_rows AS text))) AS lomas_rank FROM ({inner}) AS lomas_rows "
-            f"WHERE {quote(pid)} IS NOT NULL) AS lomas_ranked "
-            f"WHERE lomas_rank <= {int(metadata.max_ids)}"), names
+    return bounded_per_person(inner, names, metadata,
+                              lambda _: "md5(CAST(lomas_rows AS text))"), names

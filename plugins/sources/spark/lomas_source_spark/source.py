@@ -8,24 +8,26 @@ parser shows them to be one query over ``df``; only their (aggregate) rows are c
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from lomas_core.api import (
     TABLE_NAME,
+    AllowedDirs,
     DatasetUnavailable,
     InvalidRequest,
     Metadata,
     PluginContext,
     SqlSource,
     SqlTarget,
+    files_version,
     note_read,
-    validation_message,
+    parse_options,
+    resolve_relative_options,
 )
 from lomas_source_spark.session import check_statement, spark_session
 from lomas_source_spark.view import view_sql
@@ -77,32 +79,21 @@ class SparkSource(SqlSource):
     def __init__(self, options: SparkSourceOptions, context: PluginContext) -> None:
         super().__init__(options, context)
         self.options: SparkSourceOptions = options
-        self._config = context.config
-        self.allowed = [context.config.resolve_path(d).resolve() for d in self.options.allowed_dirs]
+        self._allowed = AllowedDirs(context.config, self.options.allowed_dirs,
+                                    owner="the spark source", section="spark")
 
     @classmethod
     def resolve_options(cls, options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
         """A relative ``path`` resolves against ``base_dir``."""
-        resolved = dict(options)
-        value = resolved.get("path")
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            resolved["path"] = str(base_dir.resolve() / value)
-        return resolved
+        return resolve_relative_options(options, base_dir, ("path",), pattern=True)
 
     def _options(self, options: Mapping[str, Any]) -> SparkDatasetOptions:
-        try:
-            return SparkDatasetOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise InvalidRequest(f"spark source options: {validation_message(exc)}") from None
+        return parse_options(SparkDatasetOptions, options, "spark source")
 
     def _resolve(self, raw: str) -> Path:
         if any(ch in raw for ch in "*?[{"):
             raise InvalidRequest("spark source paths are a file or a folder, not a pattern")
-        resolved = self._config.resolve_path(Path(raw)).resolve()
-        if not any(resolved == d or d in resolved.parents for d in self.allowed):
-            raise InvalidRequest(f"path '{raw}' is outside the directories the spark source "
-                                 "may read (adapters.spark.allowed_dirs)")
-        return resolved
+        return self._allowed.check(Path(raw), raw)
 
     @staticmethod
     def _files(path: Path, fmt: str) -> list[Path]:
@@ -117,13 +108,7 @@ class SparkSource(SqlSource):
     def version(self, options: Mapping[str, Any]) -> str | None:
         opts = self._options(options)
         files = self._files(self._resolve(opts.path), _format(opts.path, opts.format))
-        if not files:
-            raise DatasetUnavailable("source file not found")
-        digest = hashlib.sha256()
-        for path in files:
-            st = path.stat()
-            digest.update(f"{path}|{st.st_mtime_ns}|{st.st_size}\n".encode())
-        return digest.hexdigest()[:24]
+        return files_version(files)
 
     def open(self, dataset: str, options: Mapping[str, Any], metadata: Metadata) -> SqlTarget:
         opts = self._options(options)
@@ -176,14 +161,6 @@ class SparkTarget(SqlTarget):
         frame = self._session.sql(statement)
         names = tuple(frame.columns)
         return [names, *(tuple(row) for row in frame.collect())]
-
-    def check_rows(self) -> int:
-        rows = int(self.fetch(f"SELECT count(*) FROM {TABLE_NAME}")[1][0])
-        if self.metadata.rows is not None and rows > self.metadata.rows:
-            raise DatasetUnavailable(
-                f"dataset '{self.dataset}' has more rows than its public metadata declares; the "
-                "data owner must correct 'rows'", touched=True)
-        return rows
 
     def close(self) -> None:
         self._session.catalog.dropTempView(TABLE_NAME)

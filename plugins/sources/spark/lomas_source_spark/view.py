@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lomas_core.api import Metadata, sql_literal
+from lomas_core.api import Metadata, bounded_per_person, in_categories, sql_literal
 
 __all__ = ["spark_literal", "spark_quote", "view_sql"]
 
@@ -39,10 +39,8 @@ def spark_literal(value: Any, kind: str) -> str:
 
 
 def _column(name: str, kind: str, categories: list[Any] | None) -> str:
-    expr = _CASTS[kind].format(c=spark_quote(name))
-    if categories and kind != "datetime":
-        values = ", ".join(spark_literal(v, kind) for v in categories)
-        expr = f"CASE WHEN ({expr}) IN ({values}) THEN ({expr}) END"
+    expr = in_categories(_CASTS[kind].format(c=spark_quote(name)), kind, categories,
+                         spark_literal)
     return f"{expr} AS {spark_quote(name)}"
 
 
@@ -59,11 +57,5 @@ def view_sql(source: str, metadata: Metadata, present: list[str]) -> tuple[str, 
     select = ", ".join(_column(name, col.type, col.categories) for name, col in cols)
     inner = f"SELECT {select} FROM {source}"
     names = [name for name, _ in cols]
-    pid = metadata.private_id
-    if pid is None or pid not in names:
-        return inner, names
-    outer = ", ".join(spark_quote(n) for n in names)
-    return (f"SELECT {outer} FROM (SELECT {outer}, row_number() OVER (PARTITION BY "
-            f"{spark_quote(pid)} ORDER BY xxhash64({outer})) AS lomas_rank FROM ({inner}) AS "
-            f"lomas_rows WHERE {spark_quote(pid)} IS NOT NULL) AS lomas_ranked "
-            f"WHERE lomas_rank <= {int(metadata.max_ids)}"), names
+    return bounded_per_person(inner, names, metadata, lambda columns: f"xxhash64({columns})",
+                              spark_quote), names

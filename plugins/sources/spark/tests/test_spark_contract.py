@@ -7,10 +7,14 @@ from typing import Any, ClassVar
 
 import pytest
 
-from lomas_core.testing.source_contract import SourceContract
+from lomas_core.testing.source_contract import (
+    CsvPlacement,
+    FileSourceContract,
+    ParquetFolderPlacement,
+)
 
 
-class TestSparkParquetContract(SourceContract):
+class TestSparkParquetContract(FileSourceContract):
     source_name = "spark"
     forbidden: ClassVar[tuple[str, ...]] = (
         "SELECT * FROM parquet.`/etc`",
@@ -32,60 +36,14 @@ class TestSparkParquetContract(SourceContract):
     )
 
     @pytest.fixture
-    def data_dir(self, tmp_path: Path) -> Path:
-        folder = tmp_path / "data"
-        folder.mkdir()
-        return folder
-
-    @pytest.fixture
     def adapter_options(self, data_dir: Path) -> dict[str, Any]:
         return {"allowed_dirs": [str(data_dir)], "threads": 1, "driver_memory": "512m",
                 "shuffle_partitions": 1}
 
-    @pytest.fixture
-    def place(self, data_dir: Path) -> Any:
-        import pyarrow.parquet as pq
 
-        def place(table: Any, name: str) -> dict[str, Any]:
-            path = data_dir / f"{name}.parquet"
-            pq.write_table(table, path)
-            return {"path": str(path)}
-
-        return place
-
-    @pytest.fixture
-    def outside(self, tmp_path: Path) -> dict[str, Any]:
-        return {"path": str(tmp_path / "elsewhere" / "x.parquet")}
-
-
-class TestSparkFolderContract(TestSparkParquetContract):
+class TestSparkFolderContract(ParquetFolderPlacement, TestSparkParquetContract):
     """A folder of Parquet files (two parts per dataset)."""
 
-    @pytest.fixture
-    def place(self, data_dir: Path) -> Any:
-        import pyarrow.parquet as pq
 
-        def place(table: Any, name: str) -> dict[str, Any]:
-            folder = data_dir / name
-            folder.mkdir(exist_ok=True)
-            for old in folder.glob("*.parquet"):
-                old.unlink()
-            half = table.num_rows // 2
-            pq.write_table(table.slice(0, half), folder / "part-0.parquet")
-            pq.write_table(table.slice(half), folder / "part-1.parquet")
-            return {"path": str(folder)}
-
-        return place
-
-
-class TestSparkCsvContract(TestSparkParquetContract):
-    @pytest.fixture
-    def place(self, data_dir: Path) -> Any:
-        import pyarrow.csv as pacsv
-
-        def place(table: Any, name: str) -> dict[str, Any]:
-            path = data_dir / f"{name}.csv"
-            pacsv.write_csv(table, path)
-            return {"path": str(path)}
-
-        return place
+class TestSparkCsvContract(CsvPlacement, TestSparkParquetContract):
+    """One CSV file per dataset."""
