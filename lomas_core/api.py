@@ -73,7 +73,13 @@ from lomas_core.network import (
     resolve_checked,
 )
 from lomas_core.observer import Observer
-from lomas_core.paths import AllowedDirs, files_version, resolve_relative_options
+from lomas_core.paths import (
+    AllowedDirs,
+    FileDatasetOptions,
+    file_format,
+    files_version,
+    resolve_relative_options,
+)
 from lomas_core.plugin_base import NoOptions, PluginBase
 from lomas_core.reads import note_read
 from lomas_core.source import TABLE_NAME, SourceHandle, SqlSource, SqlTarget, quote, sql_literal
@@ -96,15 +102,16 @@ __all__ = [
     "AddressPolicy", "AddressRefused", "AdminEvent", "AllowedDirs", "ArchiveFilter", "ArchivePage",
     "ArchiveRecord", "Authenticator", "Budget", "BudgetExceeded", "BudgetStore", "ChargedFailure",
     "ColumnMetadata", "Config", "ConfigError", "Conflict", "DataHandle", "DatasetDescription",
-    "DatasetInfo", "DatasetUnavailable", "Engine", "Grant", "IdempotencyConflict", "Identity",
-    "IdentityProviderUnavailable", "InvalidQuery", "InvalidRequest", "LastUsed", "LeaseKeeper",
-    "Loaded", "LomasError", "Memo", "Metadata", "NoOptions", "NotFound", "Observer", "PluginBase",
-    "PluginConfig", "PluginContext", "PluginError", "QueryFailed", "QueryStatus", "Resolver",
-    "SecretRef", "SourceHandle", "SqlSource", "SqlTarget", "StoreUnavailable", "Suspended",
-    "Token", "TokenInfo", "User", "bounded_per_person", "build_state", "check_format",
-    "check_proxy_url", "decode_cursor", "detect_format", "encode_cursor", "files_version",
-    "format_time", "hookimpl", "in_categories", "metadata_hash", "new_dataset_id", "new_grant_id",
-    "new_token_id", "new_user_id", "note_ids", "note_read", "parse_options", "parse_state", "parse_time",
+    "DatasetInfo", "DatasetUnavailable", "Engine", "FileDatasetOptions", "Grant",
+    "IdempotencyConflict", "Identity", "IdentityProviderUnavailable", "InvalidQuery",
+    "InvalidRequest", "LastUsed", "LeaseKeeper", "Loaded", "LomasError", "Memo", "Metadata",
+    "NoOptions", "NotFound", "Observer", "PluginBase", "PluginConfig", "PluginContext",
+    "PluginError", "QueryFailed", "QueryStatus", "Resolver", "SecretRef", "SourceHandle",
+    "SqlSource", "SqlTarget", "StoreUnavailable", "Suspended", "Token", "TokenInfo", "User",
+    "bounded_per_person", "build_state", "check_format", "check_proxy_url", "decode_cursor",
+    "detect_format", "encode_cursor", "file_format", "files_version", "format_time", "hookimpl",
+    "in_categories", "metadata_hash", "new_dataset_id", "new_grant_id", "new_token_id",
+    "new_user_id", "note_ids", "note_read", "parse_options", "parse_state", "parse_time",
     "process_gone", "quote", "read_metadata", "read_metadata_bytes", "read_table_bytes",
     "read_table_from_fs", "reject", "resolve_checked", "resolve_relative_options", "results",
     "short_digest", "sql_literal", "this_process", "to_decimal", "utcnow", "validation_message",

@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from lomas_core.config import Config
 from lomas_core.errors import DatasetUnavailable, InvalidRequest
 
-__all__ = ["AllowedDirs", "files_version", "resolve_relative_options"]
+__all__ = ["AllowedDirs", "FileDatasetOptions", "file_format", "files_version",
+           "resolve_relative_options"]
 
 
 class AllowedDirs:
@@ -79,3 +82,25 @@ def files_version(files: Iterable[Path]) -> str:
     if not found:
         raise DatasetUnavailable("source file not found")
     return digest.hexdigest()[:24]
+
+
+class FileDatasetOptions(BaseModel):
+    """A dataset description's options for sources that read files: a file, a folder of Parquet
+    files (or, where the source allows it, a glob inside one folder), and its format."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    #: ``parquet`` or ``csv``; by default from the path (``.csv``, ``.csv.gz``, ``.txt``: csv).
+    format: Literal["parquet", "csv"] | None = None
+
+    def file_format(self) -> str:
+        """The declared format, else the one the path's suffix implies."""
+        return file_format(self.path, self.format)
+
+
+def file_format(path: str, declared: str | None = None) -> str:
+    """``declared``, else ``csv`` for ``.csv``, ``.csv.gz`` and ``.txt`` paths, else ``parquet``."""
+    if declared:
+        return declared
+    return "csv" if path.lower().endswith((".csv", ".csv.gz", ".txt")) else "parquet"

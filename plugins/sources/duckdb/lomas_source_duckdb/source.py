@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,7 @@ from lomas_core.api import (
     TABLE_NAME,
     AllowedDirs,
     DatasetUnavailable,
+    FileDatasetOptions,
     Metadata,
     PluginContext,
     SqlSource,
@@ -54,22 +55,7 @@ class DuckDBSourceOptions(BaseModel):
     threads: int = Field(default=2, ge=1, le=256)
 
 
-class DuckDBDatasetOptions(BaseModel):
-    """Per-dataset options: a file, a folder of Parquet files, or a glob inside one folder."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str
-    format: Literal["parquet", "csv"] | None = None
-
-
-def _format(path: str, declared: str | None) -> str:
-    if declared:
-        return declared
-    lowered = path.lower()
-    if lowered.endswith((".csv", ".csv.gz", ".txt")):
-        return "csv"
-    return "parquet"  # files, folders and globs of Parquet
+DuckDBDatasetOptions = FileDatasetOptions
 
 
 class DuckDBSource(SqlSource):
@@ -127,7 +113,7 @@ class DuckDBSource(SqlSource):
         folder, pattern = self._resolve(opts.path)
         if not self._files(pattern):
             raise DatasetUnavailable(f"dataset '{dataset}': source file not found")
-        return DuckDBTarget(dataset, folder, pattern, _format(opts.path, opts.format), metadata,
+        return DuckDBTarget(dataset, folder, pattern, opts.file_format(), metadata,
                             self.options)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +19,7 @@ from lomas_core.api import (
     TABLE_NAME,
     AllowedDirs,
     DatasetUnavailable,
+    FileDatasetOptions,
     InvalidRequest,
     Metadata,
     PluginContext,
@@ -54,19 +55,7 @@ class SparkSourceOptions(BaseModel):
     shuffle_partitions: int = Field(default=4, ge=1, le=10000)
 
 
-class SparkDatasetOptions(BaseModel):
-    """Per-dataset options: a file, or a folder of Parquet files."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str
-    format: Literal["parquet", "csv"] | None = None
-
-
-def _format(path: str, declared: str | None) -> str:
-    if declared:
-        return declared
-    return "csv" if path.lower().endswith((".csv", ".csv.gz", ".txt")) else "parquet"
+SparkDatasetOptions = FileDatasetOptions
 
 
 class SparkSource(SqlSource):
@@ -107,13 +96,13 @@ class SparkSource(SqlSource):
 
     def version(self, options: Mapping[str, Any]) -> str | None:
         opts = self._options(options)
-        files = self._files(self._resolve(opts.path), _format(opts.path, opts.format))
+        files = self._files(self._resolve(opts.path), opts.file_format())
         return files_version(files)
 
     def open(self, dataset: str, options: Mapping[str, Any], metadata: Metadata) -> SqlTarget:
         opts = self._options(options)
         path = self._resolve(opts.path)
-        fmt = _format(opts.path, opts.format)
+        fmt = opts.file_format()
         if not self._files(path, fmt):
             raise DatasetUnavailable(f"dataset '{dataset}': source file not found")
         try:
