@@ -44,6 +44,7 @@ from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, User, ut
 from lomas_core.observability import timed_stage
 from lomas_core.reads import DataReads
 from lomas_core.server.auth import access_denied
+from lomas_core.server.cost_memo import CostMemo
 from lomas_core.server.errors import status_for_code
 from lomas_core.server.responses import RawJSON, budget_json
 from lomas_core.server.schemas import CostRequest, QueryRequest
@@ -171,6 +172,8 @@ class QueryService:
         self._checked: dict[tuple[str, str], float] = {}
         #: Open push-down targets (engines in threads only; workers keep their own).
         self.targets = TargetCache()
+        #: Costs the workers returned, by their inputs (a repeated query skips the round trip).
+        self.costs = CostMemo()
 
     def _check_config(self, description: DatasetDescription) -> None:
         """:func:`check_dataset_config`, a pass remembered for :data:`CONFIG_CHECK_SECONDS`.
@@ -273,6 +276,10 @@ class QueryService:
     async def _cost_in_worker(self, engine: Engine, query: Any, info: DatasetInfo,
                               limit: float) -> Budget:
         msg = self._task("cost", engine, query, info)
+        key = self.costs.key(msg)
+        known = self.costs.get(key)
+        if known is not None:
+            return known
         try:
             value = await self._in_worker(msg, limit)
         except WorkerTimeout:
@@ -288,7 +295,9 @@ class QueryService:
                 raise StoredError(exc.lomas) from None
             log.warning("cost estimation on '%s' failed in the engine: %s", info.name, exc.where)
             raise QueryFailed("estimating the query's cost failed; nothing was charged") from None
-        return Budget.of(value["epsilon"], value["delta"])
+        cost = Budget.of(value["epsilon"], value["delta"])
+        self.costs.put(key, cost)
+        return cost
 
     def _engine_name(self, engine: Engine) -> str:
         for name, candidate in self.state.plugins.engines.items():
