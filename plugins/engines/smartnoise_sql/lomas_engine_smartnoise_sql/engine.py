@@ -37,7 +37,7 @@ from lomas_engine_smartnoise_sql.render import StatementRefused, parser_connecti
 from lomas_engine_smartnoise_sql.shape import ShapeError, check_answer
 from lomas_engine_smartnoise_sql.sql_check import Prepared, prepare_sql
 
-__all__ = ["SmartnoiseSQLEngine", "SmartnoiseSQLOptions"]
+__all__ = ["SmartnoiseSQLEngine", "SmartnoiseSQLOptions", "answer_table"]
 
 log = logging.getLogger("lomas.engines.smartnoise_sql")
 
@@ -202,11 +202,9 @@ class SmartnoiseSQLEngine(Engine):
                               "was released, the charge stays", dataset.name, check,
                               type(exc).__name__, exc)
             raise QueryFailed() from None
-        import pandas as pd
-
         if query.postprocess:
             columns = readable_columns(columns, query.sql)
-        return results.table_from_pandas(pd.DataFrame(rows, columns=columns))
+        return answer_table(columns, rows)
 
     def close(self) -> None:
         with self._costs_lock:
@@ -214,6 +212,35 @@ class SmartnoiseSQLEngine(Engine):
             self._plans.clear()
         self._scales.clear()
         parse_cache.sql_trees.clear()
+
+
+#: Column kinds of plain Python values that pandas stores as is (``bool`` is not an ``int`` here).
+_KINDS: dict[type, str] = {int: "int", float: "float", str: "string", bool: "boolean"}
+_INT64 = 1 << 63
+
+
+def answer_table(columns: list[str], rows: list[list[Any]]) -> dict[str, Any]:
+    """The result table of SmartNoise-SQL's rows: ``results.table_from_pandas`` of their frame.
+
+    SmartNoise-SQL answers with plain ints, floats and strings; a column of one such type is
+    written directly, as pandas would write it (~0.2 ms less than building the frame). Anything
+    else (no rows, nulls, mixed or other types, repeated names, ints beyond 64 bits) goes through
+    pandas.
+    """
+    kinds: list[str] = []
+    if rows and len(set(columns)) == len(columns):
+        for i in range(len(columns)):
+            types = {type(row[i]) for row in rows}
+            kind = _KINDS.get(types.pop()) if len(types) == 1 else None
+            if kind is None or (kind == "int" and not all(-_INT64 <= row[i] < _INT64
+                                                           for row in rows)):
+                break
+            kinds.append(kind)
+    if len(kinds) != len(columns) or not rows:
+        import pandas as pd
+
+        return results.table_from_pandas(pd.DataFrame(rows, columns=columns))
+    return results.table(columns, kinds, rows)
 
 
 #: The name SmartNoise-SQL gives an output column without an alias.
