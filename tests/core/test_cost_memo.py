@@ -88,3 +88,35 @@ def test_a_repeated_query_is_charged_without_a_cost_task(tmp_path: Path) -> None
         assert float(h.grant("alice", "ds").spent.epsilon) == pytest.approx(1.75)
     finally:
         h.close()
+
+
+def test_with_a_known_cost_every_outcome_is_settled_as_before(tmp_path: Path) -> None:
+    """With a remembered cost (no cost task), a failed run keeps its charge, a charge over budget
+    charges nothing and runs nothing, a replay is answered from the archive."""
+    h = LomasHarness(tmp_path, engines={"toy_faulty": {}}, execution={"workers": 1})
+    h.add_dataset("ds", pd.DataFrame({"x": range(10)}), META)
+    token = h.add_user("alice", grant={"ds": (2.0, 0.0)})
+    try:
+        with h.client(token) as c:
+            pool = h.app_state(c).pool
+            assert pool is not None
+            crash = {"engine": "toy_faulty", "query": {"epsilon": 0.5, "action": "raise"}}
+            for _ in range(2):
+                r = c.post("/v1/datasets/ds/query", json=crash)
+                assert r.status_code == 422 and r.json()["error"]["code"] == "query_failed"
+            ok = {"engine": "toy_faulty", "query": {"epsilon": 0.5}}
+            first = c.post("/v1/datasets/ds/query", json=ok, headers={"Idempotency-Key": "a"})
+            assert first.status_code == 200
+            tasks = pool.tasks
+            again = c.post("/v1/datasets/ds/query", json=ok, headers={"Idempotency-Key": "a"})
+            assert again.json() == first.json() and pool.tasks == tasks  # replayed
+            r = c.post("/v1/datasets/ds/query", json=ok, headers={"Idempotency-Key": "b"})
+            assert r.status_code == 200 and r.json()["remaining"]["epsilon"] == 0.0
+            r = c.post("/v1/datasets/ds/query", json=ok)
+            assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_budget"
+            assert pool.tasks == tasks + 1  # one run; no cost task, no run over budget
+            statuses = [q["status"] for q in c.get("/v1/datasets/ds/queries").json()["queries"]]
+            assert statuses == ["failed", "failed", "success", "success"]
+        assert float(h.grant("alice", "ds").spent.epsilon) == pytest.approx(2.0)
+    finally:
+        h.close()
