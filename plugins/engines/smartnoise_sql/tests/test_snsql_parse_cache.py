@@ -208,3 +208,12 @@ def test_xpath_statements_evaluate_as_the_library_parses_them() -> None:
     assert len(parse_cache.xpaths) == 6 and parse_cache.xpaths.hits >= 6
     parse_cache.install(0)
     assert tokens.XPath is XPath
+
+
+def test_the_engine_option_turns_the_cache_on_and_off() -> None:
+    info = DatasetInfo(name="t", metadata=_meta(METADATA[0]))
+    query = SmartnoiseSQLQuery(sql="SELECT COUNT(*) AS n FROM df", epsilon=1.0, delta=1e-5)
+    build(SmartnoiseSQLEngine, {"parse_cache_size": 0}).cost(query, info)
+    assert not parse_cache.installed()
+    build(SmartnoiseSQLEngine, {"parse_cache_size": 8}).cost(query, info)
+    assert parse_cache.installed() and parse_cache.sql_trees.size == 8
