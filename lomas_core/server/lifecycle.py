@@ -44,6 +44,7 @@ from lomas_core.models import ArchiveRecord, DatasetDescription, Grant, User, ut
 from lomas_core.observability import timed_stage
 from lomas_core.reads import DataReads
 from lomas_core.server.auth import access_denied
+from lomas_core.server.cost_memo import CostMemo
 from lomas_core.server.errors import status_for_code
 from lomas_core.server.responses import RawJSON, budget_json
 from lomas_core.server.schemas import CostRequest, QueryRequest
@@ -171,6 +172,8 @@ class QueryService:
         self._checked: dict[tuple[str, str], float] = {}
         #: Open push-down targets (engines in threads only; workers keep their own).
         self.targets = TargetCache()
+        #: Costs the workers returned, by their inputs (a repeated query skips the round trip).
+        self.costs = CostMemo()
 
     def _check_config(self, description: DatasetDescription) -> None:
         """:func:`check_dataset_config`, a pass remembered for :data:`CONFIG_CHECK_SECONDS`.
@@ -273,6 +276,10 @@ class QueryService:
     async def _cost_in_worker(self, engine: Engine, query: Any, info: DatasetInfo,
                               limit: float) -> Budget:
         msg = self._task("cost", engine, query, info)
+        key = self.costs.key(msg)
+        known = self.costs.get(key)
+        if known is not None:
+            return known
         try:
             value = await self._in_worker(msg, limit)
         except WorkerTimeout:
@@ -288,7 +295,9 @@ class QueryService:
                 raise StoredError(exc.lomas) from None
             log.warning("cost estimation on '%s' failed in the engine: %s", info.name, exc.where)
             raise QueryFailed("estimating the query's cost failed; nothing was charged") from None
-        return Budget.of(value["epsilon"], value["delta"])
+        cost = Budget.of(value["epsilon"], value["delta"])
+        self.costs.put(key, cost)
+        return cost
 
     def _engine_name(self, engine: Engine) -> str:
         for name, candidate in self.state.plugins.engines.items():
@@ -309,36 +318,12 @@ class QueryService:
         the ``run`` stage.
         """
         timeout = self.state.config.limits.query_timeout_seconds
+        if self.state.pool is not None:
+            # Not abandoned on cancel: the thread returns once the worker answered or was killed.
+            return await anyio.to_thread.run_sync(
+                lambda: self._run_in_worker(prepared, data, timed=timed, record=record))
         engine_name = self._engine_name(prepared.engine)
         stage = self._stage(engine_name, "run") if timed else contextlib.nullcontext()
-        if self.state.pool is not None:
-            pool = self.state.pool
-
-            def call() -> tuple[Any, RawJSON | None]:
-                ref: dict[str, Any]
-                if isinstance(data, SourceHandle):  # the worker opens (and keeps) its own session
-                    ref = {"source": prepared.description.adapter,
-                           "options": prepared.description.options,
-                           "dataset": data.dataset, "version": data.version}
-                else:
-                    assert data.path is not None
-                    ref = {"path": self.state.cache.ensure_file(data), "dataset": data.dataset,
-                           "version": data.version}
-                msg = self._task("run", prepared.engine, prepared.query, prepared.info, data=ref)
-                with stage:
-                    try:
-                        value = pool.call(msg, timeout)
-                    except WorkerTimeout:
-                        raise TimeoutError from None
-                self.state.cache.note_growth(data, int(value["nbytes"]))
-                text = value["json"]
-                result = json.loads(text)
-                if record is not None:
-                    self._archive(record, "success", result, None)
-                return result, RawJSON(text)
-
-            # Not abandoned on cancel: the thread returns once the worker answered or was killed.
-            return await anyio.to_thread.run_sync(call)
 
         def run() -> Any:
             result = prepared.engine.run(prepared.query, data, prepared.info)
@@ -347,6 +332,36 @@ class QueryService:
 
         with stage, anyio.fail_after(timeout):
             return await anyio.to_thread.run_sync(run, abandon_on_cancel=True), None
+
+    def _run_in_worker(self, prepared: _Prepared, data: DataHandle, *, timed: bool = False,
+                       record: ArchiveRecord | None = None) -> tuple[Any, RawJSON]:
+        """Blocking, with the pool: :meth:`_run`'s work (a timeout raises TimeoutError)."""
+        pool = self.state.pool
+        assert pool is not None
+        timeout = self.state.config.limits.query_timeout_seconds
+        engine_name = self._engine_name(prepared.engine)
+        stage = self._stage(engine_name, "run") if timed else contextlib.nullcontext()
+        ref: dict[str, Any]
+        if isinstance(data, SourceHandle):  # the worker opens (and keeps) its own session
+            ref = {"source": prepared.description.adapter,
+                   "options": prepared.description.options,
+                   "dataset": data.dataset, "version": data.version}
+        else:
+            assert data.path is not None
+            ref = {"path": self.state.cache.ensure_file(data), "dataset": data.dataset,
+                   "version": data.version}
+        msg = self._task("run", prepared.engine, prepared.query, prepared.info, data=ref)
+        with stage:
+            try:
+                value = pool.call(msg, timeout)
+            except WorkerTimeout:
+                raise TimeoutError from None
+        self.state.cache.note_growth(data, int(value["nbytes"]))
+        text = value["json"]
+        result = json.loads(text)
+        if record is not None:
+            self._archive(record, "success", result, None)
+        return result, RawJSON(text)
 
     def _source_handle(self, source: SqlSource, prepared: _Prepared) -> SourceHandle:
         """The dataset on its push-down source: its version (reachability, refunded when it
@@ -568,8 +583,23 @@ class QueryService:
                 return charged, None, exc
             return charged, loaded, None
 
+        in_worker = state.pool is not None
+        ran: tuple[Any, RawJSON] | Exception | None = None
+
+        def charge_load_run() -> tuple[Budget, DataHandle | None, Exception | None]:
+            """With the pool, the run and its archive follow in the same thread hop (one hand-off
+            less per query); the run's outcome or exception is decided below as before."""
+            nonlocal ran
+            charged, loaded, error = charge_and_load()
+            if in_worker and loaded is not None and error is None:
+                try:
+                    ran = self._run_in_worker(prepared, loaded, timed=True, record=record)
+                except Exception as exc:  # noqa: BLE001 - handled below, like a separate run
+                    ran = exc
+            return charged, loaded, error
+
         try:
-            remaining, data, load_error = await run_in_threadpool(charge_and_load)
+            remaining, data, load_error = await run_in_threadpool(charge_load_run)
         except IdempotencyConflict as exc:
             if key is None:
                 self._refused(body.engine, exc)
@@ -584,10 +614,10 @@ class QueryService:
         if load_error is not None or data is None:
             raise await self._load_failed(record, dataset, load_error or RuntimeError(),
                                           reads) from None
-        in_worker = state.pool is not None
         try:
-            result, raw = await self._run(prepared, data, timed=True,
-                                          record=record if in_worker else None)
+            if isinstance(ran, Exception):
+                raise ran
+            result, raw = ran if ran is not None else await self._run(prepared, data, timed=True)
         except TimeoutError:
             timeout = QueryTimeout(
                 f"the query ran past {state.config.limits.query_timeout_seconds} seconds; "
