@@ -188,9 +188,12 @@ def _watch_server(server_pid: int) -> None:
 
 
 def worker_main(conn: Any, config_json: str, sys_path: list[str], memory_mb: int,
-                cpu_seconds: int, server_pid: int = 0) -> None:
-    """Entry point of a worker process (run by multiprocessing)."""
+                cpu_seconds: int, server_pid: int = 0, threads: int = 0) -> None:
+    """Entry point of a worker process (run by multiprocessing). ``threads``: what this worker's
+    engines may use (:func:`lomas_core.execution.threads.worker_threads`), 0 for their default."""
     import signal
+
+    from lomas_core.execution.threads import set_worker_threads
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     _die_with_parent()
@@ -200,6 +203,8 @@ def worker_main(conn: Any, config_json: str, sys_path: list[str], memory_mb: int
         if entry not in sys.path:
             sys.path.insert(0, entry)
     _set_limits(memory_mb)
+    if threads > 0:
+        set_worker_threads(threads)  # before any engine is built
     try:
         worker = _Worker(config_json)
     except BaseException as exc:  # noqa: BLE001 - report and exit; the server logs it
