@@ -85,6 +85,26 @@ def test_workers_receive_their_thread_count(tmp_path: Path, monkeypatch: pytest.
             h.close()
 
 
+def test_workers_freeze_what_they_share_with_the_forkserver(tmp_path: Path) -> None:
+    """A worker's garbage collector ignores the libraries and engine state it holds for life: a
+    full collection then neither takes long inside a query nor copies the pages the workers share
+    (benchmarks/bench_workers.py measures both)."""
+    import gc
+
+    h = LomasHarness(tmp_path, engines={"toy_faulty": {}}, execution={"workers": 1})
+    h.add_dataset("ds", pd.DataFrame({"x": range(10)}), META)
+    token = h.add_user("alice", grant={"ds": (10.0, 0.0)})
+    try:
+        with h.client(token) as c:
+            r = c.post("/v1/datasets/ds/query",
+                       json={"engine": "toy_faulty", "query": {"epsilon": 0.1, "action": "frozen"}})
+            assert r.status_code == 200, r.text
+            assert r.json()["result"]["value"] > 10_000  # numpy, pyarrow, lomas_core, the engine
+        assert gc.get_freeze_count() == 0  # the server process itself is left alone
+    finally:
+        h.close()
+
+
 def test_versions_are_files_governed_by_the_cache(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
