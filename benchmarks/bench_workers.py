@@ -17,7 +17,7 @@
    figures these do not depend on what else runs), the worker threads that did the work, and
    the ceilings they imply: ``cores / CPU per query`` for any number of workers, and for one
    worker ``1 / its busy time per query``.
-5. Memory of the server and its workers with the big dataset loaded and queried by every worker:
+5. Memory of the server and its workers with the big dataset loaded and queried 60 times:
    summed RSS (counts shared pages once per process), summed PSS (shared pages split: the true
    total) and per-worker USS (pages only that worker holds: what one more worker costs), read from
    ``/proc/<pid>/smaps_rollup`` (the figures ``psutil.Process.memory_full_info()`` reports).
@@ -30,192 +30,50 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
-import numpy as np
 import pandas as pd
+from workers_servers import (
+    COUNT,
+    GROUP,
+    META,
+    Server,
+    cpu_seconds,
+    descendants,
+    frame,
+    memory_mb,
+    thread_cpu,
+)
 
 from lomas_core.config import ExecutionConfig
-from lomas_core.testing.harness import LomasHarness
-
-META: dict[str, Any] = {"max_ids": 1, "row_privacy": True, "censor_dims": False, "columns": {
-    "g": {"type": "string", "categories": ["a", "b", "c"], "public_keys": True},
-    "x": {"type": "float", "lower": 0.0, "upper": 100.0},
-}}
-COUNT = "SELECT COUNT(*) AS n FROM df"
-GROUP = "SELECT g, AVG(x) AS m FROM df GROUP BY g"
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _frame(rows: int) -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    return pd.DataFrame({"g": rng.choice(["a", "b", "c"], rows), "x": rng.uniform(0, 100, rows)})
-
-
-def _body(sql: str) -> dict[str, Any]:
-    return {"engine": "smartnoise_sql", "query": {"sql": sql, "epsilon": 1.0, "delta": 1e-6}}
-
-
-def _descendants(pid: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(
-                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                pass
-    found, frontier = [pid], [pid]
-    while frontier:
-        parent = frontier.pop()
-        kids = [p for p, pp in parents.items() if pp == parent]
-        found.extend(kids)
-        frontier.extend(kids)
-    return found
-
-
-def _memory_mb(pid: int) -> dict[str, float]:
-    """Summed RSS and PSS of ``pid`` and its descendants, and the USS of each worker (MB)."""
-    out = {"rss": 0.0, "pss": 0.0, "uss_worker": 0.0}
-    workers = 0
-    for p in _descendants(pid):
-        fields: dict[str, int] = {}
-        try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                name, _, rest = line.partition(":")
-                if rest.strip().endswith("kB"):
-                    fields[name] = int(rest.split()[0])
-            cmdline = Path(f"/proc/{p}/cmdline").read_bytes()
-        except OSError:
-            continue
-        out["rss"] += fields.get("Rss", 0) / 1024
-        out["pss"] += fields.get("Pss", 0) / 1024
-        if b"forkserver" in cmdline and p != pid and fields.get("Rss", 0) > 100 * 1024:
-            # A worker (the forkserver itself holds far less than a warmed engine).
-            out["uss_worker"] += (fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)) / 1024
-            workers += 1
-    if workers:
-        out["uss_worker"] /= workers
-    return out
-
-
-def _stat_cpu(path: Path) -> float:
-    fields = path.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def _cpu_seconds(pids: list[int]) -> dict[int, float]:
-    out: dict[int, float] = {}
-    for p in pids:
-        try:
-            out[p] = _stat_cpu(Path(f"/proc/{p}/stat"))
-        except OSError:
-            pass
-    return out
-
-
-def _thread_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds of each thread of ``pid``."""
-    out: dict[int, float] = {}
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return out
-    for task in tasks:
-        try:
-            out[int(task.name)] = _stat_cpu(task / "stat")
-        except OSError:
-            pass
-    return out
-
-
-class _Server:
-    def __init__(self, tmp: Path, frames: dict[str, pd.DataFrame], workers: int,
-                 threads: int | None = None) -> None:
-        execution: dict[str, Any] = {"workers": workers}
-        if threads is not None:
-            execution["threads_per_worker"] = threads
-        self.h = LomasHarness(tmp, engines={"smartnoise_sql": {}},
-                              limits={"query_timeout_seconds": 300, "cost_timeout_seconds": 60},
-                              execution=execution,
-                              cache={"max_bytes": 8 * 1024**3, "revalidate_seconds": 3600})
-        for name, frame in frames.items():
-            self.h.add_dataset(name, frame, {**META, "rows": len(frame)})
-        self.token = self.h.add_user("bench", grant={n: (1e9, 0.5) for n in frames})
-        self.workers = workers
-
-    def __enter__(self) -> _Server:
-        self._serve = self.h.serve(timeout=180)
-        self.url = self._serve.__enter__()
-        assert self.h.server_pid is not None
-        self.pid: int = self.h.server_pid
-        self.client = self.new_client()
-        return self
-
-    def new_client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=600,
-                            headers={"Authorization": f"Bearer {self.token}"})
-
-    def ask(self, dataset: str, sql: str, client: httpx.Client | None = None) -> float:
-        start = time.perf_counter()
-        (client or self.client).post(f"/v1/datasets/{dataset}/query",
-                                     json=_body(sql)).raise_for_status()
-        return time.perf_counter() - start
-
-    def p50_ms(self, dataset: str, sql: str, n: int) -> float:
-        for _ in range(2):
-            self.ask(dataset, sql)  # load, hand over to the engine, warm every code path
-        return statistics.median(self.ask(dataset, sql) for _ in range(n)) * 1000
-
-    def batch(self, dataset: str, sql: str, clients: list[httpx.Client]) -> None:
-        """One query per client, all at once; returns when all are answered."""
-        threads = [threading.Thread(target=self.ask, args=(dataset, sql, c)) for c in clients]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-
-    def worker_pids(self) -> list[int]:
-        """The worker processes: the server's descendants that hold a warmed engine (more
-        threads than the forkserver, which holds none)."""
-        return [p for p in _descendants(self.pid)
-                if p != self.pid and len(_thread_cpu(p)) > 1 and _cpu_seconds([p]).get(p, 0) > 0.2]
-
-    def __exit__(self, *exc: object) -> None:
-        self.client.close()
-        self._serve.__exit__(None, None, None)
-        self.h.close()
 
 
 class _Meter:
     """CPU and wall time of one server configuration over the batches measured so far."""
 
-    def __init__(self, server: _Server, n: int) -> None:
+    def __init__(self, server: Server, n: int) -> None:
         self.server = server
         self.clients = [server.new_client() for _ in range(n)]
-        self.pids = _descendants(server.pid)
+        self.pids = descendants(server.pid)
         self.workers = server.worker_pids()
         self.queries = 0
         self.elapsed = self.client_cpu = 0.0
         self.cpu: dict[int, float] = {}
-        self._threads = {w: _thread_cpu(w) for w in self.workers}
+        self._threads = {w: thread_cpu(w) for w in self.workers}
 
     def run(self, dataset: str, sql: str) -> None:
-        before, client = _cpu_seconds(self.pids), time.process_time()
+        before, client = cpu_seconds(self.pids), time.process_time()
         start = time.perf_counter()
         self.server.batch(dataset, sql, self.clients)
         self.elapsed += time.perf_counter() - start
         self.client_cpu += time.process_time() - client
-        after = _cpu_seconds(self.pids)
+        after = cpu_seconds(self.pids)
         for p in self.pids:
             self.cpu[p] = self.cpu.get(p, 0.0) + after.get(p, 0.0) - before.get(p, 0.0)
         self.queries += len(self.clients)
@@ -227,7 +85,7 @@ class _Meter:
         # Threads of a worker that did at least a tenth of its work: DuckDB's threads show here.
         busy = []
         for w in self.workers:
-            now = _thread_cpu(w)
+            now = thread_cpu(w)
             used = {t: now[t] - self._threads[w].get(t, 0.0) for t in now}
             total = sum(used.values())
             busy.append(sum(1 for v in used.values() if total and v >= 0.1 * total))
@@ -267,7 +125,7 @@ def _split(rows: int, n: int) -> dict[int, dict[str, float]]:
     config = Config.model_validate({"engines": {"smartnoise_sql": {}}})
     engine = dict(load_engines(config, PluginContext(config)))["smartnoise_sql"]
     info = DatasetInfo(name="big", metadata=Metadata.model_validate({**META, "rows": rows}))
-    table = pa.Table.from_pandas(_frame(rows), preserve_index=False)
+    table = pa.Table.from_pandas(frame(rows), preserve_index=False)
     query = engine.parse({"sql": GROUP, "epsilon": 1.0, "delta": 1e-6})
     out: dict[int, dict[str, float]] = {}
     saved = os.environ.get(ENV)
@@ -311,10 +169,9 @@ def _throughput(tmp: Path, frames: dict[str, pd.DataFrame], rounds: int
     with ExitStack() as stack:
         meters: dict[tuple[int, int], _Meter] = {}
         for (workers, threads), setting in configs.items():
-            s = stack.enter_context(_Server(tmp / f"t{workers}x{threads}", frames, workers,
+            s = stack.enter_context(Server(tmp / f"t{workers}x{threads}", frames, workers,
                                             setting))
-            for _ in range(2):  # every worker has loaded its copy before the clock starts
-                s.batch("big", GROUP, [s.new_client() for _ in range(4)])
+            s.warm("big", GROUP, batches=4)  # every worker warm before the clock starts
             meters[(workers, threads)] = _Meter(s, 4)
         order = list(meters)
         for r in range(rounds):
@@ -332,7 +189,7 @@ def main() -> None:
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     warnings.simplefilter("ignore")
-    frames = {"small": _frame(1000), "big": _frame(args.rows)}
+    frames = {"small": frame(1000), "big": frame(args.rows)}
     cores = ExecutionConfig.cores()
     print(f"cores={cores} load average (1 min) at start={os.getloadavg()[0]:.2f} "
           f"rows={args.rows} queries={args.queries} rounds={args.rounds} nice={os.nice(0)}")
@@ -344,7 +201,7 @@ def main() -> None:
             wanted = (workers < 2 and parts & {"hop", "big"}) or (workers != 1 and "memory" in parts)
             if not wanted:
                 continue
-            with _Server(Path(tmp) / f"w{workers}", frames, workers) as s:
+            with Server(Path(tmp) / f"w{workers}", frames, workers) as s:
                 f = figures.setdefault(workers, {})
                 if workers < 2 and "hop" in parts:
                     f["hop"] = s.p50_ms("small", COUNT, args.queries * 4)
@@ -352,10 +209,10 @@ def main() -> None:
                     f["count"] = s.p50_ms("big", COUNT, args.queries)
                     f["group"] = s.p50_ms("big", GROUP, args.queries)
                 if workers != 1 and "memory" in parts:
-                    if workers:
-                        for _ in range(2):  # every worker holds its engines
-                            s.batch("big", GROUP, [s.new_client() for _ in range(4)])
-                    f.update(_memory_mb(s.pid))
+                    # Every worker holds its engines, in steady state: past the first full
+                    # garbage collection, which copied shared pages before workers froze them.
+                    s.warm("big", GROUP, batches=15)
+                    f.update(memory_mb(s.pid))
                 print(f"workers={workers}: " + "  ".join(f"{k}={v:.2f}" for k, v in f.items())
                       + f"  (load {os.getloadavg()[0]:.2f})", flush=True)
         split = _split(args.rows, args.queries * 2) if "split" in parts else {}
@@ -407,25 +264,33 @@ def _report_scaling(scaling: dict[tuple[int, int], dict[str, float]],
     auto2 = (2, ExecutionConfig(workers=2).thread_count())
     pairs = [("default threads per worker", auto1, auto2),
              ("process scaling alone, both pinned to 1 thread per worker", (1, 1), (2, 1))]
+    db = split[1]["db_cpu"] if split else 0.0
     for label, one, two in pairs:
         if one not in scaling or two not in scaling:
             continue
         ratio = scaling[two]["qps"] / scaling[one]["qps"]
         aim = f" (aim >= 1.7x: {'met' if ratio >= 1.7 else 'missed'})" if one == auto1 else ""
-        # Two workers cannot use more than every core: at most cores / CPU per query, against
-        # what one worker gave. The CPU per query is measured with two workers.
-        ceiling = cores * 1000 / _cpu_total(scaling[two]) / scaling[one]["qps"]
         busy = scaling[one]["qps"] * _cpu_total(scaling[one]) / 1000
         print(f"   2 workers x {two[1]} vs 1 worker x {one[1]} ({label}): {ratio:.2f}x{aim}; "
-              f"1 worker kept {busy:.2f} of {cores} cores busy, so 2 workers at {cores} cores "
-              f"could give at most {ceiling:.2f}x")
+              f"1 worker kept {busy:.2f} of {cores} cores busy")
+        # What an idle machine allows, from CPU figures (which do not depend on the load): one
+        # worker answers one task at a time, so it is busy at least its CPU per query less what
+        # DuckDB's extra threads take off (the statement's CPU, 3., perfectly parallel); and no
+        # configuration gets past every core busy (cores / CPU per query of client, server and
+        # workers).
+        worker = scaling[one]["cpu_workers_ms"] - (db * (1 - 1 / one[1]) if split else 0.0)
+        rate1 = min(1000 / worker, cores * 1000 / _cpu_total(scaling[one]))
+        rate2 = cores * 1000 / _cpu_total(scaling[two])
+        print(f"     idle-machine bounds from the CPU figures: 1 worker <= min(1000 / {worker:.1f} "
+              f"ms busy per query, {cores} cores / {_cpu_total(scaling[one]):.1f} ms) = "
+              f"{rate1:.1f} q/s; 2 workers <= {cores} cores / {_cpu_total(scaling[two]):.1f} ms = "
+              f"{rate2:.1f} q/s; ratio <= {rate2 / rate1:.2f}x")
     if split:
-        py, db = split[1]["py_cpu"], split[1]["db_cpu"]
+        py = split[1]["py_cpu"]
         print(f"   per query a worker runs {py:.1f} ms of single-threaded engine Python and "
-              f"{db:.1f} ms CPU of DuckDB statement (3.): one worker with 1 thread needs at least "
-              f"{py + db:.1f} ms per query, with 2 threads at least {py + db / 2:.1f} ms "
-              f"(DuckDB part perfectly parallel; measured wall {split[2]['wall']:.1f} ms)")
-
+              f"{db:.1f} ms CPU of DuckDB statement (3.): with 1 thread it is busy at least "
+              f"{py + db:.1f} ms per query, with 2 at least {py + db / 2:.1f} ms "
+              f"(measured in-process wall {split[1]['wall']:.1f} and {split[2]['wall']:.1f} ms)")
 
 if __name__ == "__main__":
     main()
