@@ -281,10 +281,11 @@ def _report_scaling(scaling: dict[tuple[int, int], dict[str, float]],
         worker = scaling[one]["cpu_workers_ms"] - (db * (1 - 1 / one[1]) if split else 0.0)
         rate1 = min(1000 / worker, cores * 1000 / _cpu_total(scaling[one]))
         rate2 = cores * 1000 / _cpu_total(scaling[two])
-        print(f"     idle-machine bounds from the CPU figures: 1 worker <= min(1000 / {worker:.1f} "
+        print(f"     on an idle machine, from the CPU figures: 1 worker <= min(1000 / {worker:.1f} "
               f"ms busy per query, {cores} cores / {_cpu_total(scaling[one]):.1f} ms) = "
               f"{rate1:.1f} q/s; 2 workers <= {cores} cores / {_cpu_total(scaling[two]):.1f} ms = "
-              f"{rate2:.1f} q/s; ratio <= {rate2 / rate1:.2f}x")
+              f"{rate2:.1f} q/s; both at their bound: {rate2 / rate1:.2f}x (one worker falls "
+              f"short of its bound by the hand-over between tasks, so a little more)")
     if split:
         py = split[1]["py_cpu"]
         print(f"   per query a worker runs {py:.1f} ms of single-threaded engine Python and "

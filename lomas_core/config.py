@@ -151,6 +151,7 @@ class ExecutionConfig(BaseModel):
     cpu_seconds: int = Field(default=300, ge=1)
     #: Threads each worker's engines may use (DuckDB's ``threads``, polars' pool); ``None``
     #: divides the cores of this HTTP process among its workers (see :meth:`thread_count`).
+    #: Engines in the server process (``workers: 0``) keep their libraries' defaults.
     threads_per_worker: int | None = Field(default=None, ge=1, le=256)
     #: Seconds a new worker may take to import and warm up its engines.
     start_timeout_seconds: float = Field(default=120.0, gt=0)
