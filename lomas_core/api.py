@@ -6,7 +6,8 @@ Plugins (engines, adapters, stores, observers) import from this module only; a t
 the base class of each kind with its rules (:mod:`lomas_core.engine`, :mod:`lomas_core.adapter`,
 :mod:`lomas_core.store`, :mod:`lomas_core.observer`), the broadcast hooks, and the helpers every
 plugin of a kind needs (errors, budgets, metadata, results, the shared readers, address checks,
-the state format, leases and token bookkeeping of stores, the authenticator contract, push-down SQL sources).
+the state format, leases and token bookkeeping of stores, the authenticator contract, push-down SQL sources,
+the threads an engine may use in its execution worker).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from lomas_core.errors import (
     StoreUnavailable,
     Suspended,
 )
+from lomas_core.execution.threads import worker_threads
 from lomas_core.hookspecs import hookimpl
 from lomas_core.io import (
     check_format,
@@ -115,4 +117,5 @@ __all__ = [
     "process_gone", "quote", "read_metadata", "read_metadata_bytes", "read_table_bytes",
     "read_table_from_fs", "reject", "resolve_checked", "resolve_relative_options", "results",
     "short_digest", "sql_literal", "this_process", "to_decimal", "utcnow", "validation_message",
+    "worker_threads",
 ]

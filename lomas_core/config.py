@@ -149,23 +149,40 @@ class ExecutionConfig(BaseModel):
     #: CPU seconds one task may use in a worker (RLIMIT_CPU, a backstop behind the wall-clock
     #: timeouts in ``limits``).
     cpu_seconds: int = Field(default=300, ge=1)
+    #: Threads each worker's engines may use (DuckDB's ``threads``, polars' pool); ``None``
+    #: divides the cores of this HTTP process among its workers (see :meth:`thread_count`).
+    #: Engines in the server process (``workers: 0``) keep their libraries' defaults.
+    threads_per_worker: int | None = Field(default=None, ge=1, le=256)
     #: Seconds a new worker may take to import and warm up its engines.
     start_timeout_seconds: float = Field(default=120.0, gt=0)
     #: Where loaded datasets are written once as Arrow IPC files that workers memory-map;
     #: default a per-user folder in the system temporary directory (shared by the HTTP processes).
     data_dir: str | None = None
 
-    def worker_count(self) -> int:
-        """Worker processes of this HTTP process: ``workers``, or the usable cores shared among
-        the HTTP processes ``lomas serve`` started (``$LOMAS_HTTP_PROCESSES``)."""
-        if self.workers is not None:
-            return self.workers
+    @staticmethod
+    def cores() -> int:
+        """The usable cores shared among the HTTP processes ``lomas serve`` started
+        (``$LOMAS_HTTP_PROCESSES``): this HTTP process's share, at least 1."""
         try:
             cores = len(os.sched_getaffinity(0))
         except AttributeError:  # not Linux
             cores = os.cpu_count() or 1
         http = os.environ.get("LOMAS_HTTP_PROCESSES", "1")
         return max(1, cores // max(1, int(http) if http.isdigit() else 1))
+
+    def worker_count(self) -> int:
+        """Worker processes of this HTTP process: ``workers``, or its share of the cores."""
+        if self.workers is not None:
+            return self.workers
+        return self.cores()
+
+    def thread_count(self) -> int:
+        """Threads each worker's engines may use: ``threads_per_worker``, or this HTTP process's
+        share of the cores divided among its workers (at least 1), so that busy workers together
+        do not start more threads than there are cores."""
+        if self.threads_per_worker is not None:
+            return self.threads_per_worker
+        return max(1, self.cores() // max(1, self.worker_count()))
 
 
 class MetricsConfig(BaseModel):

@@ -103,7 +103,7 @@ class _Process:
         self.proc = ctx.Process(
             target=worker_main, name="lomas-worker", daemon=True,
             args=(child, pool.config_json, pool.sys_path, pool.memory_mb, pool.cpu_seconds,
-                  os.getpid()))
+                  os.getpid(), pool.threads))
         self.proc.start()
         child.close()
         self.ready = False
@@ -196,6 +196,8 @@ class ExecutionPool:
     def __init__(self, config: Config) -> None:
         execution = config.execution
         self.size = execution.worker_count()
+        #: Threads each worker's engines may use (``execution.threads_per_worker``).
+        self.threads = execution.thread_count()
         self.memory_mb = execution.memory_mb
         self.cpu_seconds = execution.cpu_seconds
         self.start_timeout = execution.start_timeout_seconds

@@ -82,7 +82,7 @@ class _ToyFaultyQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     epsilon: float = Field(gt=0, le=100)
     action: Literal["ok", "raise", "sleep", "slow_cost", "unserializable", "path_refusal",
-                    "allocate", "loop", "abort"] = "ok"
+                    "allocate", "loop", "abort", "threads", "frozen"] = "ok"
     seconds: float = Field(default=0.0, ge=0, le=60)
     #: For ``allocate``: how much memory to fill.
     megabytes: int = Field(default=0, ge=0, le=65536)
@@ -92,7 +92,9 @@ class ToyFaultyEngine(Engine):
     """Misbehaves on request (raises with a 'private' message, sleeps, returns junk). Test-only.
 
     ``allocate`` fills ``megabytes`` of memory, ``loop`` spins on the CPU for ever and ``abort``
-    kills its process (``os.abort``): only ever use those with the execution pool on.
+    kills its process (``os.abort``): only ever use those with the execution pool on. ``threads``
+    answers with the threads its process's engines may use (0: the libraries' defaults), ``frozen``
+    with the objects its process's garbage collector ignores (``gc.get_freeze_count()``).
 
     ``runs`` counts calls of :meth:`run` per (dataset, dummy) in this process.
     """
@@ -124,6 +126,14 @@ class ToyFaultyEngine(Engine):
                 n += 1
         if query.action == "abort":
             os.abort()
+        if query.action == "threads":
+            from lomas_core.execution.threads import worker_threads
+
+            return {"type": "value", "value": worker_threads() or 0}
+        if query.action == "frozen":
+            import gc
+
+            return {"type": "value", "value": gc.get_freeze_count()}
         if query.action == "unserializable":
             return {"type": "value", "value": object()}
         return {"type": "value", "value": data.table.num_rows}

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 
 from lomas_core.cache import DatasetCache
-from lomas_core.config import Config, ExecutionConfig
+from lomas_core.config import Config, ExecutionConfig, load_config
+from lomas_core.errors import ConfigError
 from lomas_core.models import DatasetDescription
 from lomas_core.plugins import load_plugins
 from lomas_core.testing.harness import LomasHarness
@@ -31,6 +32,77 @@ def test_worker_count_defaults_to_cores_shared_by_http_processes(monkeypatch: py
     monkeypatch.setenv("LOMAS_HTTP_PROCESSES", "8")
     assert ExecutionConfig().worker_count() == 1
     assert ExecutionConfig(workers=0).worker_count() == 0
+
+
+def test_threads_per_worker_divides_the_cores_among_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.delenv("LOMAS_HTTP_PROCESSES", raising=False)
+    assert ExecutionConfig().thread_count() == 1  # 4 workers, one core each
+    assert ExecutionConfig(workers=1).thread_count() == 4
+    assert ExecutionConfig(workers=2).thread_count() == 2
+    assert ExecutionConfig(workers=3).thread_count() == 1
+    assert ExecutionConfig(workers=8).thread_count() == 1  # never 0
+    assert ExecutionConfig(workers=1, threads_per_worker=3).thread_count() == 3  # the admin's
+    monkeypatch.setenv("LOMAS_HTTP_PROCESSES", "2")  # each HTTP process has 2 of the 4 cores
+    assert ExecutionConfig().thread_count() == 1
+    assert ExecutionConfig(workers=1).thread_count() == 2
+
+
+@pytest.mark.parametrize("value", [0, -1, 257, "two", 1.5])
+def test_threads_per_worker_must_be_a_positive_count(value: object, tmp_path: Path) -> None:
+    path = tmp_path / "lomas.yaml"
+    path.write_text(f"execution: {{threads_per_worker: {value}}}\n")
+    with pytest.raises(ConfigError, match="threads_per_worker"):
+        load_config(path)
+    assert Config.model_validate(
+        {"execution": {"threads_per_worker": 2}}).execution.threads_per_worker == 2
+
+
+def test_workers_receive_their_thread_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool divides this process's cores among its workers and each worker's engines read
+    their share (lomas_core.api.worker_threads); an explicit threads_per_worker wins."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.delenv("LOMAS_HTTP_PROCESSES", raising=False)
+    body = {"engine": "toy_faulty", "query": {"epsilon": 0.1, "action": "threads"}}
+    for execution, expected in (({"workers": 2}, 2), ({"workers": 1, "threads_per_worker": 3}, 3)):
+        h = LomasHarness(tmp_path / str(expected), engines={"toy_faulty": {}}, execution=execution)
+        h.add_dataset("ds", pd.DataFrame({"x": range(10)}), META)
+        token = h.add_user("alice", grant={"ds": (10.0, 0.0)})
+        try:
+            with h.client(token) as c:
+                pool = h.app_state(c).pool
+                assert pool is not None and pool.threads == expected
+                seen = set()
+                for _ in range(2 * pool.size):  # reach every worker
+                    r = c.post("/v1/datasets/ds/query", json=body)
+                    assert r.status_code == 200, r.text
+                    seen.add(r.json()["result"]["value"])
+                r = c.post("/v1/datasets/ds/query", json={**body, "dummy": {"rows": 10}})
+                assert r.status_code == 200, r.text
+                seen.add(r.json()["result"]["value"])
+                assert seen == {expected}
+        finally:
+            h.close()
+
+
+def test_workers_freeze_what_they_share_with_the_forkserver(tmp_path: Path) -> None:
+    """A worker's garbage collector ignores the libraries and engine state it holds for life: a
+    full collection then neither takes long inside a query nor copies the pages the workers share
+    (benchmarks/bench_workers.py measures both)."""
+    import gc
+
+    h = LomasHarness(tmp_path, engines={"toy_faulty": {}}, execution={"workers": 1})
+    h.add_dataset("ds", pd.DataFrame({"x": range(10)}), META)
+    token = h.add_user("alice", grant={"ds": (10.0, 0.0)})
+    try:
+        with h.client(token) as c:
+            r = c.post("/v1/datasets/ds/query",
+                       json={"engine": "toy_faulty", "query": {"epsilon": 0.1, "action": "frozen"}})
+            assert r.status_code == 200, r.text
+            assert r.json()["result"]["value"] > 10_000  # numpy, pyarrow, lomas_core, the engine
+        assert gc.get_freeze_count() == 0  # the server process itself is left alone
+    finally:
+        h.close()
 
 
 def test_versions_are_files_governed_by_the_cache(tmp_path: Path) -> None:

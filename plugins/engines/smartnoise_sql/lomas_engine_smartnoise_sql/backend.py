@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from lomas_core.api import Metadata
 from lomas_engine_smartnoise_sql.metadata import TABLE_NAME
 from lomas_engine_smartnoise_sql.policy import KeyPlan
-from lomas_engine_smartnoise_sql.render import LOCKED_CONFIG, Statement, render, verify
+from lomas_engine_smartnoise_sql.render import Statement, locked_config, render, verify
 from lomas_engine_smartnoise_sql.sampling import order_sampling
 from lomas_engine_smartnoise_sql.shape import ExactRows, check_exact, complete_public, unquote
 
@@ -55,7 +55,7 @@ class DuckDBDatabase:
         import duckdb
 
         self._duckdb = duckdb
-        self._con = duckdb.connect(":memory:", config=dict(LOCKED_CONFIG))
+        self._con = duckdb.connect(":memory:", config=locked_config())
         self._lock = threading.Lock()
         present = set(table.column_names)
         cols = [(name, col.type) for name, col in metadata.columns.items() if name in present]

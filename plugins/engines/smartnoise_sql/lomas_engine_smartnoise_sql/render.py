@@ -30,9 +30,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from lomas_core.api import worker_threads
 from lomas_engine_smartnoise_sql.metadata import TABLE_NAME
 
-__all__ = ["ALLOWED_FUNCTIONS", "Statement", "parser_connection", "render", "verify"]
+__all__ = ["ALLOWED_FUNCTIONS", "Statement", "locked_config", "parser_connection", "render", "verify"]
 
 #: Functions DuckDB may see: what SmartNoise-SQL's grammar and rewriter print, and nothing else
 #: (no catalog, settings, file, random or extension function). Operators print as functions too.
@@ -115,7 +116,7 @@ def parser_connection() -> Any:
     if con is None:
         import duckdb
 
-        con = duckdb.connect(":memory:", config=LOCKED_CONFIG)
+        con = duckdb.connect(":memory:", config=locked_config())
         con.execute("SET lock_configuration = true")
         _local.con = con
     return con
@@ -130,6 +131,16 @@ LOCKED_CONFIG: dict[str, Any] = {
     "allow_unsigned_extensions": False,
     "python_enable_replacements": False,
 }
+
+
+def locked_config() -> dict[str, Any]:
+    """:data:`LOCKED_CONFIG` and, in an execution worker, the worker's share of the cores
+    (``execution.threads_per_worker``): each thread also reserves address space."""
+    config = dict(LOCKED_CONFIG)
+    threads = worker_threads()
+    if threads is not None:
+        config["threads"] = threads
+    return config
 
 
 def _walk(node: Any, key: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

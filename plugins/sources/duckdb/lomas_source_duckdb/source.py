@@ -30,6 +30,7 @@ from lomas_core.api import (
     note_read,
     parse_options,
     resolve_relative_options,
+    worker_threads,
 )
 from lomas_core.api import (
     sql_literal as literal,
@@ -51,8 +52,9 @@ class DuckDBSourceOptions(BaseModel):
     allowed_dirs: list[str] = Field(default_factory=list)
     #: DuckDB's ``memory_limit`` for each dataset's connection.
     memory_limit: str = Field(default="1GB", pattern=r"^[0-9]+(\.[0-9]+)?\s*[KMGT]i?B$")
-    #: DuckDB's ``threads`` for each dataset's connection.
-    threads: int = Field(default=2, ge=1, le=256)
+    #: DuckDB's ``threads`` for each dataset's connection; by default the execution worker's
+    #: share of the cores (``execution.threads_per_worker``), 2 outside a worker.
+    threads: int | None = Field(default=None, ge=1, le=256)
 
 
 DuckDBDatasetOptions = FileDatasetOptions
@@ -135,7 +137,7 @@ class DuckDBTarget(SqlTarget):
             "allow_unsigned_extensions": False,
             "python_enable_replacements": False,
             "memory_limit": options.memory_limit,
-            "threads": options.threads,
+            "threads": options.threads or worker_threads() or 2,
         }
         self._con = duckdb.connect(":memory:", config=config)
         self._lock = threading.Lock()
