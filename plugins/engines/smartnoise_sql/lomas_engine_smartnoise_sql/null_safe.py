@@ -7,6 +7,10 @@ numbers) for any row, and what has no safe form is refused at cost time (nothing
 - ``a / b`` and ``a % b`` divide by ``NULLIF(b, 0)``;
 - functions with a domain get their argument only inside it (else NULL);
 - with ``numeric``, arithmetic and math functions compute in ``numeric`` (PostgreSQL);
+- with ``integer_arithmetic``, ``+ - *`` over integers compute in that type, with ``checked``
+  they print as the target's overflow-checked functions, with ``try_casts`` casts print as
+  ``TRY_CAST``, and with ``integer_sums`` integer ``SUM``s of the aggregate query compute in
+  that type (Spark);
 - refused: ``POWER``, bare functions such as ``RANDOM``, math functions with neither a domain
   nor a safe form, and per dialect casts to anything but text and ``SUBSTRING``;
 - at most :data:`MAX_OPERATORS` arithmetic operators.
@@ -19,13 +23,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lomas_engine_smartnoise_sql.render import StatementRefused
 from lomas_engine_smartnoise_sql.sampling import order_sampling
 
-__all__ = ["MAX_OPERATORS", "NullSafeDialect"]
+__all__ = ["MAX_OPERATORS", "NullSafeDialect", "exact_integer_sums"]
 
 #: Arithmetic operators allowed in the row-level expressions of one query: numeric values from
 #: the data are below 1e309 in magnitude (and at least 1e-324 apart from 0), so no chain of this
@@ -75,6 +79,111 @@ def _classes() -> tuple[Any, Any, Any]:
     return NullIfZero, InDomain, AsNumeric
 
 
+@functools.cache
+def _checked_classes() -> tuple[Any, Any, Any]:
+    """Printing variants of SmartNoise-SQL's own nodes, swapped in by class (the node keeps its
+    place in the tree and its attributes: no parent needs rewiring)."""
+    from snsql._ast.expressions.numeric import ArithmeticExpression
+    from snsql._ast.expressions.types import CastFunction
+    from snsql._ast.tokens import SqlExpr, Token
+
+    class CheckedArithmetic(ArithmeticExpression):  # type: ignore[misc]
+        """``fn(left, right)``: the operator as a function that is NULL on integer overflow."""
+
+        function = ""
+
+        def children(self) -> list[Any]:
+            return [Token(self.function), Token("("), self.left, Token(","), self.right,
+                    Token(")")]
+
+    class TryCast(CastFunction):  # type: ignore[misc]
+        """``TRY_CAST(expr AS type)``: NULL for a value that does not convert or fit."""
+
+        def children(self) -> list[Any]:
+            return [Token("TRY_CAST"), Token("("), self.expression, Token("AS"),
+                    Token(self.dbtype.upper()), Token(")")]
+
+    class AsType(SqlExpr):  # type: ignore[misc]
+        """``CAST(expr AS <type>)``."""
+
+        def __init__(self, expression: Any, type_name: str) -> None:
+            self.expression = expression
+            self.type_name = type_name
+
+        def children(self) -> list[Any]:
+            return [Token("CAST("), self.expression, Token(f"AS {self.type_name})")]
+
+    return CheckedArithmetic, TryCast, AsType
+
+
+def exact_integer_sums(query: Any, wide_type: str) -> None:
+    """Sum integer columns in ``wide_type`` (``query`` updated in place).
+
+    The aggregate query sums clamped columns and, for VAR and STDDEV, their products
+    (``SUM(age * age)``). In a 64-bit integer those wrap (Spark with ANSI mode off: an exact sum
+    that is off by 2**64, far beyond the noise's sensitivity) or raise (DuckDB: an error that
+    depends on the data). Each column under an integer ``SUM`` is cast to ``wide_type``
+    (DECIMAL(38,0), HUGEINT), which holds any product of two 64-bit values exactly.
+    """
+    from snsql._ast.expressions.numeric import ArithmeticExpression
+    from snsql._ast.expressions.sql import AggFunction
+    from snsql._ast.tokens import Column
+
+    as_type = _checked_classes()[2]
+    types = {str(s.name).lower(): s.expression.type()
+             for s in getattr(query, "_select_symbols", None) or []}
+    for named in query.select.namedExpressions:
+        agg = named.expression
+        if (not isinstance(agg, AggFunction) or str(agg.name).upper() != "SUM"
+                or types.get(str(named.name).lower()) != "int"):
+            continue
+        if isinstance(agg.expression, Column):
+            agg.expression = as_type(agg.expression, wide_type)
+            continue
+        for node in [agg.expression, *agg.expression.find_nodes(ArithmeticExpression)]:
+            if isinstance(node, ArithmeticExpression):
+                for side in ("left", "right"):
+                    if isinstance(getattr(node, side), Column):
+                        setattr(node, side, as_type(getattr(node, side), wide_type))
+
+
+def _column_types(query: Any) -> dict[str, str]:
+    """Type of each column of the table (lower-case name -> "int", "float", ...): the row-level
+    ``Column`` nodes of the rewritten query carry none."""
+    from snsql._ast.ast import Table
+
+    types: dict[str, str] = {}
+    for table in query.find_nodes(Table):
+        for symbol in getattr(table, "_select_symbols", None) or []:
+            try:
+                types[str(symbol.name).lower()] = str(symbol.expression.type())
+            except Exception:  # noqa: BLE001 - an untyped symbol stays unknown
+                continue
+    return types
+
+
+def _is_integer(node: Any, columns: Mapping[str, str]) -> bool:
+    """Whether ``node`` is an integer expression (a column, literal or ``+ - * %`` of them).
+
+    Anything else (functions, ``CASE``, division) is not: its arithmetic is left to the
+    overflow-checked operators alone."""
+    from snsql._ast.expression import NestedExpression
+    from snsql._ast.expressions.numeric import ArithmeticExpression
+    from snsql._ast.tokens import Column, Literal
+
+    if type(node).__name__ == "AsType":
+        return str(node.type_name).upper().startswith("DECIMAL(38,0)")
+    if isinstance(node, NestedExpression):
+        return _is_integer(node.expression, columns)
+    if isinstance(node, Column):
+        return columns.get(str(node.name).split(".")[-1].strip().strip('"').lower()) == "int"
+    if isinstance(node, Literal):
+        return isinstance(node.value, int) and not isinstance(node.value, bool)
+    if isinstance(node, ArithmeticExpression) and str(node.op) in ("+", "-", "*", "%"):
+        return _is_integer(node.left, columns) and _is_integer(node.right, columns)
+    return False
+
+
 def _row_level(query: Any) -> list[Any]:
     """The row-level expressions (select list and WHERE) of the queries reading the table."""
     from snsql._ast.ast import Query, Table
@@ -120,8 +229,18 @@ class NullSafeDialect:
     text_casts_only: bool = False
     #: Refuse ``SUBSTRING``.
     refuse_substring: bool = False
+    #: Operator -> the target's function for it that is NULL on integer overflow
+    #: (``{"+": "try_add"}``); operators not listed print as they are.
+    checked: Mapping[str, str] = field(default_factory=dict)
+    #: ``+ - *`` over integers compute in this type (its operands are cast to it).
+    integer_arithmetic: str | None = None
+    #: Casts to anything but text print as ``TRY_CAST`` (NULL where the value does not convert
+    #: or does not fit the type, as on DuckDB).
+    try_casts: bool = False
+    #: Integer ``SUM``s of the aggregate query compute in this type (:func:`exact_integer_sums`).
+    integer_sums: str | None = None
 
-    def _check_and_rewrite(self, root: Any) -> int:
+    def _check_and_rewrite(self, root: Any, columns: Mapping[str, str]) -> int:
         from snsql._ast.expressions.numeric import (
             ArithmeticExpression,
             BareFunction,
@@ -134,6 +253,7 @@ class NullSafeDialect:
         from snsql._ast.expressions.types import CastFunction
 
         null_if_zero, in_domain, as_numeric = _classes()
+        checked_arithmetic, try_cast, as_type = _checked_classes()
         refused: tuple[type, ...] = (PowerFunction, BareFunction)
         if self.refuse_substring:
             refused = (PowerFunction, SubstringFunction, BareFunction)
@@ -147,6 +267,13 @@ class NullSafeDialect:
                     node.right = as_numeric(node.right)
                 if node.op in ("/", "%"):
                     node.right = null_if_zero(node.right)
+                if (self.integer_arithmetic is not None and str(node.op) in ("+", "-", "*")
+                        and _is_integer(node, columns)):
+                    node.left = as_type(node.left, self.integer_arithmetic)
+                    node.right = as_type(node.right, self.integer_arithmetic)
+                if str(node.op) in self.checked:
+                    node.__class__ = checked_arithmetic
+                    node.function = self.checked[str(node.op)]
             elif isinstance(node, MathFunction):
                 name = str(node.name).lower()
                 if self.numeric:
@@ -158,10 +285,13 @@ class NullSafeDialect:
                                            "source")
             elif self.numeric and isinstance(node, (RoundFunction, TruncFunction)):
                 node.expression = as_numeric(node.expression)  # no (double, int) forms
-            elif self.text_casts_only and isinstance(node, CastFunction):
-                if not str(node.dbtype).lower().startswith(_TEXT_TYPES):
+            elif isinstance(node, CastFunction) and not str(node.dbtype).lower().startswith(
+                    _TEXT_TYPES):
+                if self.text_casts_only:
                     raise StatementRefused("a cast to a type other than text on a "
                                            f"{self.target} source")
+                if self.try_casts:
+                    node.__class__ = try_cast
             elif isinstance(node, refused):
                 raise StatementRefused(f"{type(node).__name__.removesuffix('Function').upper()} "
                                        f"on a {self.target} source")
@@ -175,8 +305,11 @@ class NullSafeDialect:
         """
         order_sampling(query, self.order,
                        StatementRefused("an unexpected per-person sampling subquery"))
-        operators = sum(self._check_and_rewrite(root) for root in _row_level(query))
+        columns = _column_types(query)
+        operators = sum(self._check_and_rewrite(root, columns) for root in _row_level(query))
         if self.numeric:
             _numeric_everywhere(query)
+        if self.integer_sums is not None:
+            exact_integer_sums(query, self.integer_sums)
         if operators > MAX_OPERATORS:
             raise StatementRefused(f"more than {MAX_OPERATORS} arithmetic operators")

@@ -1,18 +1,31 @@
 """SmartNoise-SQL's rewritten query made safe for Spark, and its text in Spark's syntax.
 
 The Spark source pins ANSI mode off, so Spark itself returns NULL where DuckDB or PostgreSQL
-would raise: a division or modulo by zero, a cast of a value that does not convert, a logarithm
-of a number that is not positive. What ANSI-off Spark does *not* turn into NULL is a value that
-is not a number (``SQRT(-1)``, ``ASIN(2)`` are NaN; ``EXP``/``POWER`` overflow to infinity),
-which would pass unclamped into a sum. So the query reading the table is rewritten like the
-PostgreSQL one (:mod:`~.pg_dialect`), minus the cast refusal:
+would raise: a division or modulo by zero, a cast of a string that does not convert, a logarithm
+of a number that is not positive. What ANSI-off Spark does *not* turn into NULL: a value that is
+not a number (``SQRT(-1)``, ``ASIN(2)`` are NaN; ``EXP``/``POWER`` overflow to infinity), which
+would pass unclamped into a sum, and integer overflow, which wraps silently (``+ - *``, a cast
+to a narrower integer, and ``SUM`` of a ``BIGINT``: an exact sum off by 2**64, far beyond what
+the noise covers). So the query reading the table is rewritten like the PostgreSQL one
+(:mod:`~.pg_dialect`), minus the cast refusal:
 
 - ``a / b`` and ``a % b`` divide by ``NULLIF(b, 0)`` (NULL even if ANSI mode were on);
+- ``+ - *`` over integers compute in ``DECIMAL(38,0)`` (exact for any product of two 64-bit
+  values, like PostgreSQL's ``numeric``; NULL beyond 1e38), and every ``+ - *`` prints as
+  ``try_add``/``try_subtract``/``try_multiply`` (NULL on an integer or decimal overflow the
+  typing missed); doubles follow IEEE (an overflow is infinite, as on DuckDB);
+- casts to anything but text print as ``TRY_CAST``: NULL for a value that does not convert or
+  fit, as DuckDB's ``TRY_CAST`` (a plain ANSI-off cast wraps a ``BIGINT`` into an ``INT``);
 - ``SQRT``, ``LN``, ``LOG``, ``LOG10``, ``LOG2``, ``ASIN``, ``ACOS`` get their argument only inside
   their domain (else NULL);
+- the aggregate query sums integer columns (and their products, for VAR and STDDEV) in
+  ``DECIMAL(38,0)`` (:func:`~.null_safe.exact_integer_sums`), never in a wrapping ``BIGINT``;
 - refused at cost time: ``POWER``, ``EXP`` and the remaining trigonometric functions (no form
   that cannot overflow or leave the numbers), and bare functions such as ``RANDOM``;
 - at most :data:`~.null_safe.MAX_OPERATORS` arithmetic operators.
+
+Aggregates over expressions and ``GROUP BY`` expressions never reach a target: SmartNoise-SQL
+and the key policy refuse them at cost time.
 
 Per-person sampling orders each person's rows by ``xxhash64`` of the row and a fresh seed. The
 rewrite itself is the shared :class:`~.null_safe.NullSafeDialect`.
@@ -37,14 +50,16 @@ SPARK_FUNCTIONS = frozenset({
     "abs", "ceil", "ceiling", "floor", "sign", "sqrt", "ln", "log", "log10", "log2", "round",
     "trunc", "asin", "acos", "upper", "lower", "trim", "position", "char_length", "length",
     "coalesce", "substring", "extract", "date_part", "current_date", "current_timestamp",
-    "row_number", "nullif", "xxhash64", "struct",
+    "row_number", "nullif", "xxhash64", "struct", "try_add", "try_subtract", "try_multiply",
 })
 
 _SPARK = NullSafeDialect(
     target="Spark",
     domain={"sqrt": "{e} >= 0", "ln": "{e} > 0", "log": "{e} > 0", "log10": "{e} > 0",
             "log2": "{e} > 0", "asin": "{e} BETWEEN -1 AND 1", "acos": "{e} BETWEEN -1 AND 1"},
-    order=lambda alias, seed: f"xxhash64(struct({alias}.*), {seed})")
+    order=lambda alias, seed: f"xxhash64(struct({alias}.*), {seed})",
+    checked={"+": "try_add", "-": "try_subtract", "*": "try_multiply"},
+    integer_arithmetic="DECIMAL(38,0)", try_casts=True, integer_sums="DECIMAL(38,0)")
 
 
 def make_safe(query: Any) -> None:
