@@ -10,16 +10,17 @@ the noise covers). So the query reading the table is rewritten like the PostgreS
 (:mod:`~.pg_dialect`), minus the cast refusal:
 
 - ``a / b`` and ``a % b`` divide by ``NULLIF(b, 0)`` (NULL even if ANSI mode were on);
-- ``+ - *`` over integers compute in ``DECIMAL(38,0)`` (exact for any product of two 64-bit
-  values, like PostgreSQL's ``numeric``; NULL beyond 1e38), and every ``+ - *`` prints as
-  ``try_add``/``try_subtract``/``try_multiply`` (NULL on an integer or decimal overflow the
-  typing missed); doubles follow IEEE (an overflow is infinite, as on DuckDB);
+- ``+ - *`` print as ``try_add``/``try_subtract``/``try_multiply``: NULL on a 64-bit integer
+  (or decimal) overflow, as DuckDB's ``TRY`` makes it, instead of a wrapped value; doubles
+  follow IEEE (an overflow is infinite, as on DuckDB). PostgreSQL computes exactly in
+  ``numeric`` instead; the targets differ only for values beyond 64 bits;
 - casts to anything but text print as ``TRY_CAST``: NULL for a value that does not convert or
   fit, as DuckDB's ``TRY_CAST`` (a plain ANSI-off cast wraps a ``BIGINT`` into an ``INT``);
 - ``SQRT``, ``LN``, ``LOG``, ``LOG10``, ``LOG2``, ``ASIN``, ``ACOS`` get their argument only inside
   their domain (else NULL);
-- the aggregate query sums integer columns (and their products, for VAR and STDDEV) in
-  ``DECIMAL(38,0)`` (:func:`~.null_safe.exact_integer_sums`), never in a wrapping ``BIGINT``;
+- integer ``SUM``s of the aggregate query (and VAR's and STDDEV's sums of squares) are exact,
+  never wrapped (:func:`~.null_safe.exact_integer_sums`): the 64-bit sum, corrected by the
+  multiple of 2**64 that the same sum in ``DOUBLE`` shows it wrapped by;
 - refused at cost time: ``POWER``, ``EXP`` and the remaining trigonometric functions (no form
   that cannot overflow or leave the numbers), and bare functions such as ``RANDOM``;
 - at most :data:`~.null_safe.MAX_OPERATORS` arithmetic operators.
@@ -59,7 +60,7 @@ _SPARK = NullSafeDialect(
             "log2": "{e} > 0", "asin": "{e} BETWEEN -1 AND 1", "acos": "{e} BETWEEN -1 AND 1"},
     order=lambda alias, seed: f"xxhash64(struct({alias}.*), {seed})",
     checked={"+": "try_add", "-": "try_subtract", "*": "try_multiply"},
-    integer_arithmetic="DECIMAL(38,0)", try_casts=True, integer_sums="DECIMAL(38,0)")
+    try_casts=True, exact_sums=True)
 
 
 def make_safe(query: Any) -> None:

@@ -36,27 +36,38 @@ METADATA = Metadata.model_validate({
     },
 })
 
-PROBES = [
-    # WHERE: integer overflow (wraps on ANSI-off Spark, raises on DuckDB)
+#: WHERE: integer overflow (wraps on ANSI-off Spark, raises on DuckDB).
+INTEGER_WHERE = [
     "SELECT COUNT(*) AS n FROM df WHERE age * 4 > 0",
     "SELECT COUNT(*) AS n FROM df WHERE age + 9223372036854775807 > 0",
     "SELECT grp, COUNT(*) AS n FROM df WHERE 0 - age * 2 - age * 2 < 0 GROUP BY grp",
-    # WHERE: doubles leaving the range (Infinity, then NaN)
+]
+#: WHERE: doubles leaving the range (Infinity, then NaN), and casts that do not fit (wrap or
+#: saturate with ANSI off).
+DOUBLE_AND_CAST_WHERE = [
     "SELECT COUNT(*) AS n FROM df WHERE x * x * x > 1",
     "SELECT COUNT(*) AS n FROM df WHERE x * x - x * x = 0",
     "SELECT COUNT(*) AS n FROM df WHERE 1 / (x * x * x) > 0",
-    # WHERE: casts that do not fit (wrap or saturate with ANSI off)
     "SELECT grp, COUNT(*) AS n FROM df WHERE CAST(code AS INTEGER) > 0 GROUP BY grp",
     "SELECT COUNT(*) AS n FROM df WHERE CAST(x AS INTEGER) > 0",
     "SELECT COUNT(*) AS n FROM df WHERE CAST(age AS INTEGER) > 0",
+]
+#: Aggregates over expressions and GROUP BY expressions: refused at cost, on every target.
+REFUSED = [
+    "SELECT SUM(age * 2147483647) AS s FROM df",
+    "SELECT CAST(x AS INTEGER) AS k, COUNT(*) AS n FROM df GROUP BY CAST(x AS INTEGER)",
+]
+PROBES = [
+    *INTEGER_WHERE,
+    # beyond DECIMAL(38,0) on Spark (NULL), within numeric on PostgreSQL
+    "SELECT COUNT(*) AS n FROM df WHERE age * 2147483647 * 2147483647 * 2147483647 > 0",
+    *DOUBLE_AND_CAST_WHERE,
     # aggregates: clamped values whose sum or square leaves 64-bit integers
     "SELECT SUM(huge) AS s FROM df -- huge",
     "SELECT grp, SUM(huge) AS s, AVG(x) AS m FROM df GROUP BY grp -- huge",
     "SELECT AVG(huge) AS m, VAR(age) AS v FROM df -- huge",
     "SELECT SUM(x) AS s, STDDEV(age) AS sd FROM df WHERE x * x > 4",
-    # aggregates over expressions and GROUP BY expressions: refused at cost, on every target
-    "SELECT SUM(age * 2147483647) AS s FROM df",
-    "SELECT CAST(x AS INTEGER) AS k, COUNT(*) AS n FROM df GROUP BY CAST(x AS INTEGER)",
+    *REFUSED,
 ]
 
 
@@ -138,7 +149,7 @@ def test_overflow_probes_answer_alike_on_neighbours(
             answered += 1
             assert not any(any(row) for row in first[3]), (sql, "a null cell", first)
     assert answered >= len(PROBES) - 5  # PostgreSQL refuses the three casts
-    for sql in PROBES[-2:]:
+    for sql in REFUSED:
         assert _outcome(engine, sql, a, target)[0] == "refused at cost", sql
 
 
@@ -184,24 +195,47 @@ def _rows(rows: list[dict[str, Any]]) -> list[str]:
     return sorted(repr(sorted(row.items())) for row in rows)
 
 
+def _int64(value: int) -> int | None:
+    """``value`` as 64-bit arithmetic leaves it: None (NULL) when it does not fit."""
+    return value if -(2**63) <= value < 2**63 else None
+
+
+def _lt0(value: int | None) -> bool:
+    return value is not None and value < 0
+
+
+def _gt0(value: int | None) -> bool:
+    return value is not None and value > 0
+
+
 @pytest.mark.parametrize("target", ["postgresql", "spark"])
-def test_integer_arithmetic_is_exact(
+def test_integer_overflow_neither_wraps_nor_fails(
         engine: Any, target: str, neighbours: dict[str, Any],
         tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Integer ``+ - *`` in WHERE neither wrap nor drop the row: PostgreSQL computes in
-    ``numeric``, Spark in ``DECIMAL(38,0)`` (exact for any product of two 64-bit values)."""
+    """Integer ``+ - *`` in WHERE: PostgreSQL computes exactly (``numeric``); on Spark an
+    overflowing row is NULL (``try_multiply``...), as under DuckDB's ``TRY``, never wrapped."""
     a, _ = _pair(neighbours, request, target, tmp_path_factory.mktemp(f"ovf-{target}"))
     with_row, _ = _tables()
     ages, groups = with_row.column("age").to_pylist(), with_row.column("grp").to_pylist()
+    exact = target == "postgresql"
+
+    def checked(value: int) -> int | None:
+        return value if exact else _int64(value)
+
+    def minus_4age(age: int) -> int | None:  # 0 - age * 2 - age * 2, step by step
+        twice = checked(age * 2)
+        first = None if twice is None else checked(0 - twice)
+        return None if first is None else checked(first - twice)
+
     expected = [
-        [{"count_star": sum(age * 4 > 0 for age in ages)}],
-        [{"count_star": sum(age + 2**63 - 1 > 0 for age in ages)}],
-        [{"grp": g, "count_star": sum(0 - age * 2 - age * 2 < 0 and grp == g
+        [{"count_star": sum(_gt0(checked(age * 4)) for age in ages)}],
+        [{"count_star": sum(_gt0(checked(age + 2**63 - 1)) for age in ages)}],
+        [{"grp": g, "count_star": sum(_lt0(minus_4age(age)) and grp == g
                                       for age, grp in zip(ages, groups, strict=True))}
          for g in ("a", "b")],
     ]
-    for sql, rows in zip(PROBES[:3], expected, strict=True):
+    for sql, rows in zip(INTEGER_WHERE, expected, strict=True):
         got = [{k.lower(): int(v) if k.lower() == "count_star" else v for k, v in row.items()}
                for row in _exact_rows(engine, sql, a, target, monkeypatch)]
         assert _rows(got) == _rows(rows), sql
@@ -216,6 +250,6 @@ def test_doubles_and_casts_as_in_memory(
     NULL (``TRY_CAST``), as in memory: the exact counts agree."""
     a, _ = _pair(neighbours, request, target, tmp_path_factory.mktemp(f"ovf-{target}"))
     memory, _ = _pair(neighbours, request, "memory", tmp_path_factory.mktemp("ovf-memory"))
-    for sql in PROBES[3:9]:
+    for sql in DOUBLE_AND_CAST_WHERE:
         expected = _exact_rows(engine, sql, memory, "memory", monkeypatch)
         assert _rows(_exact_rows(engine, sql, a, target, monkeypatch)) == _rows(expected), sql
