@@ -8,8 +8,8 @@ numbers) for any row, and what has no safe form is refused at cost time (nothing
 - functions with a domain get their argument only inside it (else NULL);
 - with ``numeric``, arithmetic and math functions compute in ``numeric`` (PostgreSQL);
 - with ``checked``, ``+ - *`` print as the target's functions that are NULL on integer
-  overflow, with ``try_casts`` casts print as ``TRY_CAST``, and with ``exact_sums`` integer
-  ``SUM``s of the aggregate query never wrap (Spark);
+  overflow, with ``try_integer_casts`` casts to ``INTEGER`` print as ``TRY_CAST``, and with
+  ``exact_sums`` integer ``SUM``s of the aggregate query never wrap (Spark);
 - refused: ``POWER``, bare functions such as ``RANDOM``, math functions with neither a domain
   nor a safe form, and per dialect casts to anything but text and ``SUBSTRING``;
 - at most :data:`MAX_OPERATORS` arithmetic operators.
@@ -100,11 +100,15 @@ def _checked_classes() -> tuple[Any, Any, Any, Any]:
                     Token(")")]
 
     class TryCast(CastFunction):  # type: ignore[misc]
-        """``TRY_CAST(expr AS type)``: NULL for a value that does not convert or fit."""
+        """``TRY_CAST(CAST(expr AS DECIMAL(38,10)) AS INTEGER)``: NULL for a value that does not
+        convert or fit. Through a decimal, a string such as ``'1.0'`` converts as DuckDB's
+        ``TRY_CAST`` converts it (Spark's own ``TRY_CAST`` parses integers strictly), and a
+        number beyond the decimal's range is NULL instead of saturating."""
 
         def children(self) -> list[Any]:
-            return [Token("TRY_CAST"), Token("("), self.expression, Token("AS"),
-                    Token(self.dbtype.upper()), Token(")")]
+            return [Token("TRY_CAST"), Token("("), Token("CAST("), self.expression,
+                    Token("AS DECIMAL(38,10))"), Token("AS"), Token(self.dbtype.upper()),
+                    Token(")")]
 
     class AsType(SqlExpr):  # type: ignore[misc]
         """``CAST(expr AS <type>)``."""
@@ -222,9 +226,9 @@ class NullSafeDialect:
     #: Operator -> the target's function for it that is NULL on integer overflow
     #: (``{"+": "try_add"}``); operators not listed print as they are.
     checked: Mapping[str, str] = field(default_factory=dict)
-    #: Casts to anything but text print as ``TRY_CAST`` (NULL where the value does not convert
-    #: or does not fit the type, as on DuckDB).
-    try_casts: bool = False
+    #: Casts to ``INTEGER`` print as ``TRY_CAST`` over a decimal (NULL where the value does not
+    #: convert or does not fit, as on DuckDB, instead of wrapping or saturating).
+    try_integer_casts: bool = False
     #: Integer ``SUM``s of the aggregate query never wrap (:func:`exact_integer_sums`).
     exact_sums: bool = False
 
@@ -274,7 +278,7 @@ class NullSafeDialect:
                 if self.text_casts_only:
                     raise StatementRefused("a cast to a type other than text on a "
                                            f"{self.target} source")
-                if self.try_casts:
+                if self.try_integer_casts and str(node.dbtype).lower() == "integer":
                     node.__class__ = try_cast
             elif isinstance(node, refused):
                 raise StatementRefused(f"{type(node).__name__.removesuffix('Function').upper()} "

@@ -14,8 +14,10 @@ the noise covers). So the query reading the table is rewritten like the PostgreS
   (or decimal) overflow, as DuckDB's ``TRY`` makes it, instead of a wrapped value; doubles
   follow IEEE (an overflow is infinite, as on DuckDB). PostgreSQL computes exactly in
   ``numeric`` instead; the targets differ only for values beyond 64 bits;
-- casts to anything but text print as ``TRY_CAST``: NULL for a value that does not convert or
-  fit, as DuckDB's ``TRY_CAST`` (a plain ANSI-off cast wraps a ``BIGINT`` into an ``INT``);
+- casts to ``INTEGER`` print as ``TRY_CAST(CAST(e AS DECIMAL(38,10)) AS INTEGER)``: NULL for a
+  value that does not convert or fit, as DuckDB's ``TRY_CAST`` (a plain ANSI-off cast wraps a
+  ``BIGINT`` into an ``INT`` and saturates a ``DOUBLE``; Spark's own ``TRY_CAST`` would refuse
+  ``'1.0'``); other casts stay as they are (ANSI off: NULL for what does not convert);
 - ``SQRT``, ``LN``, ``LOG``, ``LOG10``, ``LOG2``, ``ASIN``, ``ACOS`` get their argument only inside
   their domain (else NULL);
 - integer ``SUM``s of the aggregate query (and VAR's and STDDEV's sums of squares) are exact,
@@ -60,7 +62,7 @@ _SPARK = NullSafeDialect(
             "log2": "{e} > 0", "asin": "{e} BETWEEN -1 AND 1", "acos": "{e} BETWEEN -1 AND 1"},
     order=lambda alias, seed: f"xxhash64(struct({alias}.*), {seed})",
     checked={"+": "try_add", "-": "try_subtract", "*": "try_multiply"},
-    try_casts=True, exact_sums=True)
+    try_integer_casts=True, exact_sums=True)
 
 
 def make_safe(query: Any) -> None:

@@ -1,5 +1,5 @@
 """The Spark rendering (no Spark needed): NaN-producing functions get their argument only inside
-their domain, overflowing functions are refused at cost time, casts stay allowed as TRY_CAST,
+their domain, overflowing functions are refused at cost time, casts stay allowed (to INTEGER as TRY_CAST),
 + - * are overflow-checked, integer sums never wrap (float sums stay as they are), and the
 verified text is rewritten lexically for Spark's parser."""
 
@@ -22,7 +22,9 @@ SPARK = info_for("spark", "people", META)
     ("SELECT COUNT(*) AS n FROM df WHERE 100 / (age - 37) > 1", "NULLIF"),
     ("SELECT COUNT(*) AS n FROM df WHERE SQRT(income - 500) > 3", "CASE WHEN"),
     ("SELECT COUNT(*) AS n FROM df WHERE ASIN(income - 2) > 0", "BETWEEN -1 AND 1"),
-    ("SELECT COUNT(*) AS n FROM df WHERE CAST(grp AS INTEGER) > 0", "TRY_CAST ( grp AS INTEGER )"),
+    ("SELECT COUNT(*) AS n FROM df WHERE CAST(grp AS INTEGER) > 0",
+     "TRY_CAST ( CAST( grp AS DECIMAL(38,10)) AS INTEGER )"),
+    ("SELECT COUNT(*) AS n FROM df WHERE CAST(grp AS FLOAT) > 0", " CAST ( grp AS FLOAT )"),
     ("SELECT COUNT(*) AS n FROM df WHERE CAST(income AS VARCHAR) = 'a'", " CAST ( income AS"),
     ("SELECT COUNT(*) AS n FROM df WHERE age * 3 + 1 > 1",
      "try_add ( try_multiply ( age , 3 ) , 1 )"),
