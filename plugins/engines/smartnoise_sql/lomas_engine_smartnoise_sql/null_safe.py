@@ -148,8 +148,9 @@ def exact_integer_sums(query: Any) -> None:
         CAST(SUM(e) AS DECIMAL(38,0))
           + CAST(ROUND((SUM(e') - SUM(e)) / 2**64) AS DECIMAL(38,0)) * 2**64
 
-    exact while the double sum's rounding error is under 2**63 (totals up to about 1e30), and
-    as close as the double sum beyond. Both are plain ``BIGINT``/``DOUBLE`` aggregates: a
+    exact while the double sum is within 2**63 of the total (its rounding error is at most
+    about rows * 1e-16 * total: totals below about 1e35 / rows), and as close as the double
+    sum beyond. Both are plain ``BIGINT``/``DOUBLE`` aggregates: a
     ``DECIMAL(38,0)`` sum is 2-5 times slower on Spark.
     """
     import copy
