@@ -17,7 +17,7 @@ answers, on a ``--rows`` table, the median (p50) of ``--queries`` charged querie
 
 Peak RSS is the sum of ``VmHWM`` of the server and its workers at the end (the PostgreSQL
 server's own processes are not counted; Spark's JVM, a child of the process that opens the
-dataset, is). PostgreSQL is started from Debian's package
+dataset, is, and its part is also shown on its own). PostgreSQL is started from Debian's package
 (``lomas_testsupport.postgres``) and skipped when it is not installed.
 """
 
@@ -82,16 +82,21 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-def _peak_mb(pid: int) -> float:
-    total = 0
+def _peak_mb(pid: int) -> tuple[float, float]:
+    """(peak RSS of the server and its workers, of the JVMs among them), MB."""
+    python, jvm = 0, 0
     for p in _tree(pid):
         try:
+            is_jvm = Path(f"/proc/{p}/comm").read_text().strip() == "java"
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
+                    if is_jvm:
+                        jvm += int(line.split()[1])
+                    else:
+                        python += int(line.split()[1])
         except OSError:
             continue
-    return total / 1024
+    return python / 1024, jvm / 1024
 
 
 def _harness(target: str, tmp: Path, table: pa.Table, workers: int, pg: Any) -> LomasHarness:
@@ -141,7 +146,7 @@ def _run(target: str, table: pa.Table, args: argparse.Namespace, pg: Any) -> dic
                     times.append(time.perf_counter() - start)
                 out[name] = (times[0] * 1000, statistics.median(times[1:]) * 1000)
             assert h.server_pid is not None
-            out["peak"] = _peak_mb(h.server_pid)
+            out["peak"], out["jvm"] = _peak_mb(h.server_pid)
         h.close()
     return out
 
@@ -167,14 +172,16 @@ def main() -> None:
             pg = PostgresServer()
     print(f"rows={args.rows:,} queries={args.queries} workers={args.workers} (p50 ms; cold first "
           "query in brackets)")
-    header = f"{'target':<11}" + "".join(f"{q:>22}" for q in QUERIES) + f"{'peak RSS':>12}"
+    header = (f"{'target':<11}" + "".join(f"{q:>22}" for q in QUERIES)
+              + f"{'peak RSS':>12}{'of it JVM':>11}")
     print(header)
     try:
         for target in targets:
             figures = _run(target, table, args, pg)
             cells = "".join(f"{figures[q][1]:>12.1f} [{figures[q][0]:>6.0f}]" for q in QUERIES)
-            print(f"{target:<11}{cells}{figures['peak']:>9.0f} MB   (set-up {figures['setup']:.1f} s)",
-                  flush=True)
+            total = figures["peak"] + figures["jvm"]
+            print(f"{target:<11}{cells}{total:>9.0f} MB{figures['jvm']:>8.0f} MB   "
+                  f"(set-up {figures['setup']:.1f} s)", flush=True)
     finally:
         if pg is not None:
             pg.close()

@@ -1,6 +1,7 @@
 """The Spark rendering (no Spark needed): NaN-producing functions get their argument only inside
-their domain, overflowing functions are refused at cost time, casts stay allowed (ANSI mode off
-makes a failing cast NULL), and the verified text is rewritten lexically for Spark's parser."""
+their domain, overflowing functions are refused at cost time, casts stay allowed (to INTEGER as TRY_CAST),
++ - * are overflow-checked, integer sums never wrap (float sums stay as they are), and the
+verified text is rewritten lexically for Spark's parser."""
 
 from __future__ import annotations
 
@@ -21,12 +22,25 @@ SPARK = info_for("spark", "people", META)
     ("SELECT COUNT(*) AS n FROM df WHERE 100 / (age - 37) > 1", "NULLIF"),
     ("SELECT COUNT(*) AS n FROM df WHERE SQRT(income - 500) > 3", "CASE WHEN"),
     ("SELECT COUNT(*) AS n FROM df WHERE ASIN(income - 2) > 0", "BETWEEN -1 AND 1"),
-    ("SELECT COUNT(*) AS n FROM df WHERE CAST(grp AS INTEGER) > 0", "CAST"),
+    ("SELECT COUNT(*) AS n FROM df WHERE CAST(grp AS INTEGER) > 0",
+     "TRY_CAST ( CAST( grp AS DECIMAL(38,10)) AS INTEGER )"),
+    ("SELECT COUNT(*) AS n FROM df WHERE CAST(grp AS FLOAT) > 0", " CAST ( grp AS FLOAT )"),
+    ("SELECT COUNT(*) AS n FROM df WHERE CAST(income AS VARCHAR) = 'a'", " CAST ( income AS"),
+    ("SELECT COUNT(*) AS n FROM df WHERE age * 3 + 1 > 1",
+     "try_add ( try_multiply ( age , 3 ) , 1 )"),
+    ("SELECT COUNT(*) AS n FROM df WHERE income - 3 > 1", "try_subtract ( income , 3 )"),
+    ("SELECT SUM(age) AS s FROM df",
+     "(CAST(SUM( age ) AS DECIMAL(38,0)) + CAST(ROUND((SUM( CAST( age AS DOUBLE) ) - SUM( age ))"
+     " / 1.8446744073709552E19) AS DECIMAL(38,0)) * CAST(18446744073709551616 AS DECIMAL(38,0)))"
+     " AS sum_age"),
+    ("SELECT VAR(age) AS v FROM df",
+     "(CAST(SUM( age * age ) AS DECIMAL(38,0)) + CAST(ROUND((SUM( CAST( age AS DOUBLE) * "
+     "CAST( age AS DOUBLE) ) - SUM( age * age )) / 1.8446744073709552E19)"),
 ])
 def test_rewritten_for_spark(engine: Any, sql: str, must_hold: str,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     text = rendered_text(engine, sql, SPARK, monkeypatch)
-    assert must_hold in text and "TRY" not in text
+    assert must_hold in text and "TRY (" not in text  # DuckDB's TRY() does not exist on Spark
 
 
 @pytest.mark.parametrize("sql", [
@@ -39,6 +53,12 @@ def test_no_safe_form_refused_at_cost_on_spark(engine: Any, sql: str) -> None:
     query = engine.parse({"sql": sql, "epsilon": 1.0, "delta": 1e-5})
     with pytest.raises(InvalidQuery):
         engine.cost(query, SPARK)
+
+
+def test_float_sums_are_not_cast(engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = rendered_text(engine, "SELECT SUM(income) AS s, VAR(income) AS v FROM df", SPARK,
+                         monkeypatch)
+    assert "DECIMAL" not in text and "SUM(income * income)" in text and "SUM(income)" in text
 
 
 def test_lexical_form_for_spark() -> None:

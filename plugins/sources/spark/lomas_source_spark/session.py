@@ -38,7 +38,7 @@ ALLOWED_FUNCTIONS = frozenset({
     "substring", "substr", "position", "locate", "char_length", "length", "coalesce", "concat",
     "nullif", "extract", "date_part", "current_date", "current_timestamp", "now", "isnan",
     "row_number", "xxhash64", "hash", "struct", "dayofweek", "year", "month", "day", "hour",
-    "minute", "second", "cast", "between",
+    "minute", "second", "cast", "between", "try_add", "try_subtract", "try_multiply",
 })
 
 
