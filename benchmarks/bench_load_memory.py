@@ -6,8 +6,10 @@ asserts nothing).
 Each step runs in a fresh Python process and reports the growth of its peak resident memory
 (``VmHWM``) over its resident memory just before the step, next to the Arrow size of the table:
 
-* ``load duckdb``: the ``duckdb`` source's ``load_table`` (Arrow batches from DuckDB) of a
-  Parquet file, then the core's ``prepare_table`` (what the dataset cache does);
+* ``load duckdb (before)``: the ``duckdb`` source's ``load_table`` (Arrow batches from DuckDB) of
+  a Parquet file into memory, then the core's ``prepare_table`` (what the dataset cache did);
+* ``load duckdb to cache file``: the dataset cache with the execution pool's data folder, which
+  streams the batches into the version's IPC file and maps it (what it does now);
 * ``opendp frame (before)``: the former hand-over, a prepared polars DataFrame serialised across
   OpenDP's FFI, from a table mapped from an Arrow IPC file (as a worker maps it);
 * ``opendp scan``: the engine's ``prepared_frame`` (a scan of the mapped table) from the same file;
@@ -56,17 +58,26 @@ from lomas_core.metadata import Metadata
 from lomas_core.prepare import prepare_table
 meta = Metadata.model_validate_json(meta_json)
 out = {}
-if step == "load":
+if step in ("load", "cache"):
     from lomas_core.config import Config
     from lomas_core.plugins import load_plugins
     config = Config.model_validate({"adapters": {"duckdb": {"allowed_dirs": [str(folder)],
                                     "memory_limit": "4GB"}}, "engines": {}})
     source = load_plugins(config, with_store=False).adapters["duckdb"]
     import duckdb  # noqa: F401 - imported before the baseline
+    options = {"path": str(folder / "t.parquet")}
     before, hwm_before = rss(), hwm()
-    loaded = source.load_table("bench", {"path": str(folder / "t.parquet")}, meta, None, None)
-    table = prepare_table("bench", loaded.table, meta)
-    del loaded
+    if step == "load":
+        loaded = source.load_table("bench", options, meta, None, None)
+        table = prepare_table("bench", loaded.table, meta)
+        del loaded
+    else:
+        from lomas_core.cache import DatasetCache
+        from lomas_core.models import DatasetDescription
+        cache = DatasetCache(2**40, 3600, data_dir=folder / "cache")
+        table = cache.get(DatasetDescription(name="bench", adapter="duckdb", options=options,
+                                             metadata=meta.model_dump(mode="json")),
+                          source, meta).table
 else:
     import opendp.prelude as dp
     import polars as pl
@@ -149,7 +160,8 @@ def _bench(rows: int) -> None:
             writer.write_table(table)
         print(f"{rows:,} rows; Arrow table {table.nbytes / 2**20:.1f} MiB")
         print(f"{'step':<24} {'peak growth MiB':>16} {'x table':>8} {'kept MiB':>9}")
-        steps = (("load", "load duckdb"), ("frame", "opendp frame (before)"),
+        steps = (("load", "load duckdb (before)"), ("cache", "load duckdb to cache file"),
+                 ("frame", "opendp frame (before)"),
                  ("scan", "opendp scan"))
         for step, label in steps:
             out = subprocess.run([sys.executable, "-c", CHILD, step, str(folder),
