@@ -18,8 +18,9 @@ answers, on a ``--rows`` table, the median (p50) of ``--queries`` charged querie
 Each worker's address-space limit (``execution.memory_mb``) is set explicitly and printed: by
 default the size ``docs/admin.md`` recommends for this machine, ``RAM / (workers + 1)`` minus the
 table (at least the server's default, 4096). The in-memory target with a ``private_id`` needs
-more than that default at 10M rows (DuckDB's per-person sampling sorts the table); with less, the
-query is refused with a ``query_failed`` that names ``execution.memory_mb``.
+about that default at 10M rows (DuckDB's per-person sampling is a window over the whole table)
+and was refused at it in some runs; a refusal is a ``query_failed`` naming
+``execution.memory_mb``, printed with the server log's last lines.
 
 Peak RSS is the sum of ``VmHWM`` of the server and its workers at the end (the PostgreSQL
 server's own processes are not counted; Spark's JVM, a child of the process that opens the

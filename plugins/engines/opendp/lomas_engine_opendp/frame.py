@@ -35,7 +35,7 @@ __all__ = ["BATCH_ROWS", "prepared_frame", "registered"]
 #: Rows per batch handed to polars (a hint from polars overrides it).
 BATCH_ROWS = 1 << 20
 
-_registry: dict[str, tuple[Any, Metadata]] = {}
+_registry: dict[str, tuple[Any, Metadata, _Rules]] = {}
 _lock = threading.Lock()
 _ids = itertools.count()
 
