@@ -76,7 +76,7 @@ if step in ("load", "cache"):
         from lomas_core.models import DatasetDescription
         cache = DatasetCache(2**40, 3600, data_dir=folder / "cache")
         table = cache.get(DatasetDescription(name="bench", adapter="duckdb", options=options,
-                                             metadata=meta.model_dump(mode="json")),
+                                             metadata=meta),
                           source, meta).table
 else:
     import opendp.prelude as dp

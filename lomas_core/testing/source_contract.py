@@ -220,12 +220,15 @@ class SourceContract:
         options = place(contract_frame(), "people")
         meta = contract_metadata(rows=20)
         description = DatasetDescription(name="people", adapter=source.name, options=options,
-                                         metadata=meta.model_dump(mode="json"))
+                                         metadata=meta)
         rewrites: list[Path] = []
         write = DatasetCache._write
-        monkeypatch.setattr(DatasetCache, "_write",
-                            staticmethod(lambda path, table: (rewrites.append(path),
-                                                              write(path, table))[1]))
+
+        def counted(path: Path, table: object) -> None:
+            rewrites.append(path)
+            write(path, table)
+
+        monkeypatch.setattr(DatasetCache, "_write", staticmethod(counted))
         folder = tmp_path / "cache-files"
         cache = DatasetCache(2**30, 3600, data_dir=folder)
         handle = cache.get(description, source, meta)
