@@ -101,18 +101,19 @@ def _survey(table: Any, meta: Metadata) -> _Rules:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from lomas_core.io import target_type
-
+    # The Arrow types that already are the domain's dtypes (what the core's loading gives).
+    arrow = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(),
+             "boolean": pa.bool_()}
     fix, drop = set(), []
     for name in polars_schema(meta.model_dump()):
         col = meta.columns[name]
         column = table.column(name)
-        changes = column.type != target_type(col.type)  # the cast itself may make nulls
+        changes = column.type != arrow[col.type]  # the cast itself may make nulls
         if not changes and col.type == "float" and len(column):
             changes = bool(pc.any(pc.is_nan(column)).as_py())
         if not changes and col.categories and len(column):
             try:
-                allowed = pa.array(col.categories).cast(target_type(col.type))
+                allowed = pa.array(col.categories).cast(arrow[col.type])
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
                 changes = True  # let the rule decide, value by value
             else:
