@@ -3,7 +3,7 @@
 (``local[2]``) -- with peak memory (prints; asserts nothing).
 
     .venv/bin/python benchmarks/bench_pushdown.py [--rows 1000000] [--queries 7] [--workers 2]
-        [--targets memory,duckdb,postgresql,spark]
+        [--targets memory,duckdb,postgresql,spark] [--memory-mb N]
 
 For each target a real server process (harness ``serve()``, ``--workers`` execution workers)
 answers, on a ``--rows`` table, the median (p50) of ``--queries`` charged queries after a first
@@ -14,6 +14,13 @@ answers, on a ``--rows`` table, the median (p50) of ``--queries`` charged querie
 * GROUP BY 2: ``SELECT g, h, COUNT(*), AVG(x) ... GROUP BY g, h`` (public keys);
 * COUNT max_ids: COUNT on the same rows declared with a ``private_id`` (two rows per person,
   ``max_ids: 1``): the cost of contribution bounding (per-id ``row_number()``) on the target.
+
+Each worker's address-space limit (``execution.memory_mb``) is set explicitly and printed: by
+default the size ``docs/admin.md`` recommends for this machine, ``RAM / (workers + 1)`` minus the
+table (at least the server's default, 4096). The in-memory target with a ``private_id`` needs
+about that default at 10M rows (DuckDB's per-person sampling is a window over the whole table)
+and was refused at it in some runs; a refusal is a ``query_failed`` naming
+``execution.memory_mb``, printed with the server log's last lines.
 
 Peak RSS is the sum of ``VmHWM`` of the server and its workers at the end (the PostgreSQL
 server's own processes are not counted; Spark's JVM, a child of the process that opens the
@@ -99,15 +106,24 @@ def _peak_mb(pid: int) -> tuple[float, float]:
     return python / 1024, jvm / 1024
 
 
-def _harness(target: str, tmp: Path, table: pa.Table, workers: int, pg: Any) -> LomasHarness:
+def _memory_mb(table: pa.Table, workers: int) -> int:
+    """``execution.memory_mb`` as docs/admin.md recommends: RAM / (workers + 1) minus the largest
+    dataset, never below the server's default."""
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(4096, int((ram / (workers + 1) - table.nbytes) / 2**20))
+
+
+def _harness(target: str, tmp: Path, table: pa.Table, args: argparse.Namespace,
+             pg: Any) -> LomasHarness:
     rows = {"rows": table.num_rows}
+    execution = {"workers": args.workers, "memory_mb": args.memory_mb}
     if target in ("memory", "duckdb", "spark"):
         adapter = "local" if target == "memory" else target
         options: dict[str, Any] = {"allowed_dirs": [str(tmp)]}
         if target == "spark":
             options.update(threads=2, driver_memory="1g")
         h = LomasHarness(tmp, engines={"smartnoise_sql": {}}, adapters={adapter: options},
-                         execution={"workers": workers},
+                         execution=execution,
                          cache={"max_bytes": 8 * 1024**3, "revalidate_seconds": 3600})
         h.add_dataset("big", table, {**META, **rows}, adapter=adapter)
         h.add_dataset("bounded", table, {**BOUNDED, **rows}, adapter=adapter)
@@ -116,7 +132,7 @@ def _harness(target: str, tmp: Path, table: pa.Table, workers: int, pg: Any) -> 
 
     os.environ[PG_ENV] = pg.dsn()
     h = LomasHarness(tmp, engines={"smartnoise_sql": {}}, adapters={"postgresql": {}},
-                     execution={"workers": workers},
+                     execution=execution,
                      secrets={"pg": {"env": PG_ENV, "adapters": ["postgresql"],
                                      "allowed_hosts": ["127.0.0.1"]}})
     load_table(pg.dsn(), "bench", table)
@@ -131,7 +147,7 @@ def _run(target: str, table: pa.Table, args: argparse.Namespace, pg: Any) -> dic
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        h = _harness(target, Path(tmp), table, args.workers, pg)
+        h = _harness(target, Path(tmp), table, args, pg)
         out["setup"] = time.perf_counter() - started
         token = h.add_user("bench", grant={"big": (1e9, 0.5), "bounded": (1e9, 0.5)})
         with h.serve(timeout=300) as url, httpx.Client(
@@ -142,7 +158,11 @@ def _run(target: str, table: pa.Table, args: argparse.Namespace, pg: Any) -> dic
                 times = []
                 for _ in range(args.queries + 1):
                     start = time.perf_counter()
-                    c.post(f"/v1/datasets/{dataset}/query", json=body).raise_for_status()
+                    response = c.post(f"/v1/datasets/{dataset}/query", json=body)
+                    if response.is_error:
+                        log = h.server_log().strip().splitlines()[-5:]
+                        sys.exit(f"{target} {name}: HTTP {response.status_code} {response.text}\n"
+                                 + "\n".join(log))
                     times.append(time.perf_counter() - start)
                 out[name] = (times[0] * 1000, statistics.median(times[1:]) * 1000)
             assert h.server_pid is not None
@@ -157,9 +177,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=7)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--targets", default="memory,duckdb,postgresql,spark")
+    parser.add_argument("--memory-mb", type=int, default=None,
+                        help="execution.memory_mb of each worker (default: see above)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     table = _table(args.rows)
+    if args.memory_mb is None:
+        args.memory_mb = _memory_mb(table, args.workers)
     pg = None
     targets = args.targets.split(",")
     if "postgresql" in targets:
@@ -170,8 +194,8 @@ def main() -> None:
             targets.remove("postgresql")
         else:
             pg = PostgresServer()
-    print(f"rows={args.rows:,} queries={args.queries} workers={args.workers} (p50 ms; cold first "
-          "query in brackets)")
+    print(f"rows={args.rows:,} queries={args.queries} workers={args.workers} "
+          f"execution.memory_mb={args.memory_mb} (p50 ms; cold first query in brackets)")
     header = (f"{'target':<11}" + "".join(f"{q:>22}" for q in QUERIES)
               + f"{'peak RSS':>12}{'of it JVM':>11}")
     print(header)

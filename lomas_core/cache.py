@@ -9,7 +9,8 @@
 - Evicted or replaced handles are only dropped, never closed: a query that already holds one keeps
   working on it, and its memory goes when the last query lets go of it.
 - With ``data_dir`` (the execution pool is on) a loaded version is written once as an Arrow IPC
-  file there and the server keeps only a memory map of it; workers map the same file, so the
+  file there and the server keeps only a memory map of it (a push-down source's table is streamed
+  into that file batch by batch, never held whole); workers map the same file, so the
   dataset is in memory once per machine (the page cache), whatever the number of workers. Files of
   evicted or replaced versions are removed; workers drop their memos of a version whose file is gone.
 - When a revalidation finds the source unreachable the error is raised rather than serving the old
@@ -28,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lomas_core.adapter import Adapter
 from lomas_core.data import DataHandle
@@ -37,6 +39,9 @@ from lomas_core.metadata import Metadata
 from lomas_core.models import DatasetDescription
 from lomas_core.prepare import prepare_table
 from lomas_core.reads import note_read
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["DatasetCache"]
 
@@ -56,6 +61,16 @@ def _key(description: DatasetDescription, metadata: Metadata) -> str:
     blob = json.dumps([description.adapter, description.options, metadata.model_dump(mode="json")],
                       sort_keys=True, default=str)
     return f"{description.name}:{short_digest(blob)}"
+
+
+def _same_data(a: pa.Table, b: pa.Table) -> bool:
+    """Whether two Arrow tables hold the very same buffers (``a`` derived from ``b`` without a
+    copy, as the core's preparation leaves a table that already honours its metadata)."""
+    def layout(table: pa.Table) -> list[Any]:
+        return [[[None if buf is None else buf.address for buf in chunk.buffers()]
+                 for chunk in column.chunks] for column in table.columns]
+
+    return bool(a.schema == b.schema) and layout(a) == layout(b)
 
 
 class DatasetCache:
@@ -147,16 +162,32 @@ class DatasetCache:
               metadata: Metadata) -> DataHandle:
         from lomas_core.source import SqlSource
 
+        streamed: str | None = None
         if isinstance(adapter, SqlSource):  # an engine that cannot push down: stream it in
-            loaded = adapter.load_table(description.name, description.options, metadata,
-                                        self.max_load_rows, self.max_load_bytes)
+            if self.data_dir is not None:  # straight into an IPC file: one batch in memory
+                fd, streamed = tempfile.mkstemp(dir=self.data_dir, suffix=".tmp")
+                os.close(fd)
+            try:
+                loaded = adapter.load_table(description.name, description.options, metadata,
+                                            self.max_load_rows, self.max_load_bytes,
+                                            sink=streamed)
+            except BaseException:
+                if streamed is not None:
+                    Path(streamed).unlink(missing_ok=True)
+                raise
         else:
             loaded = adapter.load(description.name, description.options)
         note_read()  # a table came back: whatever fails from here on has seen its content
-        table = prepare_table(description.name, loaded.table, metadata)
-        handle = DataHandle(description.name, loaded.version, table)
-        if self.data_dir is not None:
-            self._materialise(key, handle)
+        try:
+            table = prepare_table(description.name, loaded.table, metadata)
+            handle = DataHandle(description.name, loaded.version, table)
+            if self.data_dir is not None:
+                # The source applied the rules itself: the streamed file is the prepared table.
+                same = streamed is not None and _same_data(table, loaded.table)
+                self._materialise(key, handle, streamed if same else None)
+        finally:
+            if streamed is not None:
+                Path(streamed).unlink(missing_ok=True)
         nbytes = handle.nbytes
         with self._lock:
             self.loads += 1
@@ -182,14 +213,17 @@ class DatasetCache:
                     self._loose.append(handle.path)
         return handle
 
-    def _materialise(self, key: str, handle: DataHandle) -> None:
-        """Write the handle's table as an Arrow IPC file (once per version) and map it back."""
+    def _materialise(self, key: str, handle: DataHandle, written: str | None = None) -> None:
+        """Write the handle's table as an Arrow IPC file (once per version) and map it back.
+        ``written``: an IPC file already holding exactly that table, moved into place."""
         import pyarrow as pa
 
         assert self.data_dir is not None
         name = short_digest(f"{key}|{handle.version}", 32)
         path = self.data_dir / f"{name}.arrow"
-        if not path.exists():
+        if written is not None:
+            os.replace(written, path)  # atomic, as _write
+        elif not path.exists():
             self._write(path, handle.table)
         handle.path = str(path)
         handle.table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()

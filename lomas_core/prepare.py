@@ -62,7 +62,8 @@ def restrict_categories(dataset: str, table: pa.Table, metadata: Metadata) -> pa
                 f"dataset '{dataset}': the categories of column {name} are not all {col.type} values",
                 touched=True) from None
         inside = pc.is_in(column, value_set=allowed)
-        outside = int(pc.sum(pc.invert(pc.fill_null(inside, True))).as_py() or 0)
+        # A null is not a value outside the categories: it stays null, and is not copied.
+        outside = int(pc.sum(pc.and_(pc.is_valid(column), pc.invert(inside))).as_py() or 0)
         if outside:
             log.info("dataset '%s': %d value(s) of column %s are not among its categories; "
                      "they are read as null", dataset, outside, name)

@@ -32,6 +32,7 @@ a source that cannot is refused before any charge.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -175,9 +176,12 @@ class SqlSource(Adapter):
                                  "and cannot be read into memory", touched=False)
 
     def load_table(self, dataset: str, options: Mapping[str, Any], metadata: Metadata,
-                   max_rows: int | None, max_bytes: int | None) -> Loaded:
+                   max_rows: int | None, max_bytes: int | None, *,
+                   sink: str | None = None) -> Loaded:
         """``df`` (the metadata's rules applied on the source) read into one Arrow table, batch
-        by batch: the batches become the table's chunks, so memory holds one copy.
+        by batch: the batches become the table's chunks, so memory holds one copy. With ``sink``
+        (a file path) each batch is written there as it arrives, as an Arrow IPC file, and the
+        table returned is memory-mapped from it: the process holds one batch at a time.
 
         Raises:
             DatasetUnavailable: the source is unreachable (``touched=False``), or the table is
@@ -205,13 +209,23 @@ class SqlSource(Adapter):
             reader = target.arrow_reader(f"SELECT {columns} FROM {TABLE_NAME}", schema)
             batches: list[pa.RecordBatch] = []
             total = 0
-            for batch in reader:
-                total += batch.nbytes
-                if max_bytes is not None and total > max_bytes:
-                    raise DatasetUnavailable(
-                        load_limit_message(dataset, "max_load_bytes", max_bytes),
-                        touched=True, reason="load_limit")
-                batches.append(batch)
+            with contextlib.ExitStack() as stack:
+                writer = None
+                if sink is not None:
+                    out = stack.enter_context(pa.OSFile(sink, "wb"))
+                    writer = stack.enter_context(pa.ipc.new_file(out, schema))
+                for batch in reader:
+                    total += batch.nbytes
+                    if max_bytes is not None and total > max_bytes:
+                        raise DatasetUnavailable(
+                            load_limit_message(dataset, "max_load_bytes", max_bytes),
+                            touched=True, reason="load_limit")
+                    if writer is not None:
+                        writer.write_batch(batch)
+                    else:
+                        batches.append(batch)
+            if sink is not None:
+                return Loaded(pa.ipc.open_file(pa.memory_map(sink, "r")).read_all(), version)
             return Loaded(pa.Table.from_batches(batches, schema=schema), version)
         finally:
             target.close()

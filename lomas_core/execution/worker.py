@@ -40,6 +40,13 @@ def _set_limits(memory_mb: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure: Python's MemoryError (pyarrow's too) or a native
+    library's own kind (DuckDB's ``OutOfMemoryException``), under the address-space limit."""
+    return any(cls is MemoryError or cls.__name__ == "OutOfMemoryException"
+               for cls in type(exc).__mro__)
+
+
 def _renew_cpu(cpu_seconds: int) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     used = int(usage.ru_utime + usage.ru_stime) + 1
@@ -236,10 +243,8 @@ def worker_main(conn: Any, config_json: str, sys_path: list[str], memory_mb: int
             untouched = bool(getattr(exc, "details", {}).pop("untouched", False))
             reply = ("error", {"lomas": exc.to_dict()["error"], "where": _where(exc),
                                "untouched": untouched})
-        except MemoryError as exc:
-            reply = ("error", {"memory": True, "where": _where(exc)})
         except BaseException as exc:  # noqa: BLE001 - no message: it may quote private values
-            reply = ("error", {"where": _where(exc)})
+            reply = ("error", {"memory": _out_of_memory(exc), "where": _where(exc)})
         try:
             conn.send(reply)
         except (EOFError, OSError):

@@ -139,7 +139,15 @@ def check_all_datasets(state: ServerState) -> dict[str, str]:
 
 #: Said when a worker died during a task (memory or CPU limit, crash); never names the cause's
 #: details, which depend on the data.
-WORKER_LOST = "the worker process running the query stopped (memory or CPU limit, or a crash)"
+WORKER_LOST = ("the worker process running the query stopped (its memory or CPU limit, "
+               "execution.memory_mb or execution.cpu_seconds, or a crash)")
+
+
+def _out_of_memory(state: ServerState) -> str:
+    """Said when a task ran out of memory in its worker: names the limit an admin can raise."""
+    limit = state.config.execution.memory_mb
+    return (f"the query ran out of memory in its worker process (execution.memory_mb: {limit}; "
+            "an administrator can raise it)")
 
 
 @dataclass
@@ -443,6 +451,9 @@ class QueryService:
                               reason="worker_lost") from None
         except WorkerError as exc:
             log.info("dummy query on '%s' with %s failed: %s", dataset, body.engine, exc.where)
+            if exc.memory:
+                raise QueryFailed(f"{_out_of_memory(self.state)} on the dummy dataset; nothing "
+                                  "was charged", reason="worker_memory") from None
             raise QueryFailed("the query failed on the dummy dataset; nothing was charged") from None
         except Exception as exc:  # noqa: BLE001 - engine internals stay server-side
             log.info("dummy query on '%s' with %s failed: %s", dataset, body.engine, _where(exc))
@@ -637,7 +648,8 @@ class QueryService:
                                               DataReads()) from None
             log.warning("query %s (%s on '%s') failed: %s", record.id, body.engine, dataset,
                         exc.where)
-            failed = QueryFailed()
+            failed = (QueryFailed(f"{_out_of_memory(state)}; its cost stays charged",
+                                  reason="worker_memory") if exc.memory else QueryFailed())
             await self._finish(record, "failed", error=failed)
             raise failed from None
         except Exception as exc:  # noqa: BLE001 - engine internals stay server-side

@@ -206,6 +206,42 @@ class SourceContract:
         assert info.value.touched
         assert source.load_table("people", options, contract_metadata(), 10, 10**6).table.num_rows == 10
 
+    def test_load_streams_into_the_cache_file(self, source: SqlSource, place: Place,
+                                              tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+        """With the execution pool's data folder, the dataset cache streams the batches into
+        the version's IPC file (never holding the table whole) and keeps that file as is: the
+        mapped table equals an in-memory load; a refused load leaves no file behind."""
+        from lomas_core.cache import DatasetCache
+        from lomas_core.models import DatasetDescription
+
+        if not source.loadable:
+            pytest.skip("this source does not stream datasets into memory")
+        options = place(contract_frame(), "people")
+        meta = contract_metadata(rows=20)
+        description = DatasetDescription(name="people", adapter=source.name, options=options,
+                                         metadata=meta)
+        rewrites: list[Path] = []
+        write = DatasetCache._write
+
+        def counted(path: Path, table: object) -> None:
+            rewrites.append(path)
+            write(path, table)
+
+        monkeypatch.setattr(DatasetCache, "_write", staticmethod(counted))
+        folder = tmp_path / "cache-files"
+        cache = DatasetCache(2**30, 3600, data_dir=folder)
+        handle = cache.get(description, source, meta)
+        expected = source.load_table("people", options, meta, None, None).table
+        assert handle.path is not None and Path(handle.path).parent == folder
+        assert handle.table.equals(expected) and rewrites == []
+        assert [p.name for p in folder.iterdir()] == [Path(handle.path).name]
+        small = DatasetCache(2**30, 3600, data_dir=tmp_path / "cache-small",
+                            max_load_bytes=16)
+        with pytest.raises(DatasetUnavailable):
+            small.get(description, source, meta)
+        assert list((tmp_path / "cache-small").iterdir()) == []
+
 
 class FileSourceContract(SourceContract):
     """The contract for sources of files under ``allowed_dirs``: one Parquet file per dataset

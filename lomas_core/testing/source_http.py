@@ -106,6 +106,7 @@ class SourceLoadContract:
     module docstring for the harness."""
 
     def test_opendp_reads_the_source_and_is_charged(self, harness: LomasHarness) -> None:
+        import opendp.prelude  # noqa: F401 - registers the .dp namespace (when run alone)
         import polars as pl
         from lomas_engine_opendp.wire import empty_lazyframe, make_payload
 

@@ -87,6 +87,9 @@ def test_fault_on_real_and_dummy_query(tmp_path: Path, fault: str) -> None:
             body = r.json()["error"]
             assert r.status_code in (422, 504), r.text
             assert "nothing was charged" in body["message"]
+            if fault == "allocate":  # the refusal names the limit an administrator can raise
+                assert "execution.memory_mb: 1024" in body["message"], body
+                assert body["details"]["reason"] == "worker_memory"
             assert ToyFaultyEngine.SECRET_TEXT not in r.text and "Traceback" not in r.text
             assert h.grant("alice", "ds").spent.epsilon == spent
             assert c.get("/health").json()["status"] == "ok"
@@ -98,6 +101,9 @@ def test_fault_on_real_and_dummy_query(tmp_path: Path, fault: str) -> None:
             body = r.json()["error"]
             assert r.status_code in (422, 504), r.text
             assert "stays charged" in body["message"]
+            if fault == "allocate":
+                assert "execution.memory_mb: 1024" in body["message"], body
+                assert body["details"]["reason"] == "worker_memory"
             assert "Traceback" not in r.text
             records = [rec for rec in h.store.list_archive("alice")
                        if rec.request.get("action") == fault]
@@ -202,3 +208,18 @@ def test_kill_9_during_charged_queries_then_every_retry_gets_a_final_answer(tmp_
             assert float(h.grant("alice", "ds").spent.epsilon) == pytest.approx(charged)
     finally:
         h.close()
+
+
+def test_native_allocation_failures_count_as_out_of_memory() -> None:
+    """DuckDB's own out-of-memory error (raised under the worker's address-space limit) is
+    reported as memory, like MemoryError and pyarrow's ArrowMemoryError; other errors are not."""
+    duckdb = pytest.importorskip("duckdb")
+    import pyarrow as pa
+
+    from lomas_core.execution.worker import _out_of_memory
+
+    assert _out_of_memory(duckdb.OutOfMemoryException("could not allocate"))
+    assert _out_of_memory(pa.ArrowMemoryError("malloc failed"))
+    assert _out_of_memory(MemoryError())
+    assert not _out_of_memory(duckdb.OperationalError("other"))
+    assert not _out_of_memory(RuntimeError("OutOfMemory in the text only"))

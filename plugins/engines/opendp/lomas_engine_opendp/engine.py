@@ -134,7 +134,7 @@ class OpenDPEngine(Engine):
             release = measurement_invoke(measurement, feed_pipeline(data, built,
                                                                     measurement.input_domain))
             return _pipeline_result(release)
-        from lomas_engine_opendp.plans import prepared_frame
+        from lomas_engine_opendp.frame import prepared_frame
 
         frame = prepared_frame(data, dataset.metadata)
         release = measurement_invoke(measurement, frame)

@@ -17,9 +17,8 @@
   and 1/s^2 for zCDP) and checked against OpenDP's own map, instead of a search over ~1,200
   measurement builds; the threshold is a binary search over at most 33 builds. Built
   measurements are cached per (plan, metadata, loss), so repeating a query costs one lookup.
-* Data: the dataset is converted to a polars LazyFrame, checked against the domain and handed
-  across OpenDP's FFI once per dataset version (``DataHandle.memo``); each query only invokes the
-  measurement on that object.
+* Data: OpenDP receives a LazyFrame that scans the dataset's Arrow table (:mod:`.frame`), built
+  once per dataset version (``DataHandle.memo``); each query only invokes the measurement on it.
 """
 
 from __future__ import annotations
@@ -36,20 +35,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from lomas_core.api import (
-    DataHandle,
     DatasetInfo,
     InvalidQuery,
-    Memo,
     Metadata,
     QueryFailed,
-    metadata_hash,
 )
 from lomas_engine_opendp.errors import opendp_reason
 from lomas_engine_opendp.plan_check import check_plan, parse_plan_json
 from lomas_engine_opendp.query import OpenDPQuery
 from lomas_engine_opendp.wire import POLARS_TYPES, polars_schema
 
-__all__ = ["BuiltPlan", "PlanBuilder", "prepared_frame"]
+__all__ = ["BuiltPlan", "PlanBuilder"]
 
 _U32_MAX = 2**32 - 1
 
@@ -284,7 +280,7 @@ def _domain(meta: Metadata, group_keys: list[tuple[str, ...]]) -> Any:
         cols = [meta.columns[k] for k in keys]
         groups = None
         if all(c.categories for c in cols):
-            # prepared_frame turns values outside the categories into null (or drops the row).
+            # frame.py turns values outside the categories into null (or drops the row).
             groups = min(math.prod(len(c.categories or []) + int(c.nullable) for c in cols),
                          _U32_MAX)
         domain = dp.with_margin(domain, dp.polars.Margin(by=[pl.col(k) for k in keys],
@@ -351,55 +347,3 @@ def _key_join(meta: Metadata, columns: tuple[str, ...], keys: tuple[tuple[Any, .
     join = json.loads(text)
     join["Join"]["input_right"] = group_by
     return dict(join)
-
-
-def prepared_frame(data: DataHandle, meta: Metadata) -> Any:
-    """The dataset as an OpenDP-owned LazyFrame object, built once per dataset version.
-
-    Columns get the domain's dtypes; NaN and values outside a column's declared categories become
-    null; rows with a null in a non-nullable column are dropped (row-wise, 1-stable steps that keep
-    the data inside the declared domain and its margins).
-    """
-    key = "opendp:lazyframe:" + metadata_hash(meta)
-    return data.memo(key, lambda: _prepare(data, meta))
-
-
-def _prepare(data: DataHandle, meta: Metadata) -> Any:
-    import polars as pl
-    from opendp._convert import py_to_c
-    from opendp._lib import AnyObjectPtr
-
-    schema = polars_schema(meta.model_dump())
-    # Zero-copy where Arrow and polars agree (numbers); the one copy is the collected frame.
-    source = pl.from_arrow(data.table.select(list(schema)), rechunk=False)
-    assert isinstance(source, pl.DataFrame)
-    exprs = []
-    for name, dtype in schema.items():
-        expr = pl.col(name).cast(dtype, strict=False)
-        if dtype == pl.Float64:
-            expr = expr.fill_nan(None)
-        categories = meta.columns[name].categories
-        if categories:
-            allowed = pl.lit(pl.Series(categories, dtype=dtype)).implode()
-            expr = pl.when(expr.is_in(allowed)).then(expr).otherwise(None)
-        exprs.append(expr.alias(name))
-    plan = source.lazy().select(exprs)
-    required = [n for n in schema if not meta.columns[n].nullable]
-    if required:
-        plan = plan.drop_nulls(subset=required)
-    frame = plan.collect()  # one pass: no intermediate frame per step
-    del source, plan
-    if meta.rows is not None and frame.height > meta.rows and not data.dummy:
-        # The domain's margins promise at most `rows` rows; the data must be a member of it.
-        # (A dummy dataset may be asked for more rows; it holds nothing private.)
-        raise RuntimeError("the dataset has more rows than its public metadata declares")
-    nbytes = int(frame.estimated_size())
-    lazy = frame.lazy()
-    del frame
-    obj = py_to_c(lazy, c_type=AnyObjectPtr, type_name="LazyFrame")
-    # OpenDP keeps the Python frame on the object for its own serializer (never used on data);
-    # without this the Python frame would stay next to the library's copy: two copies.
-    del lazy
-    obj.__opendp_dict__ = {}
-    # The dataset cache counts the library's copy through the memo's size.
-    return Memo(obj, nbytes=nbytes)
