@@ -11,6 +11,7 @@ from lomas_core.api import (
     AddressPolicy,
     SecretRef,
     check_proxy_url,
+    url_under,
 )
 
 __all__ = [
@@ -135,7 +136,7 @@ def url_problem(url: str, opts: HttpAdapterOptions) -> str | None:
     if opts.allowed_hosts is not None and parts.hostname.lower() not in {
             h.lower() for h in opts.allowed_hosts}:
         return "the URL's host is not in adapters.http.allowed_hosts"
-    if opts.allowed_prefixes is not None and not any(_under(url, p) for p in opts.allowed_prefixes):
+    if opts.allowed_prefixes is not None and not any(url_under(url, p) for p in opts.allowed_prefixes):
         return "the URL is not under adapters.http.allowed_prefixes"
     return opts.policy().literal_problem(parts.hostname)
 
@@ -152,19 +153,6 @@ def secret_destination_problem(name: str, ref: SecretRef, url: str) -> str | Non
     host = (urlsplit(url).hostname or "").lower()
     if ref.allowed_hosts is not None and host not in {h.lower() for h in ref.allowed_hosts}:
         return f"secret '{name}' may not be sent to this URL's host (see its allowed_hosts)"
-    if ref.allowed_prefixes is not None and not any(_under(url, p) for p in ref.allowed_prefixes):
+    if ref.allowed_prefixes is not None and not any(url_under(url, p) for p in ref.allowed_prefixes):
         return f"secret '{name}' may not be sent to this URL (see its allowed_prefixes)"
     return None
-
-
-def _under(url: str, prefix: str) -> bool:
-    # A prefix is a folder: "https://h/data" admits "https://h/data/x.csv" but not
-    # "https://h/data-private.csv", "https://h.evil.org" or a "/../" walk out of it.
-    if not url.startswith(prefix):
-        return False
-    path = urlsplit(url).path
-    segments = path.replace("%2e", ".").replace("%2E", ".").split("/")
-    if any(seg in (".", "..") for seg in segments):
-        return False
-    rest = url[len(prefix):]
-    return prefix.endswith("/") or rest == "" or rest[0] in "/?#"
