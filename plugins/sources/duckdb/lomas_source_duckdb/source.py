@@ -1,10 +1,12 @@
 """The ``duckdb`` source: Parquet and CSV files queried in place by a locked-down DuckDB.
 
 Each dataset gets its own in-memory DuckDB connection holding one view, ``df``, over its file,
-folder of Parquet files or glob (see :mod:`lomas_source_duckdb.view`). The connection can read
-only the dataset's own folder (``allowed_directories`` with ``enable_external_access`` off), may
-not install or load extensions, has bounded ``memory_limit`` and ``threads``, and its
-configuration is locked before the first statement from lomas runs.
+folder of Parquet files or glob (see :mod:`lomas_source_duckdb.view`), on the server's disk or,
+through an fsspec filesystem registered on the connection, in S3 or behind an HTTP(S) URL (see
+:mod:`lomas_source_duckdb.remote`). The connection can read only the dataset's own folder
+(``allowed_directories``/``allowed_paths`` with ``enable_external_access`` off), may not install
+or load extensions, has bounded ``memory_limit`` and ``threads``, and its configuration is locked
+before the first statement from lomas runs.
 """
 
 from __future__ import annotations
@@ -20,20 +22,26 @@ from pydantic import BaseModel, ConfigDict, Field
 from lomas_core.api import (
     TABLE_NAME,
     AllowedDirs,
+    ConfigError,
+    Credentials,
     DatasetUnavailable,
     FileDatasetOptions,
+    InvalidRequest,
     Metadata,
     PluginContext,
     SqlSource,
     SqlTarget,
     files_version,
     note_read,
+    parse_credentials,
     parse_options,
     resolve_relative_options,
+    s3_secret_problem,
 )
 from lomas_core.api import (
     sql_literal as literal,
 )
+from lomas_source_duckdb.remote import HttpOptions, RemotePath, S3Options, is_remote, parse_remote
 from lomas_source_duckdb.view import view_sql
 
 __all__ = ["DuckDBSource", "DuckDBSourceOptions", "DuckDBTarget"]
@@ -53,9 +61,17 @@ class DuckDBSourceOptions(BaseModel):
     memory_limit: str = Field(default="1GB", pattern=r"^[0-9]+(\.[0-9]+)?\s*[KMGT]i?B$")
     #: DuckDB's ``threads`` for each dataset's connection.
     threads: int = Field(default=2, ge=1, le=256)
+    #: The S3 store ``s3://`` paths are read from (none: such paths are refused).
+    s3: S3Options | None = None
+    #: The URL prefixes ``http(s)://`` paths may be under (none: such paths are refused).
+    http: HttpOptions | None = None
 
 
-DuckDBDatasetOptions = FileDatasetOptions
+class DuckDBDatasetOptions(FileDatasetOptions):
+    """A dataset's options: a local or remote ``path``, its ``format``, and for ``s3://``
+    paths the secret holding the credentials (default ``adapters.duckdb.s3.default_credentials``)."""
+
+    credentials: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class DuckDBSource(SqlSource):
@@ -69,12 +85,16 @@ class DuckDBSource(SqlSource):
     def __init__(self, options: DuckDBSourceOptions, context: PluginContext) -> None:
         super().__init__(options, context)
         self.options: DuckDBSourceOptions = options
+        self._context = context
         self._allowed = AllowedDirs(context.config, self.options.allowed_dirs,
                                     owner="the duckdb source", section="duckdb")
 
     @classmethod
     def resolve_options(cls, options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
         """A relative ``path`` (file, folder or glob) resolves against ``base_dir``."""
+        path = options.get("path")
+        if isinstance(path, str) and is_remote(path):
+            return dict(options)
         return resolve_relative_options(options, base_dir, ("path",), pattern=True)
 
     def _options(self, options: Mapping[str, Any]) -> DuckDBDatasetOptions:
@@ -99,21 +119,82 @@ class DuckDBSource(SqlSource):
 
         return sorted(Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
 
+    # -- remote paths -----------------------------------------------------------------------------
+
+    def _remote(self, opts: DuckDBDatasetOptions) -> tuple[RemotePath, Credentials | None]:
+        """The checked remote path and its credentials (no network I/O).
+
+        Raises:
+            InvalidRequest: the path, bucket, prefix or credentials are refused.
+        """
+        try:
+            path = parse_remote(opts.path, self.options.s3, self.options.http)
+        except ValueError as exc:
+            raise InvalidRequest(f"duckdb source options: path: {exc}") from None
+        if path.scheme != "s3" or self.options.s3 is None:
+            if opts.credentials is not None:
+                raise InvalidRequest("duckdb source options: credentials are for s3:// paths")
+            return path, None
+        name = opts.credentials or self.options.s3.default_credentials
+        if name is None:
+            return path, None
+        try:
+            ref = self._context.secret_ref(name)  # defined and scoped to this source
+            problem = s3_secret_problem(name, ref, self.options.s3.endpoint_url, path.where,
+                                        owner="the duckdb source")
+            creds = None if problem else parse_credentials(self._context.secret(name))
+        except ConfigError as exc:
+            problem = exc.message
+        if problem is None and creds is None:
+            problem = f"secret '{name}' is not in a credentials format (JSON or KEY:SECRET)"
+        if problem is not None:
+            raise InvalidRequest(f"duckdb source options: credentials: {problem}")
+        return path, creds
+
+    def _listed(self, what: str, opts: DuckDBDatasetOptions) -> tuple[RemotePath, Any, list[Any]]:
+        """(path, filesystem, objects) of a remote dataset; refusals and failures are
+        DatasetUnavailable that touched nothing (checked again at every use: the config may
+        have changed since the dataset was registered)."""
+        from lomas_source_duckdb.remotefs import build_filesystem, list_objects
+
+        try:
+            path, creds = self._remote(opts)
+        except InvalidRequest as exc:
+            raise DatasetUnavailable(f"{what}: {exc.message}") from None
+        fs = build_filesystem(path, self.options.s3, self.options.http, creds)
+        return path, fs, list_objects(fs, path, what)
+
+    # -- Adapter ----------------------------------------------------------------------------------
+
     def check_options(self, options: Mapping[str, Any]) -> None:
         opts = self._options(options)
+        if is_remote(opts.path):
+            self._remote(opts)
+            return
+        if opts.credentials is not None:
+            raise InvalidRequest("duckdb source options: credentials are for s3:// paths")
         self._resolve(opts.path)
 
     def version(self, options: Mapping[str, Any]) -> str | None:
-        _, pattern = self._resolve(self._options(options).path)
+        opts = self._options(options)
+        if is_remote(opts.path):
+            from lomas_source_duckdb.remotefs import objects_version
+
+            return objects_version(self._listed("dataset '?'", opts)[2])
+        _, pattern = self._resolve(opts.path)
         files = self._files(pattern)
         return files_version(files)
 
     def open(self, dataset: str, options: Mapping[str, Any], metadata: Metadata) -> SqlTarget:
         opts = self._options(options)
+        if is_remote(opts.path):
+            path, fs, _ = self._listed(f"dataset '{dataset}'", opts)
+            return DuckDBTarget(dataset, path.folder, path.pattern, opts.file_format(), metadata,
+                                self.options, filesystem=fs)
         folder, pattern = self._resolve(opts.path)
         if not self._files(pattern):
             raise DatasetUnavailable(f"dataset '{dataset}': source file not found")
-        return DuckDBTarget(dataset, folder, pattern, opts.file_format(), metadata,
+        return DuckDBTarget(dataset, str(folder) + os.sep, pattern, opts.file_format(), metadata,
                             self.options)
 
 
@@ -122,8 +203,10 @@ class DuckDBTarget(SqlTarget):
 
     dialect = "duckdb"
 
-    def __init__(self, dataset: str, folder: Path, pattern: str, fmt: str, metadata: Metadata,
-                 options: DuckDBSourceOptions) -> None:
+    def __init__(self, dataset: str, folder: str, pattern: str, fmt: str, metadata: Metadata,
+                 options: DuckDBSourceOptions, filesystem: Any = None) -> None:
+        """``folder`` is what the connection may read: a folder (ends with a separator) or,
+        for an HTTP file, the file's URL; ``filesystem`` an fsspec filesystem for remote paths."""
         import duckdb
 
         self.dataset = dataset
@@ -140,9 +223,12 @@ class DuckDBTarget(SqlTarget):
         self._con = duckdb.connect(":memory:", config=config)
         self._lock = threading.Lock()
         path = literal(pattern, "string")
+        if filesystem is not None:
+            self._con.register_filesystem(filesystem)
         # DuckDB takes allowed_directories only once the database runs, then external access is
         # turned off: from here on the connection reads the dataset's folder and nothing else.
-        self._con.execute(f"SET allowed_directories = [{literal(str(folder) + os.sep, 'string')}]")
+        allowed = "allowed_directories" if folder.endswith(("/", os.sep)) else "allowed_paths"
+        self._con.execute(f"SET {allowed} = [{literal(folder, 'string')}]")
         self._con.execute("SET enable_external_access = false")
         reader = (f"read_csv({path}, header = true, all_varchar = true)" if fmt == "csv"
                   else f"read_parquet({path})")

@@ -1,0 +1,154 @@
+"""The fsspec filesystems a DuckDB connection reads remote datasets through, and their listing.
+
+Built in the process that opens the target (an execution worker builds its own), never shared
+between datasets. Every connection goes to an address checked after DNS resolution
+(:func:`lomas_core.api.guarded_resolver`); the environment's proxies and credentials are never
+used; HTTP redirects are refused (a redirect could leave the allowed prefix). Failures become
+:class:`~lomas_core.api.DatasetUnavailable` with a reason that names no URL, secret or content.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from lomas_core.api import (
+    AddressRefused,
+    Credentials,
+    DatasetUnavailable,
+)
+from lomas_source_duckdb.remote import HttpOptions, RemotePath, S3Options
+
+__all__ = ["build_filesystem", "failure", "list_objects", "objects_version"]
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+class RedirectRefused(Exception):
+    """An HTTP server answered with a redirect (not followed: it could leave the allowed prefix)."""
+
+
+def failure(what: str, exc: BaseException) -> DatasetUnavailable:
+    """Map an fsspec/s3fs/aiohttp failure to a message that names no secret, URL or content."""
+    seen: BaseException | None = exc
+    status = None
+    while seen is not None:
+        if isinstance(seen, AddressRefused):
+            return DatasetUnavailable(f"{what}: the store's address: {seen}")
+        if isinstance(seen, RedirectRefused):
+            return DatasetUnavailable(f"{what}: the server answered with a redirect, which the "
+                                      "duckdb source does not follow")
+        status = status or getattr(seen, "status", None)
+        seen = seen.__cause__ or seen.__context__
+    kind = type(exc).__name__
+    if isinstance(exc, FileNotFoundError | IsADirectoryError) or status in (404, 410):
+        return DatasetUnavailable(f"{what}: source file not found")
+    if (isinstance(exc, PermissionError) or status in (401, 403)
+            or kind in ("NoCredentialsError", "PartialCredentialsError")):
+        return DatasetUnavailable(f"{what}: the store refused access (check the dataset's "
+                                  "credentials)")
+    if "Timeout" in kind or isinstance(exc, TimeoutError):
+        return DatasetUnavailable(f"{what}: the store did not answer in time")
+    return DatasetUnavailable(f"{what}: the store is unreachable", reason=kind)
+
+
+def build_filesystem(path: RemotePath, s3: S3Options | None, http: HttpOptions | None,
+                     creds: Credentials | None) -> Any:
+    """A fresh fsspec filesystem for ``path`` (s3fs for ``s3``, fsspec's HTTP one otherwise)."""
+    from lomas_core.api import guarded_resolver
+
+    if path.scheme == "s3":
+        assert s3 is not None
+        import s3fs
+
+        policy = s3.policy("adapters.duckdb.s3")
+        kwargs: dict[str, Any] = {
+            "anon": creds is None,
+            "endpoint_url": s3.endpoint_url,
+            "skip_instance_cache": True,
+            "use_listings_cache": False,
+            "client_kwargs": {"region_name": s3.region} if s3.region else {},
+            "config_kwargs": {"connect_timeout": s3.connect_timeout,
+                              "read_timeout": s3.read_timeout,
+                              "retries": {"max_attempts": s3.max_attempts, "mode": "standard"},
+                              "connector_args": {"resolver": guarded_resolver(policy)},
+                              "proxies": {}},
+        }
+        if creds is not None:
+            kwargs.update(key=creds.access_key_id, secret=creds.secret_access_key,
+                          token=creds.session_token)
+        fs = s3fs.S3FileSystem(**kwargs)
+        fs.retries = s3.max_attempts
+        return fs
+    assert http is not None
+    from fsspec.implementations.http import HTTPFileSystem
+
+    policy = http.policy("adapters.duckdb.http")
+    connect, read = http.connect_timeout, http.read_timeout
+
+    async def client(**kwargs: Any) -> Any:
+        import aiohttp
+
+        async def no_redirect(response: Any) -> None:
+            if 300 <= response.status < 400:
+                raise RedirectRefused()
+            response.raise_for_status()
+
+        kwargs.pop("loop", None)
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=guarded_resolver(policy)),
+            timeout=aiohttp.ClientTimeout(sock_connect=connect, sock_read=read),
+            trust_env=False, raise_for_status=no_redirect, **kwargs)
+
+    class _HTTPFileSystem(HTTPFileSystem):  # type: ignore[misc]
+        def modified(self, path: str) -> datetime.datetime:
+            """DuckDB asks for it; fsspec's HTTP filesystem has none (Last-Modified, else 1970)."""
+            from email.utils import parsedate_to_datetime
+
+            stamp = self.info(path).get("Last-Modified")
+            try:
+                return parsedate_to_datetime(stamp) if stamp else _EPOCH
+            except (TypeError, ValueError):
+                return _EPOCH
+
+    return _HTTPFileSystem(get_client=client, skip_instance_cache=True, allow_redirects=False,
+                           use_listings_cache=False)
+
+
+def list_objects(fs: Any, path: RemotePath, what: str) -> list[dict[str, Any]]:
+    """The objects DuckDB will read for ``path`` (name, size, ETag...), sorted by name.
+
+    Raises:
+        DatasetUnavailable: the store refused or failed, or nothing matches (touched=False).
+    """
+    try:
+        if path.kind == "file":
+            info = fs.info(path.pattern)
+            found = [dict(info, name=path.pattern)] if info.get("type", "file") == "file" else []
+        elif path.kind == "folder":
+            listed = fs.find(path.folder, detail=True)
+            found = [dict(info, name=name) for name, info in listed.items()
+                     if name.endswith(".parquet") and info.get("type") == "file"]
+        else:
+            listed = fs.glob(path.pattern, detail=True)
+            found = [dict(info, name=name) for name, info in listed.items()
+                     if info.get("type") == "file"]
+    except DatasetUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - botocore/aiohttp/fsspec raise many types
+        raise failure(what, exc) from None
+    if not found:
+        raise DatasetUnavailable(f"{what}: source file not found")
+    return sorted(found, key=lambda info: str(info["name"]))
+
+
+def objects_version(objects: list[Mapping[str, Any]]) -> str:
+    """A version of the objects from their listing: name, ETag/version id, size, modification."""
+    digest = hashlib.sha256()
+    for info in objects:
+        tag = info.get("VersionId") or info.get("ETag") or info.get("etag") or ""
+        modified = info.get("LastModified") or info.get("last_modified") or ""
+        digest.update(f"{info['name']}|{tag}|{info.get('size')}|{modified}\n".encode())
+    return digest.hexdigest()[:24]
