@@ -30,6 +30,22 @@ class RedirectRefused(Exception):
     """An HTTP server answered with a redirect (not followed: it could leave the allowed prefix)."""
 
 
+class _ReadOnly:
+    """Mixed into the filesystems: the connection reads, never writes, moves or deletes (a
+    ``COPY ... TO`` inside the dataset's folder would otherwise write to the store)."""
+
+    def open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
+        if mode not in ("rb", "r"):
+            raise PermissionError("the duckdb source reads remote files only")
+        return super().open(path, mode, *args, **kwargs)  # type: ignore[misc]
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise PermissionError("the duckdb source reads remote files only")
+
+    rm = rm_file = mv = mkdir = makedirs = touch = pipe = pipe_file = put = put_file = _refuse
+    cp_file = copy = rmdir = _refuse
+
+
 def failure(what: str, exc: BaseException) -> DatasetUnavailable:
     """Map an fsspec/s3fs/aiohttp failure to a message that names no secret, URL or content."""
     seen: BaseException | None = exc
@@ -79,7 +95,7 @@ def build_filesystem(path: RemotePath, s3: S3Options | None, http: HttpOptions |
         if creds is not None:
             kwargs.update(key=creds.access_key_id, secret=creds.secret_access_key,
                           token=creds.session_token)
-        fs = s3fs.S3FileSystem(**kwargs)
+        fs = type("ReadOnlyS3FileSystem", (_ReadOnly, s3fs.S3FileSystem), {})(**kwargs)
         fs.retries = s3.max_attempts
         return fs
     assert http is not None
@@ -102,7 +118,7 @@ def build_filesystem(path: RemotePath, s3: S3Options | None, http: HttpOptions |
             timeout=aiohttp.ClientTimeout(sock_connect=connect, sock_read=read),
             trust_env=False, raise_for_status=no_redirect, **kwargs)
 
-    class _HTTPFileSystem(HTTPFileSystem):  # type: ignore[misc]
+    class _HTTPFileSystem(_ReadOnly, HTTPFileSystem):  # type: ignore[misc]
         def modified(self, path: str) -> datetime.datetime:
             """DuckDB asks for it; fsspec's HTTP filesystem has none (Last-Modified, else 1970)."""
             from email.utils import parsedate_to_datetime

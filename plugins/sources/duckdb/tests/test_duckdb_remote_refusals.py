@@ -195,3 +195,19 @@ def test_unreadable_content_names_no_content(make: Make, moto: MotoS3, bucket: s
                     contract_metadata())
     assert info.value.touched and "secret-value" not in info.value.message
     assert info.value.message == "dataset 'people': its files could not be read as parquet"
+
+
+def test_the_connection_cannot_write_to_the_store(make: Make, moto: MotoS3, bucket: str) -> None:
+    source = make(s3=s3_options(moto, [bucket]))
+    target = source.open("people", {"path": f"s3://{bucket}/data/", "credentials": "reader"},
+                         contract_metadata())
+    try:
+        for statement in (f"COPY (SELECT 1 AS a) TO 's3://{bucket}/data/out.csv'",
+                          f"EXPORT DATABASE 's3://{bucket}/data/export'"):
+            with pytest.raises(Exception):  # noqa: B017 - DuckDB wraps the filesystem's refusal
+                target.fetch(statement)
+        assert target.fetch("SELECT count(*) FROM df")[1] == (10,)
+    finally:
+        target.close()
+    keys = [o["Key"] for o in moto.client.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["data/t.parquet"]
