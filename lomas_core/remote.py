@@ -6,6 +6,9 @@
   compared as ``scheme://host:port`` (:func:`endpoint_key`) and must be plain http(s) URLs whose
   literal address the policy allows (:func:`endpoint_problem`).
 - A URL prefix is a folder (:func:`url_under`): no sibling with a longer name, no ``..`` walk.
+- HTTP headers of a dataset (:class:`HeaderSecret`, :func:`header_problems`): a credential comes
+  from a named secret whose entry lists the hosts or URL prefixes it may be sent to
+  (:func:`http_secret_problem`), never from a literal in the description.
 - :func:`guarded_resolver`: an aiohttp resolver that only hands out addresses an
   :class:`~lomas_core.network.AddressPolicy` allows (s3fs and fsspec's HTTP filesystem connect
   through aiohttp; aiohttp does not ask the resolver for IP literals, which
@@ -17,19 +20,72 @@ Messages never contain a URL, an address or a secret's value.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from lomas_core.config import SecretRef
     from lomas_core.network import AddressPolicy
 
-__all__ = ["AWS", "Credentials", "endpoint_key", "endpoint_problem", "guarded_resolver",
-           "parse_credentials", "s3_secret_problem", "url_under"]
+__all__ = ["AWS", "Credentials", "HeaderSecret", "endpoint_key", "endpoint_problem",
+           "guarded_resolver", "header_problems", "http_secret_problem", "parse_credentials",
+           "s3_secret_problem", "url_under"]
 
 #: How a secret's ``endpoints`` names AWS's own endpoints (a dataset and the adapter name none).
 AWS = "aws"
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+# Header names whose value is a credential: it must come from a named secret, never be written in
+# a dataset description (which the admin state stores and the admin API shows).
+_SENSITIVE = re.compile(r"auth|cookie|key|token|secret|password|signature", re.IGNORECASE)
+
+
+class HeaderSecret(BaseModel):
+    """A header value read from the server's secret called ``secret`` (``prefix`` is prepended)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: str = Field(min_length=1, max_length=128)
+    prefix: str = Field(default="", max_length=64)
+
+
+def header_problems(headers: Mapping[str, str | HeaderSecret]) -> list[str]:
+    """Why a dataset's headers cannot be used (never echoes a value): an invalid name, a literal
+    value for a header that carries a credential, a line break."""
+    problems = []
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            problems.append(f"'{name[:40]}' is not a valid header name")
+        elif isinstance(value, str):
+            if _SENSITIVE.search(name):
+                problems.append(f"header '{name}' carries a credential: give it as "
+                                "{secret: <name>} instead of a literal value")
+            elif "\r" in value or "\n" in value:
+                problems.append(f"header '{name}' has a line break in its value")
+    return problems
+
+
+def http_secret_problem(name: str, ref: SecretRef, url: str,
+                        owner: str = "the http adapter") -> str | None:
+    """Why the secret ``name`` (entry ``ref``) may not be sent to ``url``, or None.
+
+    The entry must list ``allowed_hosts`` and/or ``allowed_prefixes``; the URL must satisfy both
+    when both are given. Never names the URL or the value.
+    """
+    if ref.allowed_hosts is None and ref.allowed_prefixes is None:
+        return (f"secret '{name}' lists no allowed_hosts or allowed_prefixes, so {owner} "
+                "may send it nowhere; add them to its entry under secrets")
+    host = (urlsplit(url).hostname or "").lower()
+    if ref.allowed_hosts is not None and host not in {h.lower() for h in ref.allowed_hosts}:
+        return f"secret '{name}' may not be sent to this URL's host (see its allowed_hosts)"
+    if ref.allowed_prefixes is not None and not any(url_under(url, p) for p in ref.allowed_prefixes):
+        return f"secret '{name}' may not be sent to this URL (see its allowed_prefixes)"
+    return None
 
 
 @dataclass(frozen=True)
