@@ -16,9 +16,9 @@ from typing import Any
 
 from lomas_core.api import (
     AddressRefused,
-    Credentials,
     DatasetUnavailable,
 )
+from lomas_source_duckdb.access import RemoteAccess
 from lomas_source_duckdb.remote import HttpOptions, RemotePath, S3Options
 
 __all__ = ["build_filesystem", "failure", "list_objects", "objects_version"]
@@ -59,21 +59,23 @@ def failure(what: str, exc: BaseException) -> DatasetUnavailable:
         status = status or getattr(seen, "status", None)
         seen = seen.__cause__ or seen.__context__
     kind = type(exc).__name__
-    if isinstance(exc, FileNotFoundError | IsADirectoryError) or status in (404, 410):
-        return DatasetUnavailable(f"{what}: source file not found")
-    if (isinstance(exc, PermissionError) or status in (401, 403)
+    if (status in (401, 403) or isinstance(exc, PermissionError)
             or kind in ("NoCredentialsError", "PartialCredentialsError")):
         return DatasetUnavailable(f"{what}: the store refused access (check the dataset's "
                                   "credentials)")
+    if isinstance(exc, FileNotFoundError | IsADirectoryError) or status in (404, 410):
+        return DatasetUnavailable(f"{what}: source file not found")
     if "Timeout" in kind or isinstance(exc, TimeoutError):
         return DatasetUnavailable(f"{what}: the store did not answer in time")
     return DatasetUnavailable(f"{what}: the store is unreachable", reason=kind)
 
 
-def build_filesystem(path: RemotePath, s3: S3Options | None, http: HttpOptions | None,
-                     creds: Credentials | None) -> Any:
-    """A fresh fsspec filesystem for ``path`` (s3fs for ``s3``, fsspec's HTTP one otherwise)."""
+def build_filesystem(access: RemoteAccess, s3: S3Options | None, http: HttpOptions | None) -> Any:
+    """A fresh fsspec filesystem for ``access`` (s3fs for ``s3``, fsspec's HTTP one otherwise);
+    an HTTP dataset's headers go with every request (only to its own URL: redirects are refused)."""
     from lomas_core.api import guarded_resolver
+
+    path, creds = access.path, access.credentials
 
     if path.scheme == "s3":
         assert s3 is not None
@@ -102,7 +104,7 @@ def build_filesystem(path: RemotePath, s3: S3Options | None, http: HttpOptions |
     from fsspec.implementations.http import HTTPFileSystem
 
     policy = http.policy("adapters.duckdb.http")
-    connect, read = http.connect_timeout, http.read_timeout
+    connect, read, headers = http.connect_timeout, http.read_timeout, dict(access.headers)
 
     async def client(**kwargs: Any) -> Any:
         import aiohttp
@@ -116,7 +118,7 @@ def build_filesystem(path: RemotePath, s3: S3Options | None, http: HttpOptions |
         return aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=guarded_resolver(policy)),
             timeout=aiohttp.ClientTimeout(sock_connect=connect, sock_read=read),
-            trust_env=False, raise_for_status=no_redirect, **kwargs)
+            trust_env=False, raise_for_status=no_redirect, headers=headers, **kwargs)
 
     class _HTTPFileSystem(_ReadOnly, HTTPFileSystem):  # type: ignore[misc]
         def modified(self, path: str) -> datetime.datetime:

@@ -22,10 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from lomas_core.api import (
     TABLE_NAME,
     AllowedDirs,
-    ConfigError,
-    Credentials,
     DatasetUnavailable,
     FileDatasetOptions,
+    HeaderSecret,
     InvalidRequest,
     Metadata,
     PluginContext,
@@ -33,15 +32,14 @@ from lomas_core.api import (
     SqlTarget,
     files_version,
     note_read,
-    parse_credentials,
     parse_options,
     resolve_relative_options,
-    s3_secret_problem,
 )
 from lomas_core.api import (
     sql_literal as literal,
 )
-from lomas_source_duckdb.remote import HttpOptions, RemotePath, S3Options, is_remote, parse_remote
+from lomas_source_duckdb.access import RemoteAccess, remote_access
+from lomas_source_duckdb.remote import HttpOptions, RemotePath, S3Options, is_remote
 from lomas_source_duckdb.view import view_sql
 
 __all__ = ["DuckDBSource", "DuckDBSourceOptions", "DuckDBTarget"]
@@ -72,6 +70,8 @@ class DuckDBDatasetOptions(FileDatasetOptions):
     paths the secret holding the credentials (default ``adapters.duckdb.s3.default_credentials``)."""
 
     credentials: str | None = Field(default=None, min_length=1, max_length=128)
+    #: Headers sent with ``http(s)://`` requests; a credential as ``{secret: <name>, prefix: ...}``.
+    headers: dict[str, str | HeaderSecret] = Field(default_factory=dict)
 
 
 class DuckDBSource(SqlSource):
@@ -121,35 +121,9 @@ class DuckDBSource(SqlSource):
 
     # -- remote paths -----------------------------------------------------------------------------
 
-    def _remote(self, opts: DuckDBDatasetOptions) -> tuple[RemotePath, Credentials | None]:
-        """The checked remote path and its credentials (no network I/O).
-
-        Raises:
-            InvalidRequest: the path, bucket, prefix or credentials are refused.
-        """
-        try:
-            path = parse_remote(opts.path, self.options.s3, self.options.http)
-        except ValueError as exc:
-            raise InvalidRequest(f"duckdb source options: path: {exc}") from None
-        if path.scheme != "s3" or self.options.s3 is None:
-            if opts.credentials is not None:
-                raise InvalidRequest("duckdb source options: credentials are for s3:// paths")
-            return path, None
-        name = opts.credentials or self.options.s3.default_credentials
-        if name is None:
-            return path, None
-        try:
-            ref = self._context.secret_ref(name)  # defined and scoped to this source
-            problem = s3_secret_problem(name, ref, self.options.s3.endpoint_url, path.where,
-                                        owner="the duckdb source")
-            creds = None if problem else parse_credentials(self._context.secret(name))
-        except ConfigError as exc:
-            problem = exc.message
-        if problem is None and creds is None:
-            problem = f"secret '{name}' is not in a credentials format (JSON or KEY:SECRET)"
-        if problem is not None:
-            raise InvalidRequest(f"duckdb source options: credentials: {problem}")
-        return path, creds
+    def _access(self, opts: DuckDBDatasetOptions, values: bool = True) -> RemoteAccess:
+        return remote_access(opts.path, opts.credentials, opts.headers, self.options.s3,
+                             self.options.http, self._context, values=values)
 
     def _listed(self, what: str, opts: DuckDBDatasetOptions) -> tuple[RemotePath, Any, list[Any]]:
         """(path, filesystem, objects) of a remote dataset; refusals and failures are
@@ -158,21 +132,23 @@ class DuckDBSource(SqlSource):
         from lomas_source_duckdb.remotefs import build_filesystem, list_objects
 
         try:
-            path, creds = self._remote(opts)
+            access = self._access(opts)
         except InvalidRequest as exc:
-            raise DatasetUnavailable(f"{what}: {exc.message}") from None
-        fs = build_filesystem(path, self.options.s3, self.options.http, creds)
-        return path, fs, list_objects(fs, path, what)
+            raise DatasetUnavailable(f"{what}: {exc.message.removeprefix('duckdb source options: ')}"
+                                     ) from None
+        fs = build_filesystem(access, self.options.s3, self.options.http)
+        return access.path, fs, list_objects(fs, access.path, what)
 
     # -- Adapter ----------------------------------------------------------------------------------
 
     def check_options(self, options: Mapping[str, Any]) -> None:
         opts = self._options(options)
         if is_remote(opts.path):
-            self._remote(opts)
+            self._access(opts, values=False)
             return
-        if opts.credentials is not None:
-            raise InvalidRequest("duckdb source options: credentials are for s3:// paths")
+        if opts.credentials is not None or opts.headers:
+            raise InvalidRequest("duckdb source options: credentials and headers are for remote "
+                                 "paths (s3://, http(s)://)")
         self._resolve(opts.path)
 
     def version(self, options: Mapping[str, Any]) -> str | None:

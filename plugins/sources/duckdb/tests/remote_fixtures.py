@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+from pathlib import Path
 from typing import Any
 
 #: The buckets tests create, in order; the test credentials are scoped to them.
@@ -46,11 +47,19 @@ def s3_options(moto: Any, buckets: list[str], **extra: Any) -> dict[str, Any]:
 
 
 def reader_secret(moto: Any, env: str = SECRET_ENV, value: str | None = None,
-                  buckets: list[str] | None = None) -> dict[str, Any]:
+                  buckets: list[str] | None = None, file: Path | None = None) -> dict[str, Any]:
     """The ``secrets`` entry ``reader``: the test credentials, scoped to the duckdb source, the
-    moto endpoint and the test buckets (the environment variable is set here)."""
+    moto endpoint and the test buckets (the environment variable is set here). With ``file``
+    the value is written there instead: execution workers fork from a forkserver that may have
+    started before the variable was set."""
     from lomas_adapter_s3.testing import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
 
-    os.environ[env] = value or f"{TEST_ACCESS_KEY_ID}:{TEST_SECRET_ACCESS_KEY}"
-    return {"env": env, "adapters": ["duckdb"], "endpoints": [moto.endpoint_url],
+    text = value or f"{TEST_ACCESS_KEY_ID}:{TEST_SECRET_ACCESS_KEY}"
+    where: dict[str, Any] = {"env": env}
+    if file is None:
+        os.environ[env] = text
+    else:
+        file.write_text(text)
+        where = {"file": str(file)}
+    return {**where, "adapters": ["duckdb"], "endpoints": [moto.endpoint_url],
             "buckets": BUCKETS if buckets is None else buckets}

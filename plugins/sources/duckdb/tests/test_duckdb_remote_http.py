@@ -52,7 +52,8 @@ def _s3_harness(tmp: Any, moto: MotoS3, workers: int, engines: dict[str, Any],
     bucket = new_bucket(moto)
     h = LomasHarness(tmp, engines=engines,
                      adapters={"duckdb": {"threads": 1, "s3": s3_options(moto, [bucket])}},
-                     secrets={"reader": reader_secret(moto)}, execution={"workers": workers},
+                     secrets={"reader": reader_secret(moto, file=tmp / "reader.secret")},
+                     execution={"workers": workers},
                      **extra)
     return h, bucket
 

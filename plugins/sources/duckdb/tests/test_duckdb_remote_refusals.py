@@ -211,3 +211,49 @@ def test_the_connection_cannot_write_to_the_store(make: Make, moto: MotoS3, buck
         target.close()
     keys = [o["Key"] for o in moto.client.list_objects_v2(Bucket=bucket)["Contents"]]
     assert keys == ["data/t.parquet"]
+
+
+def test_http_headers_come_from_scoped_secrets(make: Make, files: FileServer) -> None:
+    files.put("/data/locked.parquet", parquet_bytes(contract_frame()),
+              require={"Authorization": "Bearer tok-Zq9v-never-shown"})
+    url = files.url("/data/locked.parquet")
+    os.environ["LOMAS_TEST_DUCK_TOKEN"] = "tok-Zq9v-never-shown"
+
+    def token(**where: Any) -> dict[str, Any]:
+        return {"token": {"env": "LOMAS_TEST_DUCK_TOKEN", "adapters": ["duckdb"], **where}}
+
+    http = {"allowed_prefixes": [files.url("/data/")], **LOOPBACK}
+    header = {"Authorization": {"secret": "token", "prefix": "Bearer "}}
+    source = make(http=http, secrets=token(allowed_prefixes=[files.url("/data/")]))
+    target = source.open("people", {"path": url, "headers": header}, contract_metadata())
+    try:
+        assert target.fetch("SELECT count(*) FROM df")[1] == (10,)
+    finally:
+        target.close()
+    assert source.version({"path": url, "headers": header})
+    with pytest.raises(DatasetUnavailable) as info:  # without the header: the server's 401
+        source.open("people", {"path": url}, contract_metadata())
+    assert "refused access" in info.value.message and not info.value.touched
+    _refused(source, {"path": url, "headers": {"Authorization": "Bearer tok"}}, "{secret: <name>}")
+    _refused(source, {"path": url, "headers": {"X-Note": "a\r\nb"}}, "line break")
+    elsewhere = make(http=http, secrets=token(allowed_prefixes=[files.url("/other/")]))
+    message = _refused(elsewhere, {"path": url, "headers": header}, "allowed_prefixes")
+    with pytest.raises(DatasetUnavailable):  # checked again at use, before any request
+        elsewhere.open("people", {"path": url, "headers": header}, contract_metadata())
+    unscoped = make(http=http, secrets=token())
+    _refused(unscoped, {"path": url, "headers": header}, "may send it nowhere")
+    for text in (message, info.value.message):
+        assert "tok-Zq9v" not in text
+
+
+def test_headers_and_credentials_go_with_their_own_kind_of_path(make: Make, moto: MotoS3,
+                                                                bucket: str, files: FileServer,
+                                                                tmp_path: Any) -> None:
+    source = make(s3=s3_options(moto, [bucket]),
+                  http={"allowed_prefixes": [files.url("/data/")], **LOOPBACK})
+    _refused(source, {"path": f"s3://{bucket}/data/t.parquet", "headers": {"X-A": "1"}},
+             "headers are for http")
+    _refused(source, {"path": files.url("/data/t.parquet"), "credentials": "reader"},
+             "credentials are for s3")
+    _refused(source, {"path": str(tmp_path / "t.parquet"), "credentials": "reader"},
+             "remote paths")
