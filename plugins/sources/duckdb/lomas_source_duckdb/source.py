@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lomas_core.api import (
     TABLE_NAME,
     AllowedDirs,
+    ConfigError,
     DatasetUnavailable,
     FileDatasetOptions,
     HeaderSecret,
@@ -88,6 +89,12 @@ class DuckDBSource(SqlSource):
         self._context = context
         self._allowed = AllowedDirs(context.config, self.options.allowed_dirs,
                                     owner="the duckdb source", section="duckdb")
+        import importlib.util
+
+        for section, module in (("s3", "s3fs"), ("http", "aiohttp")):
+            if getattr(options, section) is not None and importlib.util.find_spec(module) is None:
+                raise ConfigError(f"adapters.duckdb.{section} needs {module}: install "
+                                  "lomas-source-duckdb[remote]")
 
     @classmethod
     def resolve_options(cls, options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
