@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lomas_core.api import (
@@ -21,7 +21,7 @@ from lomas_core.api import (
 from lomas_source_duckdb.access import RemoteAccess
 from lomas_source_duckdb.remote import HttpOptions, RemotePath, S3Options
 
-__all__ = ["build_filesystem", "failure", "list_objects", "objects_version"]
+__all__ = ["build_filesystem", "check_ranges", "failure", "list_objects", "objects_version"]
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
@@ -162,7 +162,24 @@ def list_objects(fs: Any, path: RemotePath, what: str) -> list[dict[str, Any]]:
     return sorted(found, key=lambda info: str(info["name"]))
 
 
-def objects_version(objects: list[Mapping[str, Any]]) -> str:
+def check_ranges(fs: Any, path: RemotePath, objects: Sequence[Mapping[str, Any]], what: str) -> None:
+    """An HTTP server must answer range requests (DuckDB reads a Parquet footer, then the column
+    chunks a query needs): probed with the file's second byte before DuckDB reads anything, so a
+    server that cannot is refused without touching the data (S3 always can)."""
+    if path.scheme == "s3" or int(objects[0].get("size") or 0) < 3:
+        return
+    try:
+        with fs.open(path.pattern, "rb", block_size=2, cache_type="none") as handle:
+            handle.seek(1)
+            handle.read(1)
+    except ValueError:  # fsspec: a whole body where a range was asked for
+        raise DatasetUnavailable(f"{what}: the server does not answer range requests, which the "
+                                 "duckdb source needs") from None
+    except Exception as exc:  # noqa: BLE001 - aiohttp/fsspec raise many types
+        raise failure(what, exc) from None
+
+
+def objects_version(objects: Sequence[Mapping[str, Any]]) -> str:
     """A version of the objects from their listing: name, ETag/version id, size, modification."""
     digest = hashlib.sha256()
     for info in objects:

@@ -132,11 +132,13 @@ class DuckDBSource(SqlSource):
         return remote_access(opts.path, opts.credentials, opts.headers, self.options.s3,
                              self.options.http, self._context, values=values)
 
-    def _listed(self, what: str, opts: DuckDBDatasetOptions) -> tuple[RemotePath, Any, list[Any]]:
-        """(path, filesystem, objects) of a remote dataset; refusals and failures are
-        DatasetUnavailable that touched nothing (checked again at every use: the config may
-        have changed since the dataset was registered)."""
-        from lomas_source_duckdb.remotefs import build_filesystem, list_objects
+    def _listed(self, what: str, opts: DuckDBDatasetOptions,
+                probe: bool = False) -> tuple[RemotePath, Any, list[Any]]:
+        """(path, filesystem, objects) of a remote dataset (with ``probe``, an HTTP server is
+        also checked for range requests); refusals and failures are DatasetUnavailable that
+        touched nothing (checked again at every use: the config may have changed since the
+        dataset was registered)."""
+        from lomas_source_duckdb.remotefs import build_filesystem, check_ranges, list_objects
 
         try:
             access = self._access(opts)
@@ -144,7 +146,10 @@ class DuckDBSource(SqlSource):
             raise DatasetUnavailable(f"{what}: {exc.message.removeprefix('duckdb source options: ')}"
                                      ) from None
         fs = build_filesystem(access, self.options.s3, self.options.http)
-        return access.path, fs, list_objects(fs, access.path, what)
+        objects = list_objects(fs, access.path, what)
+        if probe:
+            check_ranges(fs, access.path, objects, what)
+        return access.path, fs, objects
 
     # -- Adapter ----------------------------------------------------------------------------------
 
@@ -171,7 +176,7 @@ class DuckDBSource(SqlSource):
     def open(self, dataset: str, options: Mapping[str, Any], metadata: Metadata) -> SqlTarget:
         opts = self._options(options)
         if is_remote(opts.path):
-            path, fs, _ = self._listed(f"dataset '{dataset}'", opts)
+            path, fs, _ = self._listed(f"dataset '{dataset}'", opts, probe=True)
             return DuckDBTarget(dataset, path.folder, path.pattern, opts.file_format(), metadata,
                                 self.options, filesystem=fs)
         folder, pattern = self._resolve(opts.path)

@@ -257,3 +257,12 @@ def test_headers_and_credentials_go_with_their_own_kind_of_path(make: Make, moto
              "credentials are for s3")
     _refused(source, {"path": str(tmp_path / "t.parquet"), "credentials": "reader"},
              "remote paths")
+
+
+def test_a_server_without_range_requests_is_refused_before_reading(make: Make,
+                                                                  files: FileServer) -> None:
+    files.put("/data/whole.parquet", parquet_bytes(contract_frame()), ranges=False)
+    source = make(http={"allowed_prefixes": [files.url("/data/")], **LOOPBACK})
+    with pytest.raises(DatasetUnavailable) as info:
+        source.open("people", {"path": files.url("/data/whole.parquet")}, contract_metadata())
+    assert "range requests" in info.value.message and not info.value.touched
