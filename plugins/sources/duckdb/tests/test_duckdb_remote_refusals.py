@@ -266,3 +266,27 @@ def test_a_server_without_range_requests_is_refused_before_reading(make: Make,
     with pytest.raises(DatasetUnavailable) as info:
         source.open("people", {"path": files.url("/data/whole.parquet")}, contract_metadata())
     assert "range requests" in info.value.message and not info.value.touched
+
+
+def test_s3_glob_and_folder_read_what_they_match(make: Make, moto: MotoS3, bucket: str) -> None:
+    put = moto.client.put_object
+    put(Bucket=bucket, Key="data/2025/a.parquet", Body=parquet_bytes(contract_frame()))
+    put(Bucket=bucket, Key="data/2026/b.parquet", Body=parquet_bytes(contract_frame()))
+    source = make(s3=s3_options(moto, [bucket], default_credentials="reader"))
+    counts = {}
+    for path in (f"s3://{bucket}/data/*/a.parquet", f"s3://{bucket}/data/202?/*.parquet",
+                 f"s3://{bucket}/data/"):
+        options = {"path": path}
+        before = source.version(options)
+        target = source.open("people", options, contract_metadata(max_ids=100))
+        try:
+            counts[path] = target.fetch("SELECT count(*) FROM df")[1][0]
+        finally:
+            target.close()
+        assert source.version(options) == before
+    # 21 rows with an id per file; the folder also holds the fixture's data/t.parquet.
+    assert list(counts.values()) == [21, 42, 63]
+    folder = {"path": f"s3://{bucket}/data/"}
+    before = source.version(folder)
+    put(Bucket=bucket, Key="data/2027/c.parquet", Body=parquet_bytes(contract_frame()))
+    assert source.version(folder) != before
