@@ -11,6 +11,7 @@ before the first statement from lomas runs.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -89,8 +90,6 @@ class DuckDBSource(SqlSource):
         self._context = context
         self._allowed = AllowedDirs(context.config, self.options.allowed_dirs,
                                     owner="the duckdb source", section="duckdb")
-        import importlib.util
-
         for section, module in (("s3", "s3fs"), ("http", "aiohttp")):
             if getattr(options, section) is not None and importlib.util.find_spec(module) is None:
                 raise ConfigError(f"adapters.duckdb.{section} needs {module}: install "
