@@ -50,6 +50,9 @@ def failure(what: str, exc: BaseException) -> DatasetUnavailable:
     """Map an fsspec/s3fs/aiohttp failure to a message that names no secret, URL or content."""
     seen: BaseException | None = exc
     status = None
+    # fsspec's HTTP filesystem reports any failure of its HEAD/GET as FileNotFoundError: the
+    # cause tells a refused connection or a timeout from a 404.
+    down = timeout = False
     while seen is not None:
         if isinstance(seen, AddressRefused):
             return DatasetUnavailable(f"{what}: the store's address: {seen}")
@@ -57,16 +60,20 @@ def failure(what: str, exc: BaseException) -> DatasetUnavailable:
             return DatasetUnavailable(f"{what}: the server answered with a redirect, which the "
                                       "duckdb source does not follow")
         status = status or getattr(seen, "status", None)
+        down = down or isinstance(seen, ConnectionError) or "Connect" in type(seen).__name__
+        timeout = timeout or isinstance(seen, TimeoutError) or "Timeout" in type(seen).__name__
         seen = seen.__cause__ or seen.__context__
     kind = type(exc).__name__
+    if timeout:
+        return DatasetUnavailable(f"{what}: the store did not answer in time")
+    if down and status is None:
+        return DatasetUnavailable(f"{what}: the store is unreachable", reason=kind)
     if (status in (401, 403) or isinstance(exc, PermissionError)
             or kind in ("NoCredentialsError", "PartialCredentialsError")):
         return DatasetUnavailable(f"{what}: the store refused access (check the dataset's "
                                   "credentials)")
     if isinstance(exc, FileNotFoundError | IsADirectoryError) or status in (404, 410):
         return DatasetUnavailable(f"{what}: source file not found")
-    if "Timeout" in kind or isinstance(exc, TimeoutError):
-        return DatasetUnavailable(f"{what}: the store did not answer in time")
     return DatasetUnavailable(f"{what}: the store is unreachable", reason=kind)
 
 

@@ -290,3 +290,20 @@ def test_s3_glob_and_folder_read_what_they_match(make: Make, moto: MotoS3, bucke
     before = source.version(folder)
     put(Bucket=bucket, Key="data/2027/c.parquet", Body=parquet_bytes(contract_frame()))
     assert source.version(folder) != before
+
+
+def test_a_store_that_is_down_is_unreachable_not_missing(make: Make, moto: MotoS3) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    s3 = {**s3_options(moto, ["lomas-duck-63"]), "endpoint_url": closed}
+    source = make(s3=s3, http={"allowed_prefixes": [closed + "/data/"], **LOOPBACK},
+                  secrets={"reader": {**reader_secret(moto), "endpoints": [closed]}})
+    for options in ({"path": closed + "/data/t.parquet"},
+                    {"path": "s3://lomas-duck-63/t.parquet", "credentials": "reader"}):
+        with pytest.raises(DatasetUnavailable) as info:
+            source.open("people", options, contract_metadata())
+        assert info.value.message == "dataset 'people': the store is unreachable", options
+        assert not info.value.touched
