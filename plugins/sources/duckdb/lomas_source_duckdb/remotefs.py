@@ -191,6 +191,6 @@ def objects_version(objects: Sequence[Mapping[str, Any]]) -> str:
     digest = hashlib.sha256()
     for info in objects:
         tag = info.get("VersionId") or info.get("ETag") or info.get("etag") or ""
-        modified = info.get("LastModified") or info.get("last_modified") or ""
+        modified = info.get("LastModified") or info.get("Last-Modified") or ""
         digest.update(f"{info['name']}|{tag}|{info.get('size')}|{modified}\n".encode())
     return digest.hexdigest()[:24]
