@@ -116,10 +116,9 @@ def build_filesystem(access: RemoteAccess, s3: S3Options | None, http: HttpOptio
     async def client(**kwargs: Any) -> Any:
         import aiohttp
 
-        async def no_redirect(response: Any) -> None:
+        async def no_redirect(response: Any) -> None:  # other statuses: fsspec's own handling
             if 300 <= response.status < 400:
                 raise RedirectRefused()
-            response.raise_for_status()
 
         kwargs.pop("loop", None)
         return aiohttp.ClientSession(
