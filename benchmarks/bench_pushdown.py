@@ -1,9 +1,11 @@
 """Benchmark: SmartNoise-SQL through the HTTP API on each target -- in memory (``local``), the
 ``duckdb`` source over Parquet, the ``postgresql`` source, the ``spark`` source over Parquet
-(``local[2]``) -- with peak memory (prints; asserts nothing).
+(``local[2]``), and the ``duckdb`` source over the same Parquet file in S3 (``duckdb-s3``: moto's
+server on loopback) or behind HTTP (``duckdb-http``: a loopback file server), read through
+fsspec -- with peak memory (prints; asserts nothing).
 
     .venv/bin/python benchmarks/bench_pushdown.py [--rows 1000000] [--queries 7] [--workers 2]
-        [--targets memory,duckdb,postgresql,spark] [--memory-mb N]
+        [--targets memory,duckdb,postgresql,spark,duckdb-s3,duckdb-http] [--memory-mb N]
 
 For each target a real server process (harness ``serve()``, ``--workers`` execution workers)
 answers, on a ``--rows`` table, the median (p50) of ``--queries`` charged queries after a first
@@ -23,8 +25,9 @@ and was refused at it in some runs; a refusal is a ``query_failed`` naming
 ``execution.memory_mb``, printed with the server log's last lines.
 
 Peak RSS is the sum of ``VmHWM`` of the server and its workers at the end (the PostgreSQL
-server's own processes are not counted; Spark's JVM, a child of the process that opens the
-dataset, is, and its part is also shown on its own). PostgreSQL is started from Debian's package
+server's own processes and the S3/HTTP test servers, which run in this script, are not counted;
+Spark's JVM, a child of the process that opens the dataset, is, and its part is also shown on its
+own). PostgreSQL is started from Debian's package
 (``lomas_testsupport.postgres``) and skipped when it is not installed.
 """
 
@@ -113,10 +116,52 @@ def _memory_mb(table: pa.Table, workers: int) -> int:
     return max(4096, int((ram / (workers + 1) - table.nbytes) / 2**20))
 
 
+def _remote_harness(target: str, tmp: Path, table: pa.Table, execution: dict[str, Any],
+                    stores: dict[str, Any]) -> LomasHarness:
+    """The ``duckdb`` source over one Parquet object in moto's S3 or on a loopback file server."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    body = buffer.getvalue()
+    loopback = {"allowed_networks": ["127.0.0.1/32"]}
+    secrets: dict[str, Any] = {}
+    if target == "duckdb-s3":
+        from lomas_adapter_s3.testing import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
+
+        moto = stores["s3"]
+        moto.client.create_bucket(Bucket="lomas-bench")
+        moto.client.put_object(Bucket="lomas-bench", Key="bench.parquet", Body=body)
+        (tmp / "s3.secret").write_text(f"{TEST_ACCESS_KEY_ID}:{TEST_SECRET_ACCESS_KEY}")
+        secrets = {"reader": {"file": str(tmp / "s3.secret"), "adapters": ["duckdb"],
+                              "endpoints": [moto.endpoint_url], "buckets": ["lomas-bench"]}}
+        section = {"s3": {"endpoint_url": moto.endpoint_url, "region": moto.region,
+                          "allowed_buckets": ["lomas-bench"], "default_credentials": "reader",
+                          **loopback}}
+        path = "s3://lomas-bench/bench.parquet"
+    else:
+        files = stores["http"]
+        files.put("/bench/bench.parquet", body)
+        section = {"http": {"allowed_prefixes": [files.url("/bench/")], **loopback}}
+        path = files.url("/bench/bench.parquet")
+    h = LomasHarness(tmp, engines={"smartnoise_sql": {}}, adapters={"duckdb": section},
+                     execution=execution, secrets=secrets,
+                     cache={"max_bytes": 8 * 1024**3, "revalidate_seconds": 3600})
+    for name, meta in (("big", META), ("bounded", BOUNDED)):
+        h.add_dataset_description(DatasetDescription(
+            name=name, adapter="duckdb", options={"path": path},
+            metadata={**meta, "rows": table.num_rows}))
+    return h
+
+
 def _harness(target: str, tmp: Path, table: pa.Table, args: argparse.Namespace,
-             pg: Any) -> LomasHarness:
+             pg: Any, stores: dict[str, Any]) -> LomasHarness:
     rows = {"rows": table.num_rows}
     execution = {"workers": args.workers, "memory_mb": args.memory_mb}
+    if target.startswith("duckdb-"):
+        return _remote_harness(target, tmp, table, execution, stores)
     if target in ("memory", "duckdb", "spark"):
         adapter = "local" if target == "memory" else target
         options: dict[str, Any] = {"allowed_dirs": [str(tmp)]}
@@ -143,11 +188,12 @@ def _harness(target: str, tmp: Path, table: pa.Table, args: argparse.Namespace,
     return h
 
 
-def _run(target: str, table: pa.Table, args: argparse.Namespace, pg: Any) -> dict[str, Any]:
+def _run(target: str, table: pa.Table, args: argparse.Namespace, pg: Any,
+         stores: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        h = _harness(target, Path(tmp), table, args, pg)
+        h = _harness(target, Path(tmp), table, args, pg, stores)
         out["setup"] = time.perf_counter() - started
         token = h.add_user("bench", grant={"big": (1e9, 0.5), "bounded": (1e9, 0.5)})
         with h.serve(timeout=300) as url, httpx.Client(
@@ -194,6 +240,15 @@ def main() -> None:
             targets.remove("postgresql")
         else:
             pg = PostgresServer()
+    stores: dict[str, Any] = {}
+    if "duckdb-s3" in targets:
+        from lomas_adapter_s3.testing import MotoS3
+
+        stores["s3"] = MotoS3().start()
+    if "duckdb-http" in targets:
+        from lomas_adapter_http.testing import FileServer
+
+        stores["http"] = FileServer().start()
     print(f"rows={args.rows:,} queries={args.queries} workers={args.workers} "
           f"execution.memory_mb={args.memory_mb} (p50 ms; cold first query in brackets)")
     header = (f"{'target':<11}" + "".join(f"{q:>22}" for q in QUERIES)
@@ -201,7 +256,7 @@ def main() -> None:
     print(header)
     try:
         for target in targets:
-            figures = _run(target, table, args, pg)
+            figures = _run(target, table, args, pg, stores)
             cells = "".join(f"{figures[q][1]:>12.1f} [{figures[q][0]:>6.0f}]" for q in QUERIES)
             total = figures["peak"] + figures["jvm"]
             print(f"{target:<11}{cells}{total:>9.0f} MB{figures['jvm']:>8.0f} MB   "
@@ -209,6 +264,8 @@ def main() -> None:
     finally:
         if pg is not None:
             pg.close()
+        for store in stores.values():
+            store.stop()
 
 
 if __name__ == "__main__":

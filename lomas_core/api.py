@@ -84,6 +84,19 @@ from lomas_core.paths import (
 )
 from lomas_core.plugin_base import NoOptions, PluginBase
 from lomas_core.reads import note_read
+from lomas_core.remote import (
+    AWS,
+    Credentials,
+    HeaderSecret,
+    endpoint_key,
+    endpoint_problem,
+    guarded_resolver,
+    header_problems,
+    http_secret_problem,
+    parse_credentials,
+    s3_secret_problem,
+    url_under,
+)
 from lomas_core.source import TABLE_NAME, SourceHandle, SqlSource, SqlTarget, quote, sql_literal
 from lomas_core.source_view import bounded_per_person, in_categories
 from lomas_core.store import (
@@ -100,22 +113,24 @@ from lomas_core.tokens import LastUsed
 from lomas_core.validation import parse_options, validation_message
 
 __all__ = [
-    "DECIMAL_CONTEXT", "MAX_PAGE", "NAME_PATTERN", "TABLE_NAME", "AccessDenied", "Adapter",
-    "AddressPolicy", "AddressRefused", "AdminEvent", "AllowedDirs", "ArchiveFilter", "ArchivePage",
-    "ArchiveRecord", "Authenticator", "Budget", "BudgetExceeded", "BudgetStore", "ChargedFailure",
-    "ColumnMetadata", "Config", "ConfigError", "Conflict", "DataHandle", "DatasetDescription",
-    "DatasetInfo", "DatasetUnavailable", "Engine", "FileDatasetOptions", "Grant",
-    "IdempotencyConflict", "Identity", "IdentityProviderUnavailable", "InvalidQuery",
-    "InvalidRequest", "LastUsed", "LeaseKeeper", "Loaded", "LomasError", "Memo", "Metadata",
-    "NoOptions", "NotFound", "Observer", "PluginBase", "PluginConfig", "PluginContext",
-    "PluginError", "QueryFailed", "QueryStatus", "Resolver", "SecretRef", "SourceHandle",
-    "SqlSource", "SqlTarget", "StoreUnavailable", "Suspended", "Token", "TokenInfo", "User",
-    "bounded_per_person", "build_state", "check_format", "check_proxy_url", "decode_cursor",
-    "detect_format", "encode_cursor", "file_format", "files_version", "format_time", "hookimpl",
-    "in_categories", "metadata_hash", "new_dataset_id", "new_grant_id", "new_token_id",
-    "new_user_id", "note_ids", "note_read", "parse_options", "parse_state", "parse_time",
+    "AWS", "DECIMAL_CONTEXT", "MAX_PAGE", "NAME_PATTERN", "TABLE_NAME", "AccessDenied",
+    "Adapter", "AddressPolicy", "AddressRefused", "AdminEvent", "AllowedDirs", "ArchiveFilter",
+    "ArchivePage", "ArchiveRecord", "Authenticator", "Budget", "BudgetExceeded", "BudgetStore",
+    "ChargedFailure", "ColumnMetadata", "Config", "ConfigError", "Conflict", "Credentials",
+    "DataHandle", "DatasetDescription", "DatasetInfo", "DatasetUnavailable", "Engine",
+    "FileDatasetOptions", "Grant", "HeaderSecret", "IdempotencyConflict", "Identity",
+    "IdentityProviderUnavailable", "InvalidQuery", "InvalidRequest", "LastUsed", "LeaseKeeper",
+    "Loaded", "LomasError", "Memo", "Metadata", "NoOptions", "NotFound", "Observer",
+    "PluginBase", "PluginConfig", "PluginContext", "PluginError", "QueryFailed", "QueryStatus",
+    "Resolver", "SecretRef", "SourceHandle", "SqlSource", "SqlTarget", "StoreUnavailable",
+    "Suspended", "Token", "TokenInfo", "User", "bounded_per_person", "build_state",
+    "check_format", "check_proxy_url", "decode_cursor", "detect_format", "encode_cursor",
+    "endpoint_key", "endpoint_problem", "file_format", "files_version", "format_time",
+    "guarded_resolver", "header_problems", "hookimpl", "http_secret_problem", "in_categories",
+    "metadata_hash", "new_dataset_id", "new_grant_id", "new_token_id", "new_user_id",
+    "note_ids", "note_read", "parse_credentials", "parse_options", "parse_state", "parse_time",
     "process_gone", "quote", "read_metadata", "read_metadata_bytes", "read_table_bytes",
     "read_table_from_fs", "reject", "resolve_checked", "resolve_relative_options", "results",
-    "short_digest", "sql_literal", "this_process", "to_decimal", "utcnow", "validation_message",
-    "worker_threads",
+    "s3_secret_problem", "short_digest", "sql_literal", "this_process", "to_decimal",
+    "url_under", "utcnow", "validation_message", "worker_threads",
 ]

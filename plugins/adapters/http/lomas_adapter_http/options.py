@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lomas_core.api import (
     AddressPolicy,
+    HeaderSecret,
     SecretRef,
     check_proxy_url,
+    header_problems,
+    http_secret_problem,
+    url_under,
 )
 
 __all__ = [
@@ -21,21 +24,6 @@ __all__ = [
     "secret_destination_problem",
     "url_problem",
 ]
-
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
-# Header names whose value is a credential: it must come from a named secret, never be written in
-# a dataset description (which the admin state stores and the admin API shows).
-_SENSITIVE = re.compile(r"auth|cookie|key|token|secret|password|signature", re.IGNORECASE)
-
-
-class HeaderSecret(BaseModel):
-    """A header value read from the server's secret called ``secret`` (``prefix`` is prepended)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    secret: str = Field(min_length=1, max_length=128)
-    prefix: str = Field(default="", max_length=64)
-
 
 class HttpAdapterOptions(BaseModel):
     """Server-side options (config ``adapters.http``)."""
@@ -96,17 +84,7 @@ class HttpDatasetOptions(BaseModel):
 
     def header_problems(self) -> list[str]:
         """Why the headers cannot be used (never echoes a value)."""
-        problems = []
-        for name, value in self.headers.items():
-            if not _HEADER_NAME.match(name):
-                problems.append(f"'{name[:40]}' is not a valid header name")
-            elif isinstance(value, str):
-                if _SENSITIVE.search(name):
-                    problems.append(f"header '{name}' carries a credential: give it as "
-                                    "{secret: <name>} instead of a literal value")
-                elif "\r" in value or "\n" in value:
-                    problems.append(f"header '{name}' has a line break in its value")
-        return problems
+        return header_problems(self.headers)
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -135,36 +113,12 @@ def url_problem(url: str, opts: HttpAdapterOptions) -> str | None:
     if opts.allowed_hosts is not None and parts.hostname.lower() not in {
             h.lower() for h in opts.allowed_hosts}:
         return "the URL's host is not in adapters.http.allowed_hosts"
-    if opts.allowed_prefixes is not None and not any(_under(url, p) for p in opts.allowed_prefixes):
+    if opts.allowed_prefixes is not None and not any(url_under(url, p) for p in opts.allowed_prefixes):
         return "the URL is not under adapters.http.allowed_prefixes"
     return opts.policy().literal_problem(parts.hostname)
 
 
 def secret_destination_problem(name: str, ref: SecretRef, url: str) -> str | None:
-    """Why the secret ``name`` (entry ``ref``) may not be sent to ``url``, or None.
-
-    The entry must list ``allowed_hosts`` and/or ``allowed_prefixes``; the URL must satisfy both
-    when both are given. Never names the URL or the value.
-    """
-    if ref.allowed_hosts is None and ref.allowed_prefixes is None:
-        return (f"secret '{name}' lists no allowed_hosts or allowed_prefixes, so the http adapter "
-                "may send it nowhere; add them to its entry under secrets")
-    host = (urlsplit(url).hostname or "").lower()
-    if ref.allowed_hosts is not None and host not in {h.lower() for h in ref.allowed_hosts}:
-        return f"secret '{name}' may not be sent to this URL's host (see its allowed_hosts)"
-    if ref.allowed_prefixes is not None and not any(_under(url, p) for p in ref.allowed_prefixes):
-        return f"secret '{name}' may not be sent to this URL (see its allowed_prefixes)"
-    return None
-
-
-def _under(url: str, prefix: str) -> bool:
-    # A prefix is a folder: "https://h/data" admits "https://h/data/x.csv" but not
-    # "https://h/data-private.csv", "https://h.evil.org" or a "/../" walk out of it.
-    if not url.startswith(prefix):
-        return False
-    path = urlsplit(url).path
-    segments = path.replace("%2e", ".").replace("%2E", ".").split("/")
-    if any(seg in (".", "..") for seg in segments):
-        return False
-    rest = url[len(prefix):]
-    return prefix.endswith("/") or rest == "" or rest[0] in "/?#"
+    """Why the secret ``name`` (entry ``ref``) may not be sent to ``url``, or None (never names
+    the URL or the value; the rule is :func:`lomas_core.api.http_secret_problem`)."""
+    return http_secret_problem(name, ref, url)

@@ -40,6 +40,8 @@ class ServedFile:
     #: Headers that must be present with these exact values, else 401.
     require: dict[str, str] = field(default_factory=dict)
     head: bool = True
+    #: Answer ``Range: bytes=a-b`` requests with 206 and those bytes.
+    ranges: bool = True
     modified_at: float = field(default_factory=time.time)
 
     @property
@@ -88,28 +90,42 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(304)
             self.end_headers()
             return
-        self.send_response(200)
+        body = served.body
+        wanted = _byte_range(self.headers.get("Range"), len(body)) if served.ranges else None
+        self.send_response(200 if wanted is None else 206)
+        if wanted is not None:
+            self.send_header("Content-Range", f"bytes {wanted[0]}-{wanted[1] - 1}/{len(body)}")
+            self.send_header("Accept-Ranges", "bytes")
+            body = body[wanted[0]:wanted[1]]
         self.send_header("Content-Type", "application/octet-stream")
         if served.etag:
             self.send_header("ETag", served.etag_value)
         if served.last_modified:
             self.send_header("Last-Modified", formatdate(served.modified_at, usegmt=True))
         if served.content_length:
-            self.send_header("Content-Length", str(len(served.body)))
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if head:
             return
         if served.delay and not served.delay_headers:
-            self.wfile.write(served.body[:1])
+            self.wfile.write(body[:1])
             self.wfile.flush()
             time.sleep(served.delay)
-            body = served.body[1:]
-        else:
-            body = served.body
+            body = body[1:]
         try:
             self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client stopped reading at its cap
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``[start, end)`` of a ``bytes=a-b`` or ``bytes=a-`` request within ``size``, else None."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[6:].partition("-")
+    if not first.isdigit() or (last and not last.isdigit()) or int(first) >= size:
+        return None
+    return int(first), min(size, int(last) + 1 if last else size)
 
 
 class _Server(ThreadingHTTPServer):

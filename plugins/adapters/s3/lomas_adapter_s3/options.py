@@ -1,24 +1,24 @@
-"""Options of the ``s3`` adapter (server config) and of its datasets, and credential parsing."""
+"""Options of the ``s3`` adapter (server config) and of its datasets; the credential and endpoint
+rules are the core's (:mod:`lomas_core.remote`, shared with the ``duckdb`` source)."""
 
 from __future__ import annotations
-
-import json
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lomas_core.api import (
+    AWS,
     AddressPolicy,
+    Credentials,
     SecretRef,
     check_proxy_url,
+    endpoint_key,
+    endpoint_problem,
+    parse_credentials,
+    s3_secret_problem,
 )
 
 __all__ = ["AWS", "Credentials", "S3AdapterOptions", "S3DatasetOptions", "endpoint_key",
            "endpoint_problem", "parse_credentials", "secret_destination_problem"]
-
-#: How a secret's ``endpoints`` names AWS's own endpoints (a dataset and the adapter name none).
-AWS = "aws"
 
 _BUCKET = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
 
@@ -80,80 +80,7 @@ class S3DatasetOptions(BaseModel):
     anonymous: bool = False
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """Static S3 credentials (never logged; ``repr`` hides them)."""
-
-    access_key_id: str
-    secret_access_key: str
-    session_token: str | None = None
-
-    def __repr__(self) -> str:
-        return "Credentials(***)"
-
-
-def parse_credentials(value: str) -> Credentials | None:
-    """Parse a credentials secret; None when it is in neither accepted form.
-
-    Accepted: JSON ``{"access_key_id": ..., "secret_access_key": ..., "session_token": ...?}`` or
-    the text ``ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]``.
-    """
-    text = value.strip()
-    if text.startswith("{"):
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(doc, dict):
-            return None
-        key, secret, token = (doc.get("access_key_id"), doc.get("secret_access_key"),
-                              doc.get("session_token"))
-        if not (isinstance(key, str) and key and isinstance(secret, str) and secret):
-            return None
-        return Credentials(key, secret, token if isinstance(token, str) and token else None)
-    parts = text.split(":", 2)
-    if len(parts) < 2 or not parts[0] or not parts[1]:
-        return None
-    return Credentials(parts[0], parts[1], parts[2] if len(parts) == 3 and parts[2] else None)
-
-
-def endpoint_key(url: str | None) -> str:
-    """An endpoint URL compared as scheme://host:port (AWS when None)."""
-    if url is None:
-        return AWS
-    parts = urlsplit(url.strip())
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
-    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
-
-
 def secret_destination_problem(name: str, ref: SecretRef, endpoint: str | None,
                                bucket: str) -> str | None:
     """Why the credentials secret ``name`` may not be used with ``endpoint`` and ``bucket``."""
-    if not ref.endpoints or not ref.buckets:
-        return (f"secret '{name}' lists no endpoints or no buckets, so the s3 adapter may use it "
-                "nowhere; add both to its entry under secrets")
-    if endpoint_key(endpoint) not in {e if e == AWS else endpoint_key(e) for e in ref.endpoints}:
-        return f"secret '{name}' may not be used with this endpoint (see its endpoints)"
-    if bucket not in ref.buckets:
-        return f"secret '{name}' may not be used with bucket '{bucket}' (see its buckets)"
-    return None
-
-
-def endpoint_problem(url: str, policy: AddressPolicy | None = None) -> str | None:
-    """Why ``url`` cannot be an S3 endpoint, or None (never echoes the URL).
-
-    With ``policy``, an endpoint written as an IP address must be one it allows (names are checked
-    after resolution, when connecting).
-    """
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return "endpoint_url is malformed"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "endpoint_url must be an http(s) URL with a host"
-    if parts.username is not None or parts.password is not None:
-        return "endpoint_url must not carry credentials; use credentials: <secret name>"
-    if policy is not None and (problem := policy.literal_problem(parts.hostname)):
-        return f"endpoint_url: {problem.replace('the host resolves to', 'the endpoint is')}"
-    return None
+    return s3_secret_problem(name, ref, endpoint, bucket)

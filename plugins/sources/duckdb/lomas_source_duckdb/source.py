@@ -1,14 +1,17 @@
 """The ``duckdb`` source: Parquet and CSV files queried in place by a locked-down DuckDB.
 
 Each dataset gets its own in-memory DuckDB connection holding one view, ``df``, over its file,
-folder of Parquet files or glob (see :mod:`lomas_source_duckdb.view`). The connection can read
-only the dataset's own folder (``allowed_directories`` with ``enable_external_access`` off), may
-not install or load extensions, has bounded ``memory_limit`` and ``threads``, and its
-configuration is locked before the first statement from lomas runs.
+folder of Parquet files or glob (see :mod:`lomas_source_duckdb.view`), on the server's disk or,
+through an fsspec filesystem registered on the connection, in S3 or behind an HTTP(S) URL (see
+:mod:`lomas_source_duckdb.remote`). The connection can read only the dataset's own folder
+(``allowed_directories``/``allowed_paths`` with ``enable_external_access`` off), may not install
+or load extensions, has bounded ``memory_limit`` and ``threads``, and its configuration is locked
+before the first statement from lomas runs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -20,8 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from lomas_core.api import (
     TABLE_NAME,
     AllowedDirs,
+    ConfigError,
     DatasetUnavailable,
     FileDatasetOptions,
+    HeaderSecret,
+    InvalidRequest,
     Metadata,
     PluginContext,
     SqlSource,
@@ -35,6 +41,8 @@ from lomas_core.api import (
 from lomas_core.api import (
     sql_literal as literal,
 )
+from lomas_source_duckdb.access import RemoteAccess, remote_access
+from lomas_source_duckdb.remote import HttpOptions, RemotePath, S3Options, is_remote
 from lomas_source_duckdb.view import view_sql
 
 __all__ = ["DuckDBSource", "DuckDBSourceOptions", "DuckDBTarget"]
@@ -55,9 +63,19 @@ class DuckDBSourceOptions(BaseModel):
     #: DuckDB's ``threads`` for each dataset's connection; by default the execution worker's
     #: share of the cores (``execution.threads_per_worker``), 2 outside a worker.
     threads: int | None = Field(default=None, ge=1, le=256)
+    #: The S3 store ``s3://`` paths are read from (none: such paths are refused).
+    s3: S3Options | None = None
+    #: The URL prefixes ``http(s)://`` paths may be under (none: such paths are refused).
+    http: HttpOptions | None = None
 
 
-DuckDBDatasetOptions = FileDatasetOptions
+class DuckDBDatasetOptions(FileDatasetOptions):
+    """A dataset's options: a local or remote ``path``, its ``format``, and for ``s3://``
+    paths the secret holding the credentials (default ``adapters.duckdb.s3.default_credentials``)."""
+
+    credentials: str | None = Field(default=None, min_length=1, max_length=128)
+    #: Headers sent with ``http(s)://`` requests; a credential as ``{secret: <name>, prefix: ...}``.
+    headers: dict[str, str | HeaderSecret] = Field(default_factory=dict)
 
 
 class DuckDBSource(SqlSource):
@@ -71,12 +89,20 @@ class DuckDBSource(SqlSource):
     def __init__(self, options: DuckDBSourceOptions, context: PluginContext) -> None:
         super().__init__(options, context)
         self.options: DuckDBSourceOptions = options
+        self._context = context
         self._allowed = AllowedDirs(context.config, self.options.allowed_dirs,
                                     owner="the duckdb source", section="duckdb")
+        for section, module in (("s3", "s3fs"), ("http", "aiohttp")):
+            if getattr(options, section) is not None and importlib.util.find_spec(module) is None:
+                raise ConfigError(f"adapters.duckdb.{section} needs {module}: install "
+                                  "lomas-source-duckdb[remote]")
 
     @classmethod
     def resolve_options(cls, options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
         """A relative ``path`` (file, folder or glob) resolves against ``base_dir``."""
+        path = options.get("path")
+        if isinstance(path, str) and is_remote(path):
+            return dict(options)
         return resolve_relative_options(options, base_dir, ("path",), pattern=True)
 
     def _options(self, options: Mapping[str, Any]) -> DuckDBDatasetOptions:
@@ -101,21 +127,63 @@ class DuckDBSource(SqlSource):
 
         return sorted(Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
 
+    # -- remote paths -----------------------------------------------------------------------------
+
+    def _access(self, opts: DuckDBDatasetOptions, values: bool = True) -> RemoteAccess:
+        return remote_access(opts.path, opts.credentials, opts.headers, self.options.s3,
+                             self.options.http, self._context, values=values)
+
+    def _listed(self, what: str, opts: DuckDBDatasetOptions,
+                probe: bool = False) -> tuple[RemotePath, Any, list[Any]]:
+        """(path, filesystem, objects) of a remote dataset (with ``probe``, an HTTP server is
+        also checked for range requests); refusals and failures are DatasetUnavailable that
+        touched nothing (checked again at every use: the config may have changed since the
+        dataset was registered)."""
+        from lomas_source_duckdb.remotefs import build_filesystem, check_ranges, list_objects
+
+        try:
+            access = self._access(opts)
+        except InvalidRequest as exc:
+            raise DatasetUnavailable(f"{what}: {exc.message.removeprefix('duckdb source options: ')}"
+                                     ) from None
+        fs = build_filesystem(access, self.options.s3, self.options.http)
+        objects = list_objects(fs, access.path, what)
+        if probe:
+            check_ranges(fs, access.path, objects, what)
+        return access.path, fs, objects
+
+    # -- Adapter ----------------------------------------------------------------------------------
+
     def check_options(self, options: Mapping[str, Any]) -> None:
         opts = self._options(options)
+        if is_remote(opts.path):
+            self._access(opts, values=False)
+            return
+        if opts.credentials is not None or opts.headers:
+            raise InvalidRequest("duckdb source options: credentials and headers are for remote "
+                                 "paths (s3://, http(s)://)")
         self._resolve(opts.path)
 
     def version(self, options: Mapping[str, Any]) -> str | None:
-        _, pattern = self._resolve(self._options(options).path)
+        opts = self._options(options)
+        if is_remote(opts.path):
+            from lomas_source_duckdb.remotefs import objects_version
+
+            return objects_version(self._listed("dataset '?'", opts)[2])
+        _, pattern = self._resolve(opts.path)
         files = self._files(pattern)
         return files_version(files)
 
     def open(self, dataset: str, options: Mapping[str, Any], metadata: Metadata) -> SqlTarget:
         opts = self._options(options)
+        if is_remote(opts.path):
+            path, fs, _ = self._listed(f"dataset '{dataset}'", opts, probe=True)
+            return DuckDBTarget(dataset, path.folder, path.pattern, opts.file_format(), metadata,
+                                self.options, filesystem=fs)
         folder, pattern = self._resolve(opts.path)
         if not self._files(pattern):
             raise DatasetUnavailable(f"dataset '{dataset}': source file not found")
-        return DuckDBTarget(dataset, folder, pattern, opts.file_format(), metadata,
+        return DuckDBTarget(dataset, str(folder) + os.sep, pattern, opts.file_format(), metadata,
                             self.options)
 
 
@@ -124,8 +192,10 @@ class DuckDBTarget(SqlTarget):
 
     dialect = "duckdb"
 
-    def __init__(self, dataset: str, folder: Path, pattern: str, fmt: str, metadata: Metadata,
-                 options: DuckDBSourceOptions) -> None:
+    def __init__(self, dataset: str, folder: str, pattern: str, fmt: str, metadata: Metadata,
+                 options: DuckDBSourceOptions, filesystem: Any = None) -> None:
+        """``folder`` is what the connection may read: a folder (ends with a separator) or,
+        for an HTTP file, the file's URL; ``filesystem`` an fsspec filesystem for remote paths."""
         import duckdb
 
         self.dataset = dataset
@@ -142,9 +212,12 @@ class DuckDBTarget(SqlTarget):
         self._con = duckdb.connect(":memory:", config=config)
         self._lock = threading.Lock()
         path = literal(pattern, "string")
+        if filesystem is not None:
+            self._con.register_filesystem(filesystem)
         # DuckDB takes allowed_directories only once the database runs, then external access is
         # turned off: from here on the connection reads the dataset's folder and nothing else.
-        self._con.execute(f"SET allowed_directories = [{literal(str(folder) + os.sep, 'string')}]")
+        allowed = "allowed_directories" if folder.endswith(("/", os.sep)) else "allowed_paths"
+        self._con.execute(f"SET {allowed} = [{literal(folder, 'string')}]")
         self._con.execute("SET enable_external_access = false")
         reader = (f"read_csv({path}, header = true, all_varchar = true)" if fmt == "csv"
                   else f"read_parquet({path})")
