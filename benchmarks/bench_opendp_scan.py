@@ -83,8 +83,10 @@ def main() -> None:
     domain = dp.lazyframe_domain([dp.series_domain("g", dp.option_domain(dp.atom_domain(T=str))),
                                   dp.series_domain("x", dp.atom_domain(T=float, nan=False))])
     domain = dp.with_margin(domain, dp.polars.Margin(by=[], max_length=args.rows))
-    plans = {"dp.len": lf.select(pl.len().dp.noise()),
-             "dp.sum": lf.select(pl.col("x").dp.sum((0.0, 100.0)))}
+    length: Any = pl.len()
+    column: Any = pl.col("x")
+    plans = {"dp.len": lf.select(length.dp.noise()),
+             "dp.sum": lf.select(column.dp.sum((0.0, 100.0)))}
     measurements = {name: dp.m.make_private_lazyframe(
         domain, dp.symmetric_distance(), dp.max_divergence(), plan, global_scale=1.0)
         for name, plan in plans.items()}
@@ -106,7 +108,7 @@ def main() -> None:
             times: dict[str, list[float]] = {"scan": [], "memory": []}
             for _ in range(args.queries):
                 for kind, frame in (("scan", scan), ("memory", memory)):
-                    times[kind].append(_cpu(lambda f=frame: measurement_invoke(m, f).collect()))
+                    times[kind].append(_cpu(lambda f=frame, m=m: measurement_invoke(m, f).collect()))
             s, mem = (statistics.median(times[k]) * 1000 for k in ("scan", "memory"))
             print(f"  {name:10} scan {s:8.2f}   memory {mem:8.2f}   ratio {s / mem:5.2f}")
         print(f"  handle bytes {handle.nbytes}")
