@@ -76,8 +76,7 @@ def _register(data: DataHandle, meta: Metadata) -> Memo[Any]:
         # A weak reference: the registry must not keep the handle (and its memos) alive.
         _registry[key] = (weakref.ref(data), meta, rules)
     try:
-        lazy = register_io_source(functools.partial(_batches, key),
-                                  schema=polars_schema(meta.model_dump()))
+        lazy = register_io_source(functools.partial(_batches, key), schema=rules.schema)
         obj = py_to_c(lazy, c_type=AnyObjectPtr, type_name="LazyFrame")
     except BaseException:
         _release(key)
@@ -97,11 +96,13 @@ def _release(key: str) -> None:
 class _Rules:
     """The domain rules that have work on one table (from :func:`_survey`)."""
 
-    def __init__(self, fix: frozenset[str], drop: tuple[str, ...]) -> None:
+    def __init__(self, fix: frozenset[str], drop: tuple[str, ...], schema: dict[str, Any]) -> None:
         #: Columns whose values may change (a cast, NaN or a foreign category to null).
         self.fix = fix
         #: Non-nullable columns that hold a null once fixed: their rows are dropped.
         self.drop = drop
+        #: The domain's polars schema (computed once, not per query).
+        self.schema = schema
 
 
 def _survey(table: Any, meta: Metadata) -> _Rules:
@@ -114,7 +115,8 @@ def _survey(table: Any, meta: Metadata) -> _Rules:
     arrow = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(),
              "boolean": pa.bool_()}
     fix, drop = set(), []
-    for name in polars_schema(meta.model_dump()):
+    schema = polars_schema(meta.model_dump())
+    for name in schema:
         col = meta.columns[name]
         column = table.column(name)
         changes = column.type != arrow[col.type]  # the cast itself may make nulls
@@ -132,7 +134,7 @@ def _survey(table: Any, meta: Metadata) -> _Rules:
             fix.add(name)
         if not col.nullable and (changes or column.null_count > 0):
             drop.append(name)
-    return _Rules(frozenset(fix), tuple(drop))
+    return _Rules(frozenset(fix), tuple(drop), schema)
 
 
 def _batches(key: str, with_columns: list[str] | None, predicate: Any, n_rows: int | None,
@@ -145,7 +147,7 @@ def _batches(key: str, with_columns: list[str] | None, predicate: Any, n_rows: i
     data = ref()
     if data is None:  # the handle is gone: no query can be running on it
         raise RuntimeError("the dataset version was released")
-    schema = polars_schema(meta.model_dump())
+    schema = rules.schema
     wanted = list(schema) if with_columns is None else list(with_columns)
     roots = predicate.meta.root_names() if predicate is not None else []
     # Columns read: the projection, what the predicate uses and what decides dropped rows.
