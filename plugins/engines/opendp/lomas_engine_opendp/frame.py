@@ -8,6 +8,12 @@ calls back into this module, which streams batches of the handle's Arrow table (
 from the dataset cache's IPC file in a worker) through the domain rules below, so the dataset is
 in the worker once, as the shared mapped file, and a query holds only the columns it reads.
 
+Numbers convert from Arrow to polars without a copy; strings do not (polars keeps them as views),
+and converting a 1M-row string column took about 5 ms of CPU per query. A string column is
+therefore converted once per dataset version, when a query first reads it, and kept as a handle
+memo (:func:`_column`, counted in the handle's size, released with it): that polars form, not
+the mapped Arrow column, is what queries slice; batches are zero-copy slices of it.
+
 Domain rules (1-stable row-wise steps that keep the data inside the declared domain): columns get
 the domain's dtypes; NaN and values outside a column's declared categories become null; rows with
 a null in a non-nullable column are dropped. They are applied per batch, before polars' pushed-down
@@ -24,6 +30,7 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,7 +42,7 @@ __all__ = ["BATCH_ROWS", "prepared_frame", "registered"]
 #: Rows per batch handed to polars (a hint from polars overrides it).
 BATCH_ROWS = 1 << 20
 
-_registry: dict[str, tuple[Any, Metadata, _Rules]] = {}
+_registry: dict[str, tuple[weakref.ref[DataHandle], Metadata, _Rules]] = {}
 _lock = threading.Lock()
 _ids = itertools.count()
 
@@ -66,17 +73,18 @@ def _register(data: DataHandle, meta: Metadata) -> Memo[Any]:
     rules = _survey(table, meta)
     with _lock:
         key = f"{data.dataset}:{next(_ids)}"
-        _registry[key] = (table, meta, rules)
+        # A weak reference: the registry must not keep the handle (and its memos) alive.
+        _registry[key] = (weakref.ref(data), meta, rules)
     try:
-        lazy = register_io_source(functools.partial(_batches, key),
-                                  schema=polars_schema(meta.model_dump()))
+        lazy = register_io_source(functools.partial(_batches, key), schema=rules.schema)
         obj = py_to_c(lazy, c_type=AnyObjectPtr, type_name="LazyFrame")
     except BaseException:
         _release(key)
         raise
     # OpenDP keeps the Python LazyFrame for its own serializer (never used here).
     obj.__opendp_dict__ = {}
-    # The data is the handle's table (already counted in its size): the memo holds no copy.
+    # The data is the handle's table (already counted in its size): the memo holds no copy
+    # (converted string columns are memos of their own, see _column).
     return Memo(obj, nbytes=0, close=functools.partial(_release, key))
 
 
@@ -88,11 +96,13 @@ def _release(key: str) -> None:
 class _Rules:
     """The domain rules that have work on one table (from :func:`_survey`)."""
 
-    def __init__(self, fix: frozenset[str], drop: tuple[str, ...]) -> None:
+    def __init__(self, fix: frozenset[str], drop: tuple[str, ...], schema: dict[str, Any]) -> None:
         #: Columns whose values may change (a cast, NaN or a foreign category to null).
         self.fix = fix
         #: Non-nullable columns that hold a null once fixed: their rows are dropped.
         self.drop = drop
+        #: The domain's polars schema (computed once, not per query).
+        self.schema = schema
 
 
 def _survey(table: Any, meta: Metadata) -> _Rules:
@@ -105,7 +115,8 @@ def _survey(table: Any, meta: Metadata) -> _Rules:
     arrow = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(),
              "boolean": pa.bool_()}
     fix, drop = set(), []
-    for name in polars_schema(meta.model_dump()):
+    schema = polars_schema(meta.model_dump())
+    for name in schema:
         col = meta.columns[name]
         column = table.column(name)
         changes = column.type != arrow[col.type]  # the cast itself may make nulls
@@ -123,7 +134,7 @@ def _survey(table: Any, meta: Metadata) -> _Rules:
             fix.add(name)
         if not col.nullable and (changes or column.null_count > 0):
             drop.append(name)
-    return _Rules(frozenset(fix), tuple(drop))
+    return _Rules(frozenset(fix), tuple(drop), schema)
 
 
 def _batches(key: str, with_columns: list[str] | None, predicate: Any, n_rows: int | None,
@@ -132,21 +143,30 @@ def _batches(key: str, with_columns: list[str] | None, predicate: Any, n_rows: i
     import polars as pl
 
     with _lock:
-        table, meta, rules = _registry[key]
-    schema = polars_schema(meta.model_dump())
+        ref, meta, rules = _registry[key]
+    data = ref()
+    if data is None:  # the handle is gone: no query can be running on it
+        raise RuntimeError("the dataset version was released")
+    schema = rules.schema
     wanted = list(schema) if with_columns is None else list(with_columns)
     roots = predicate.meta.root_names() if predicate is not None else []
     # Columns read: the projection, what the predicate uses and what decides dropped rows.
     read = list(dict.fromkeys([*wanted, *roots, *rules.drop]))
-    source = table.select(read)
-    fixes = [_rule(name, schema[name], meta) for name in read if name in rules.fix]
+    kept = {name: _column(data, name, schema[name], meta, name in rules.fix)
+            for name in read if _copies(data.table.schema.field(name).type)}
+    source = data.table.select([name for name in read if name not in kept])
+    fixes = [_rule(name, schema[name], meta) for name in source.column_names
+             if name in rules.fix]
     step = batch_size or BATCH_ROWS
     left = n_rows
-    for start in range(0, max(source.num_rows, 1), step):
+    for start in range(0, max(data.table.num_rows, 1), step):
         if left is not None and left <= 0:
             return
         frame = pl.from_arrow(source.slice(start, step), rechunk=False)
         assert isinstance(frame, pl.DataFrame)
+        if kept:
+            frame = frame.with_columns([series.slice(start, step) for series in kept.values()]) \
+                if frame.width else pl.DataFrame([s.slice(start, step) for s in kept.values()])
         if fixes:
             frame = frame.with_columns(fixes)
         if rules.drop:
@@ -158,6 +178,34 @@ def _batches(key: str, with_columns: list[str] | None, predicate: Any, n_rows: i
             frame = frame.head(left)
             left -= frame.height
         yield frame
+
+
+def _copies(arrow_type: Any) -> bool:
+    """Whether polars copies a column of this Arrow type when it imports it (strings)."""
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+                or pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type)
+                or pa.types.is_dictionary(arrow_type))
+
+
+def _column(data: DataHandle, name: str, dtype: Any, meta: Metadata, fix: bool) -> Any:
+    """Column ``name`` as a polars Series, converted once per handle (a memo of its own); with
+    ``fix``, after its domain rule (which depends on the metadata: the key names it)."""
+    key = f"opendp:column:{name}" + (":" + metadata_hash(meta) if fix else "")
+    return data.memo(key, lambda: _convert(data, name, dtype, meta, fix))
+
+
+def _convert(data: DataHandle, name: str, dtype: Any, meta: Metadata, fix: bool) -> Memo[Any]:
+    import polars as pl
+
+    frame = pl.from_arrow(data.table.select([name]))
+    assert isinstance(frame, pl.DataFrame)
+    if fix:
+        frame = frame.select(_rule(name, dtype, meta))
+    series = frame.to_series()
+    # polars counts a string's bytes; each value is also a 16-byte view.
+    return Memo(series, nbytes=int(series.estimated_size()) + 16 * len(series))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -215,3 +215,49 @@ def test_a_plan_naming_a_scan_is_refused(engine: Any, tmp_path: Path, source: st
     payload = {"plan": serialize_plan(lf.select(pl.len().dp.noise())), "epsilon": 1.0}
     with pytest.raises(InvalidQuery, match="not allowed"):
         engine.cost(engine.parse(payload), info)
+
+
+@pytest.mark.parametrize("kind", ["dirty", "clean"])
+def test_a_string_column_is_converted_once_per_version(dp: Any, monkeypatch: pytest.MonkeyPatch,
+                                                       kind: str) -> None:
+    """Polars copies a string column when it imports it: the scan converts it on the first query
+    that reads it (after its domain rule, if it has work), keeps it as a memo counted in the
+    handle's size, answers as before on later queries, and lets it go with the handle."""
+    from opendp.core import measurement_invoke
+
+    converted: list[str] = []
+    convert = frame_module._convert
+
+    def counting(data: DataHandle, name: str, *args: Any) -> Any:
+        converted.append(name)
+        return convert(data, name, *args)
+
+    monkeypatch.setattr(frame_module, "_convert", counting)
+    monkeypatch.setattr(frame_module, "BATCH_ROWS", 1000)  # zero-copy slices of the kept column
+    table = _dirty_table() if kind == "dirty" else _clean_table()
+    handle = DataHandle("t", "v1", table)
+    scan, reference = prepared_frame(handle, META), _reference(table)
+    assert handle.nbytes == table.nbytes and converted == []
+    group = _measure(dp, _plans()["group"])
+    for _ in range(3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = measurement_invoke(group, scan).collect().sort("g", nulls_last=True)
+            want = measurement_invoke(group, reference).collect().sort("g", nulls_last=True)
+        assert got.to_dicts() == want.to_dicts()
+    assert converted == ["g"]  # once, whatever the number of queries
+    assert handle.nbytes >= table.nbytes + 16 * table.num_rows  # the kept column is counted
+    before = frame_module.registered()
+    handle.close()
+    assert handle.nbytes == table.nbytes
+    assert frame_module.registered() == before - 1
+
+
+def test_the_registry_does_not_keep_a_handle_alive(dp: Any) -> None:
+    before = frame_module.registered()
+    handle = DataHandle("t", "v1", _clean_table(100))
+    prepared_frame(handle, META)
+    assert frame_module.registered() == before + 1
+    del handle
+    gc.collect()
+    assert frame_module.registered() == before
