@@ -113,18 +113,32 @@ def _clean_table(rows: int = 4000) -> pa.Table:
         .set_column(2, "k", pa.array(rng.integers(0, 11, rows)))
 
 
+def _cast_only_table(rows: int = 4000) -> pa.Table:
+    """Clean values in other Arrow types: the rules cast, and cast, they make no null."""
+    table = _clean_table(rows)
+    return table.set_column(0, "g", table.column("g").cast(pa.large_string())) \
+        .set_column(2, "k", table.column("k").cast(pa.int32()))
+
+
+EXPECTED_RULES = {
+    "dirty": (frozenset({"g", "x", "w"}), ("g", "x", "k")),
+    "clean": (frozenset({"w"}), ()),
+    # Cast columns are fixed but, holding no null once cast, drop no row (no per-query pass).
+    "cast only": (frozenset({"g", "k", "w"}), ()),
+}
+
+
 @pytest.mark.parametrize("batch", [None, 256])
-@pytest.mark.parametrize("kind", ["dirty", "clean"])
+@pytest.mark.parametrize("kind", ["dirty", "clean", "cast only"])
 def test_answers_match_the_in_memory_frame(dp: Any, monkeypatch: pytest.MonkeyPatch,
                                            batch: int | None, kind: str) -> None:
     from opendp.core import measurement_invoke
 
     if batch is not None:  # many batches: the rules and the pushed-down filter apply per batch
         monkeypatch.setattr(frame_module, "BATCH_ROWS", batch)
-    table = _dirty_table() if kind == "dirty" else _clean_table()
+    table = {"dirty": _dirty_table, "clean": _clean_table, "cast only": _cast_only_table}[kind]()
     rules = frame_module._survey(table, META)
-    assert (rules.fix, rules.drop) == ((frozenset({"g", "x", "w"}), ("g", "x", "k"))
-                                       if kind == "dirty" else (frozenset({"w"}), ()))
+    assert (rules.fix, rules.drop) == EXPECTED_RULES[kind]
     handle = DataHandle("t", "v1", table)
     scan, reference = prepared_frame(handle, META), _reference(table)
     for name, plan in _plans().items():
