@@ -4,7 +4,6 @@ a Parquet file, a CSV file)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
@@ -25,18 +24,6 @@ from remote_fixtures import (  # noqa: E402
 )
 
 from lomas_core.testing.source_contract import SourceContract  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoS3]:
-    with MotoS3() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def files() -> Iterator[FileServer]:
-    with FileServer() as server:
-        yield server
 
 
 class TestDuckDBS3Contract(SourceContract):

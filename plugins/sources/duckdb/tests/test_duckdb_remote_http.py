@@ -30,18 +30,6 @@ from lomas_core.testing.source_http import (  # noqa: E402
 )
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoS3]:
-    with MotoS3() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def files() -> Iterator[FileServer]:
-    with FileServer() as server:
-        yield server
-
-
 def _register(h: LomasHarness, name: str, rows: int, options: dict[str, Any]) -> None:
     h.add_dataset_description(DatasetDescription.model_validate({
         "name": name, "adapter": "duckdb", "options": options, "metadata": source_metadata(rows)}))

@@ -28,12 +28,6 @@ Make = Callable[..., SqlSource]
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[MotoS3]:
-    with MotoS3() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def files() -> Iterator[FileServer]:
     with FileServer() as server:
         server.put("/data/t.parquet", parquet_bytes(contract_frame()))
