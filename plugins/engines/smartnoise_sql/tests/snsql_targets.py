@@ -12,6 +12,7 @@ import pytest
 
 from lomas_core.data import DataHandle
 from lomas_core.engine import DatasetInfo
+from lomas_core.errors import LomasError
 from lomas_core.metadata import Metadata
 from lomas_core.testing.plugins import build
 
@@ -52,6 +53,33 @@ def rendered_text(engine: Any, sql: str, info: DatasetInfo,
     engine.cost(engine.parse({"sql": sql, "epsilon": 1.0, "delta": 1e-5}), info)
     assert seen, "the statement was not rendered (a cached cost?)"
     return str(seen[-1].text)
+
+
+def target_handle(request: pytest.FixtureRequest, target: str, name: str, table: Any,
+                  metadata: Metadata, folder: Path) -> DataHandle:
+    """``table`` on ``target``: in memory as it is, else put on that push-down source."""
+    if target == "memory":
+        return DataHandle(name, "v1", table)
+    return source_handle(request, target, name, table, metadata, folder)
+
+
+def probe_outcome(engine: Any, query: Any, handle: DataHandle,
+                  dataset: DatasetInfo) -> tuple[Any, ...]:
+    """What a researcher learns from one query, to compare across neighbouring datasets:
+    refused at cost (its code), failed (its code or exception type), or answered (the columns,
+    the row count and which cells are null)."""
+    try:
+        engine.cost(query, dataset)
+    except LomasError as exc:
+        return ("refused at cost", exc.code)
+    try:
+        out = engine.run(query, handle, dataset)
+    except LomasError as exc:
+        return ("failed", exc.code)
+    except Exception as exc:  # noqa: BLE001 - a failure is an outcome to compare
+        return ("failed", type(exc).__name__)
+    nulls = tuple(tuple(cell is None for cell in row) for row in out["rows"])
+    return ("answered", tuple(out["columns"]), len(out["rows"]), nulls)
 
 
 def source_handle(request: pytest.FixtureRequest, target: str, name: str, table: Any,

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from snsql_targets import TARGETS, info_for, source_handle
+from snsql_targets import TARGETS, info_for, probe_outcome, target_handle
 
 from lomas_core.data import DataHandle
-from lomas_core.errors import LomasError
 from lomas_core.metadata import Metadata
 
 METADATA = Metadata.model_validate({
@@ -55,35 +54,17 @@ def _tables() -> tuple[Any, Any]:
     return with_row, without
 
 
-def _handle(request: pytest.FixtureRequest, target: str, name: str, table: Any,
-            folder: Path) -> DataHandle:
-    if target == "memory":
-        return DataHandle(name, "v1", table)
-    return source_handle(request, target, name, table, METADATA, folder)
-
-
 def _outcome(engine: Any, sql: str, handle: DataHandle, target: str) -> tuple[Any, ...]:
     query = engine.parse({"sql": sql, "epsilon": 1.0, "delta": 1e-5})
-    dataset = info_for(target, "probe", METADATA)
-    try:
-        engine.cost(query, dataset)
-    except LomasError as exc:
-        return ("refused at cost", exc.code)
-    try:
-        out = engine.run(query, handle, dataset)
-    except LomasError as exc:
-        return ("failed", exc.code)
-    except Exception as exc:  # noqa: BLE001 - a failure is an outcome to compare
-        return ("failed", type(exc).__name__)
-    return ("answered", tuple(out["columns"]), len(out["rows"]))
+    return probe_outcome(engine, query, handle, info_for(target, "probe", METADATA))
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_error_probes_answer_alike_on_neighbours(engine: Any, target: str, tmp_path: Path,
                                                  request: pytest.FixtureRequest) -> None:
     with_row, without = _tables()
-    a = _handle(request, target, "with_row", with_row, tmp_path)
-    b = _handle(request, target, "without", without, tmp_path)
+    a = target_handle(request, target, "with_row", with_row, METADATA, tmp_path)
+    b = target_handle(request, target, "without", without, METADATA, tmp_path)
     answered = 0
     for sql in PROBES:
         first, second = _outcome(engine, sql, a, target), _outcome(engine, sql, b, target)

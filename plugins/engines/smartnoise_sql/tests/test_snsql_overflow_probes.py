@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from snsql_targets import TARGETS, info_for, source_handle
+from snsql_targets import TARGETS, info_for, probe_outcome, target_handle
 
 from lomas_core.data import DataHandle
-from lomas_core.errors import LomasError
 from lomas_core.metadata import Metadata
 
 #: ``huge``: 200 rows sum to just under 2**63, the neighbour's 201 to just over. SmartNoise-SQL
@@ -88,13 +87,6 @@ def _tables() -> tuple[Any, Any]:
     return with_row, without
 
 
-def _handle(request: pytest.FixtureRequest, target: str, name: str, table: Any,
-            folder: Path) -> DataHandle:
-    if target == "memory":
-        return DataHandle(name, "v1", table)
-    return source_handle(request, target, name, table, METADATA, folder)
-
-
 def _parse(engine: Any, probe: str) -> Any:
     """A probe's query; those marked ``-- huge`` with :data:`EPSILON`."""
     sql, _, mark = probe.partition(" -- ")
@@ -103,20 +95,7 @@ def _parse(engine: Any, probe: str) -> Any:
 
 
 def _outcome(engine: Any, sql: str, handle: DataHandle, target: str) -> tuple[Any, ...]:
-    query = _parse(engine, sql)
-    dataset = info_for(target, "overflow", METADATA)
-    try:
-        engine.cost(query, dataset)
-    except LomasError as exc:
-        return ("refused at cost", exc.code)
-    try:
-        out = engine.run(query, handle, dataset)
-    except LomasError as exc:
-        return ("failed", exc.code)
-    except Exception as exc:  # noqa: BLE001 - a failure is an outcome to compare
-        return ("failed", type(exc).__name__)
-    nulls = tuple(tuple(cell is None for cell in row) for row in out["rows"])
-    return ("answered", tuple(out["columns"]), len(out["rows"]), nulls)
+    return probe_outcome(engine, _parse(engine, sql), handle, info_for(target, "overflow", METADATA))
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +109,10 @@ def _pair(neighbours: dict[str, Any], request: pytest.FixtureRequest, target: st
           folder: Path) -> tuple[DataHandle, DataHandle]:
     if target not in neighbours:
         with_row, without = _tables()
-        neighbours[target] = (_handle(request, target, "ovf_with_row", with_row, folder),
-                              _handle(request, target, "ovf_without", without, folder))
+        neighbours[target] = (target_handle(request, target, "ovf_with_row", with_row, METADATA,
+                                            folder),
+                              target_handle(request, target, "ovf_without", without, METADATA,
+                                            folder))
     return neighbours[target]  # type: ignore[no-any-return]
 
 
